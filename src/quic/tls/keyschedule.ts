@@ -1,0 +1,108 @@
+/**
+ * TLS 1.3 key schedule (RFC 8446 §7.1) without PSK, Finished MACs (§4.4.4) and the handshake transcript
+ * (§4.4.1, including the HelloRetryRequest message_hash substitution).
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { hashLength, hkdfExpandLabel, hkdfExtract, type HashName } from '../crypto/hkdf.js';
+
+/** Derive-Secret(Secret, Label, Messages) where the caller already hashed Messages. */
+export function deriveSecret(hash: HashName, secret: Buffer, label: string, transcriptHash: Buffer): Buffer {
+  return hkdfExpandLabel(hash, secret, label, transcriptHash, hashLength(hash));
+}
+
+export function emptyHash(hash: HashName): Buffer {
+  return createHash(hash).digest();
+}
+
+/** Early Secret with no PSK: HKDF-Extract(0, 0...0). */
+export function earlySecret(hash: HashName): Buffer {
+  return hkdfExtract(hash, Buffer.alloc(0), Buffer.alloc(hashLength(hash)));
+}
+
+/** Handshake Secret = HKDF-Extract(Derive-Secret(early, "derived", ""), (EC)DHE). */
+export function handshakeSecret(hash: HashName, early: Buffer, sharedSecret: Buffer): Buffer {
+  return hkdfExtract(hash, deriveSecret(hash, early, 'derived', emptyHash(hash)), sharedSecret);
+}
+
+/** Master Secret = HKDF-Extract(Derive-Secret(handshake, "derived", ""), 0). */
+export function masterSecret(hash: HashName, handshake: Buffer): Buffer {
+  return hkdfExtract(hash, deriveSecret(hash, handshake, 'derived', emptyHash(hash)), Buffer.alloc(hashLength(hash)));
+}
+
+/** finished_key = HKDF-Expand-Label(BaseKey, "finished", "", Hash.length). */
+export function finishedKey(hash: HashName, baseKey: Buffer): Buffer {
+  return hkdfExpandLabel(hash, baseKey, 'finished', Buffer.alloc(0), hashLength(hash));
+}
+
+/** verify_data = HMAC(finished_key, transcript hash). */
+export function finishedVerifyData(hash: HashName, baseKey: Buffer, transcriptHash: Buffer): Buffer {
+  return createHmac(hash, finishedKey(hash, baseKey)).update(transcriptHash).digest();
+}
+
+/** Constant-time comparison of two MACs of possibly different lengths. */
+export function macEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export interface HandshakeSecrets {
+  handshakeSecret: Buffer;
+  clientHandshakeTrafficSecret: Buffer;
+  serverHandshakeTrafficSecret: Buffer;
+}
+
+export interface ApplicationSecrets {
+  masterSecret: Buffer;
+  clientApplicationTrafficSecret: Buffer;
+  serverApplicationTrafficSecret: Buffer;
+  exporterMasterSecret: Buffer;
+}
+
+/** The handshake traffic secrets from the (EC)DHE shared secret and Transcript-Hash(ClientHello..ServerHello). */
+export function deriveHandshakeSecrets(hash: HashName, sharedSecret: Buffer, helloHash: Buffer): HandshakeSecrets {
+  const hs = handshakeSecret(hash, earlySecret(hash), sharedSecret);
+  return {
+    handshakeSecret: hs,
+    clientHandshakeTrafficSecret: deriveSecret(hash, hs, 'c hs traffic', helloHash),
+    serverHandshakeTrafficSecret: deriveSecret(hash, hs, 's hs traffic', helloHash),
+  };
+}
+
+/** The application traffic secrets from the handshake secret and Transcript-Hash(ClientHello..server Finished). */
+export function deriveApplicationSecrets(hash: HashName, handshake: Buffer, serverFinishedHash: Buffer): ApplicationSecrets {
+  const ms = masterSecret(hash, handshake);
+  return {
+    masterSecret: ms,
+    clientApplicationTrafficSecret: deriveSecret(hash, ms, 'c ap traffic', serverFinishedHash),
+    serverApplicationTrafficSecret: deriveSecret(hash, ms, 's ap traffic', serverFinishedHash),
+    exporterMasterSecret: deriveSecret(hash, ms, 'exp master', serverFinishedHash),
+  };
+}
+
+/**
+ * The handshake transcript: the raw handshake messages (with their 4-byte headers) in order. The hash is chosen
+ * late because the client learns the cipher suite only from ServerHello.
+ */
+export class Transcript {
+  private readonly messages: Buffer[] = [];
+
+  add(message: Buffer): void {
+    this.messages.push(message);
+  }
+
+  hash(hash: HashName): Buffer {
+    const h = createHash(hash);
+    for (const m of this.messages) h.update(m);
+    return h.digest();
+  }
+
+  /**
+   * After a HelloRetryRequest, ClientHello1 is replaced by message_hash: type 254, length Hash.length,
+   * Hash(ClientHello1) (RFC 8446 §4.4.1). Call before adding the HelloRetryRequest.
+   */
+  replaceWithMessageHash(hash: HashName): void {
+    const digest = this.hash(hash);
+    const header = Buffer.from([254, 0, 0, digest.length]);
+    this.messages.length = 0;
+    this.messages.push(Buffer.concat([header, digest]));
+  }
+}

@@ -1,0 +1,82 @@
+/** (EC)DHE key shares for TLS 1.3 (RFC 8446 §4.2.8.2, §7.4): X25519 (RFC 7748) and secp256r1 on node:crypto. */
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type ECDH, type KeyObject } from 'node:crypto';
+import { TlsAlert, TlsError } from '../errors.js';
+import { NamedGroup } from './extensions.js';
+
+export type Group = 'x25519' | 'secp256r1';
+
+export function groupId(group: Group): number {
+  return group === 'x25519' ? NamedGroup.x25519 : NamedGroup.secp256r1;
+}
+
+export function groupById(id: number): Group | undefined {
+  if (id === NamedGroup.x25519) return 'x25519';
+  if (id === NamedGroup.secp256r1) return 'secp256r1';
+  return undefined;
+}
+
+/** DER SubjectPublicKeyInfo prefix for a raw 32-byte X25519 public key (OID 1.3.101.110). */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+/** One ephemeral key pair; `publicKey` is the key_exchange bytes to send. */
+export interface KeyShare {
+  readonly group: Group;
+  readonly publicKey: Buffer;
+  /** The shared secret with the peer's key_exchange; throws illegal_parameter for an invalid peer key. */
+  computeSecret(peer: Buffer): Buffer;
+}
+
+class X25519Share implements KeyShare {
+  readonly group = 'x25519' as const;
+  readonly publicKey: Buffer;
+  private readonly privateKey: KeyObject;
+
+  constructor(privateKey?: KeyObject) {
+    if (privateKey) {
+      this.privateKey = privateKey;
+    } else {
+      this.privateKey = generateKeyPairSync('x25519').privateKey;
+    }
+    const spki = createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' });
+    this.publicKey = Buffer.from(spki.subarray(spki.length - 32));
+  }
+
+  computeSecret(peer: Buffer): Buffer {
+    if (peer.length !== 32) throw new TlsError(TlsAlert.illegal_parameter, `x25519 key_exchange of ${peer.length} bytes`);
+    const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, peer]), format: 'der', type: 'spki' });
+    const secret = diffieHellman({ privateKey: this.privateKey, publicKey });
+    // RFC 8446 §7.4.2 / RFC 7748 §6.1: an all-zero result means a small-order peer key.
+    if (secret.every((b) => b === 0)) throw new TlsError(TlsAlert.illegal_parameter, 'x25519 shared secret is all zero');
+    return secret;
+  }
+}
+
+class P256Share implements KeyShare {
+  readonly group = 'secp256r1' as const;
+  readonly publicKey: Buffer;
+  private readonly ecdh: ECDH;
+
+  constructor() {
+    this.ecdh = createECDH('prime256v1');
+    this.publicKey = this.ecdh.generateKeys();
+  }
+
+  computeSecret(peer: Buffer): Buffer {
+    // RFC 8446 §4.2.8.2: uncompressed point only.
+    if (peer.length !== 65 || peer[0] !== 4) throw new TlsError(TlsAlert.illegal_parameter, 'secp256r1 key_exchange is not an uncompressed point');
+    try {
+      return this.ecdh.computeSecret(peer);
+    } catch {
+      throw new TlsError(TlsAlert.illegal_parameter, 'secp256r1 key_exchange is not a valid curve point');
+    }
+  }
+}
+
+export function generateKeyShare(group: Group): KeyShare {
+  return group === 'x25519' ? new X25519Share() : new P256Share();
+}
+
+/** For tests with fixed vectors: an X25519 share from a given private key. */
+export function x25519ShareFromPrivateKey(privateKey: KeyObject): KeyShare {
+  return new X25519Share(privateKey);
+}
