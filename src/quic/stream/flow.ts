@@ -1,0 +1,106 @@
+/**
+ * Connection-level flow control (RFC 9000 §4.1 MAX_DATA / DATA_BLOCKED, §4.2 credit increments).
+ *
+ * Send side: new STREAM bytes (never retransmissions) count against the peer's MAX_DATA.
+ * Receive side: the sum over streams of highest-offset growth counts against our MAX_DATA; the credit is extended as
+ * the application consumes data (or a reset or discarded stream releases it).
+ */
+import { TransportError, TransportErrorCode } from '../errors.js';
+
+export class ConnectionFlowControl {
+  private peerMaxData: number;
+  private sent = 0;
+  private blockedSentFor = -1;
+
+  private ourMaxData: number;
+  private window: number;
+  private received = 0;
+  private consumed = 0;
+
+  constructor(ourInitialMaxData: number, peerInitialMaxData: number) {
+    this.ourMaxData = ourInitialMaxData;
+    this.window = ourInitialMaxData;
+    this.peerMaxData = peerInitialMaxData;
+  }
+
+  // ---- send side ----
+
+  /** Bytes of new stream data we may still send. */
+  get sendCredit(): number {
+    return this.peerMaxData - this.sent;
+  }
+
+  /** Total new stream bytes sent so far. */
+  get bytesSent(): number {
+    return this.sent;
+  }
+
+  get peerLimit(): number {
+    return this.peerMaxData;
+  }
+
+  onNewDataSent(n: number): void {
+    if (this.sent + n > this.peerMaxData) throw new Error(`connection flow control overrun: ${this.sent + n} > ${this.peerMaxData}`);
+    this.sent += n;
+  }
+
+  /** MAX_DATA from the peer (never decreases). */
+  setPeerMaxData(max: number): void {
+    if (max > this.peerMaxData) this.peerMaxData = max;
+  }
+
+  /**
+   * When all credit is used and DATA_BLOCKED hasn't been reported for this limit, the limit to report; else null.
+   * Ask only when some stream has new data waiting; call markBlockedSent(limit) once the frame is sent.
+   */
+  blockedLimit(): number | null {
+    if (this.sent >= this.peerMaxData && this.blockedSentFor !== this.peerMaxData) return this.peerMaxData;
+    return null;
+  }
+
+  markBlockedSent(limit: number): void {
+    this.blockedSentFor = limit;
+  }
+
+  // ---- receive side ----
+
+  /** Our current advertised MAX_DATA. */
+  get currentLimit(): number {
+    return this.ourMaxData;
+  }
+
+  get bytesReceived(): number {
+    return this.received;
+  }
+
+  /** Highest-offset growth (summed over streams). Throws FLOW_CONTROL_ERROR past our limit. */
+  onDataReceived(n: number): void {
+    this.received += n;
+    if (this.received > this.ourMaxData) {
+      throw new TransportError(
+        TransportErrorCode.FLOW_CONTROL_ERROR,
+        `connection data ${this.received} exceeds MAX_DATA ${this.ourMaxData}`,
+      );
+    }
+  }
+
+  /** The application read n bytes, or a reset / discarded stream released them. */
+  onDataConsumed(n: number): void {
+    this.consumed += n;
+  }
+
+  /** New MAX_DATA when less than half the window remains beyond what was consumed, else null. */
+  maxDataUpdate(): number | null {
+    if (this.ourMaxData - this.consumed >= this.window / 2) return null;
+    return this.consumed + this.window;
+  }
+
+  markMaxDataSent(v: number): void {
+    if (v > this.ourMaxData) this.ourMaxData = v;
+  }
+
+  /** Changes the receive window used for future MAX_DATA updates. */
+  setWindow(bytes: number): void {
+    this.window = bytes;
+  }
+}
