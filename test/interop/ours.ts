@@ -1,0 +1,111 @@
+// Registry of OUR side of each interop case: the commands that start our QUIC server and client.
+//
+// CONTRACT for the commands returned here (the harness in run.ts relies on it):
+//  * The command runs until it is signalled (server) or until it is done (client); the harness kills it by PID after
+//    a hard timeout. It must only use loopback addresses it is given.
+//  * It writes an NSS key log (SSLKEYLOGFILE format, RFC 9850 labels) to `keylogFile`, so that tshark can decrypt the
+//    capture. The file must be complete (flushed) when the connection's 1-RTT keys are installed.
+//  * It prints one JSON object per line on stdout ("JSON lines"); other stdout lines are ignored, stderr is free-form.
+//    Events (fields beyond these are allowed and ignored):
+//      {"event":"listening","addr":"127.0.0.1","port":4433}                              server, once bound
+//      {"event":"handshake","alpn":"h3","cipher":"TLS_AES_128_GCM_SHA256","group":"x25519"}  handshake completed
+//      {"event":"peer_stream_data","streamId":2,"offset":0,"length":23,"fin":false,"headHex":"0004..."}
+//            data received on a stream the PEER opened; headHex = hex of the first <= 16 bytes of this chunk
+//      {"event":"key_update","keyPhase":1,"initiator":"peer"}                          1-RTT key phase changed
+//      {"event":"closed","errorCode":0,"reason":"","byPeer":true}                       connection closed
+//      {"event":"error","message":"..."}                                                anything fatal
+//  * Until HTTP/3 exists the cases pass on the QUIC level: handshake with ALPN h3, and the peer's HTTP/3 control
+//    stream data arriving (a peer-initiated unidirectional stream whose first byte at offset 0 is 0x00).
+//
+// While our server and client are not built, both functions return null and the cases are reported as failures
+// ("not implemented"), never as skips.
+
+export interface OurCommand {
+  cmd: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+export interface OurServerOptions {
+  addr: string;
+  port: number;
+  certFile: string;
+  keyFile: string;
+  /** ALPN protocols to offer, e.g. ['h3']. */
+  alpn: string[];
+  /** TLS 1.3 suites to allow (default: all three). */
+  ciphers?: string[];
+  keylogFile: string;
+  workDir: string;
+}
+
+export interface OurClientOptions {
+  host: string;
+  port: number;
+  /** SNI / authority, e.g. 'localhost'. */
+  serverName: string;
+  urls: string[];
+  alpn: string[];
+  ciphers?: string[];
+  caFile: string;
+  keylogFile: string;
+  /** Initiate a key update this many ms after the handshake (keyupdate case). */
+  keyUpdateAfterMs?: number;
+  workDir: string;
+}
+
+/** Our QUIC server, or null while it is not built ("our QUIC server not built yet"). */
+export function ourServerCommand(_opts: OurServerOptions): OurCommand | null {
+  return null;
+}
+
+/** Our QUIC client, or null while it is not built ("our QUIC client not built yet"). */
+export function ourClientCommand(_opts: OurClientOptions): OurCommand | null {
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Parsing the JSON-lines event stream
+
+export type OurEvent =
+  | { event: 'listening'; addr?: string; port?: number }
+  | { event: 'handshake'; alpn?: string; cipher?: string; group?: string }
+  | { event: 'peer_stream_data'; streamId: number; offset?: number; length?: number; fin?: boolean; headHex?: string }
+  | { event: 'key_update'; keyPhase?: number; initiator?: string }
+  | { event: 'closed'; errorCode?: number; reason?: string; byPeer?: boolean }
+  | { event: 'error'; message?: string }
+  | { event: string; [k: string]: unknown };
+
+/** Every line of `stdout` that is a JSON object with a string "event" field, in order. */
+export function parseOurEvents(stdout: string): OurEvent[] {
+  const out: OurEvent[] = [];
+  for (const raw of stdout.split('\n')) {
+    const line = raw.trim();
+    if (!line.startsWith('{')) continue;
+    try {
+      const v: unknown = JSON.parse(line);
+      if (typeof v === 'object' && v !== null && typeof (v as { event?: unknown }).event === 'string') out.push(v as OurEvent);
+    } catch {
+      // not an event line
+    }
+  }
+  return out;
+}
+
+/**
+ * True when the events show the peer's HTTP/3 control stream arriving: data at offset 0 on a unidirectional stream
+ * the peer opened, starting with stream type 0x00. `weAreServer` decides which initiator bit the peer has
+ * (client-initiated uni streams are 2 mod 4, server-initiated ones 3 mod 4; RFC 9000 §2.1).
+ */
+export function sawPeerControlStream(events: readonly OurEvent[], weAreServer: boolean): boolean {
+  const want = weAreServer ? 2 : 3;
+  return events.some(
+    (e) =>
+      e.event === 'peer_stream_data' &&
+      typeof e.streamId === 'number' &&
+      e.streamId % 4 === want &&
+      (e.offset === undefined || e.offset === 0) &&
+      typeof e.headHex === 'string' &&
+      e.headHex.startsWith('00'),
+  );
+}

@@ -1,0 +1,513 @@
+// Interop peers: bounded child processes and ngtcp2's GnuTLS example programs (gtlsserver / gtlsclient).
+//
+// Every child we start writes stdout/stderr straight to files in a per-run work directory under os.tmpdir(), has a hard
+// timeout (SIGKILL to its own PID), and is only ever signalled through the PID we got from spawn(). Nothing here kills
+// by name. Loopback only: helpers refuse addresses other than 127.0.0.1 / ::1 / localhost.
+//
+// gtlsclient/gtlsserver (ngtcp2 0.12, GnuTLS 3.7) notes, checked against `gtlsclient --help` on Debian 12:
+//   --ciphers=<GnuTLS priority string>   e.g. NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305
+//   --groups=<GnuTLS priority string>    e.g. -GROUP-ALL:+GROUP-X25519
+//   --key-update=<DURATION>              client initiates a key update DURATION after the handshake completes
+//   -t/--tx-loss=<P>, -r/--rx-loss=<P>   random loss probability in [0, 1]
+//   -n/--nstreams=<N>, --download=<DIR>, --timeout=<DURATION> (idle), --handshake-timeout=<DURATION>,
+//   --delay-stream=<DURATION> (hold 1-RTT STREAM data), --exit-on-all-streams-close (else it idles until --timeout).
+//   gtlsclient exits 0 even when the handshake times out: always judge it by its output.
+//   The key log is written when SSLKEYLOGFILE is set (NSS format); there is no --keylog option.
+//   gtlsserver must run with --max-gso-dgrams=1 when captured: GSO super-datagrams are not dissectable by tshark.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Work directories and program lookup
+
+/** Create a fresh per-run work directory under os.tmpdir(). */
+export function makeWorkDir(prefix = 'qsr-interop-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Absolute path of an executable found on PATH (plus /usr/sbin, /sbin for gtlsserver), or null. */
+export function findProgram(name: string): string | null {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
+  for (const extra of ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin']) if (!dirs.includes(extra)) dirs.push(extra);
+  for (const d of dirs) {
+    const p = join(d, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** The Debian package that provides each external program the harness uses. */
+export const PEER_PACKAGES: Readonly<Record<string, string>> = {
+  gtlsclient: 'ngtcp2-client',
+  gtlsserver: 'ngtcp2-server',
+  tshark: 'tshark',
+  editcap: 'wireshark-common',
+};
+
+/** Names from `names` that are not installed, and the apt-get line that would install them. */
+export function missingPrograms(names: readonly string[]): { missing: string[]; hint: string } {
+  const missing = names.filter((n) => findProgram(n) === null);
+  const pkgs = [...new Set(missing.map((n) => PEER_PACKAGES[n] ?? n))];
+  return { missing, hint: missing.length === 0 ? '' : `not installed: apt-get install ${pkgs.join(' ')}` };
+}
+
+export function assertLoopback(addr: string): void {
+  if (addr !== '127.0.0.1' && addr !== '::1' && addr !== 'localhost') {
+    throw new Error(`refusing non-loopback address ${addr}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Bounded child processes
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the hard timeout fired and we sent SIGKILL. */
+  timedOut: boolean;
+  /** Set when spawn itself failed (ENOENT, EACCES, ...). */
+  spawnError?: string;
+}
+
+export interface SpawnOptions {
+  /** Short label used for the log file names (`<name>.stdout`, `<name>.stderr`). */
+  name: string;
+  cmd: string;
+  args: readonly string[];
+  workDir: string;
+  /** Hard limit: after this the child gets SIGKILL (to its own PID). */
+  timeoutMs: number;
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+}
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number | undefined;
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  /** Resolves once the child has exited (never rejects). */
+  readonly exited: Promise<ExitInfo>;
+  isRunning(): boolean;
+  /** Send a signal to this child's PID if it is still running. */
+  signal(sig: NodeJS.Signals): void;
+  /** Send `sig`, wait up to graceMs, then SIGKILL; resolves with the exit info. */
+  stop(sig?: NodeJS.Signals, graceMs?: number): Promise<ExitInfo>;
+  stdout(): string;
+  stderr(): string;
+  /** stdout + stderr (gtls programs mix them). */
+  output(): string;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // If the harness itself exits early, do not leave our own children behind.
+  process.on('exit', () => {
+    for (const c of live) {
+      if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+        try {
+          process.kill(c.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Start a child with stdout/stderr going to files and a hard timeout. */
+export function spawnBounded(o: SpawnOptions): Child {
+  installExitHook();
+  mkdirSync(o.workDir, { recursive: true });
+  let stdoutPath = join(o.workDir, `${o.name}.stdout`);
+  let stderrPath = join(o.workDir, `${o.name}.stderr`);
+  for (let i = 2; existsSync(stdoutPath) || existsSync(stderrPath); i++) {
+    stdoutPath = join(o.workDir, `${o.name}-${i}.stdout`);
+    stderrPath = join(o.workDir, `${o.name}-${i}.stderr`);
+  }
+  const outFd = openSync(stdoutPath, 'w');
+  const errFd = openSync(stderrPath, 'w');
+  writeFileSync(join(o.workDir, `${o.name}.cmdline`), [o.cmd, ...o.args].join(' ') + '\n', { flag: 'a' });
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...(o.env ?? {}) })) if (v !== undefined) env[k] = v;
+
+  let timedOut = false;
+  let spawnError: string | undefined;
+  const child = spawn(o.cmd, [...o.args], { stdio: ['ignore', outFd, errFd], env, cwd: o.cwd ?? o.workDir });
+  closeSync(outFd);
+  closeSync(errFd);
+  live.add(child);
+
+  const exited = new Promise<ExitInfo>((resolve) => {
+    let done = false;
+    const finish = (info: ExitInfo): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      live.delete(child);
+      resolve(info);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }, o.timeoutMs);
+    child.on('error', (e) => {
+      spawnError = e.message;
+      if (child.pid === undefined) finish({ code: null, signal: null, timedOut, spawnError });
+    });
+    child.on('exit', (code, signal) => finish({ code, signal, timedOut, spawnError }));
+  });
+
+  const isRunning = (): boolean => child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+  return {
+    name: o.name,
+    pid: child.pid,
+    stdoutPath,
+    stderrPath,
+    exited,
+    isRunning,
+    signal(sig) {
+      // child.kill() signals exactly child.pid; skip it once the child is gone so a reused PID is never hit.
+      if (isRunning()) child.kill(sig);
+    },
+    async stop(sig = 'SIGTERM', graceMs = 3000) {
+      if (isRunning()) child.kill(sig);
+      const t = sleep(graceMs).then(() => 'late' as const);
+      if ((await Promise.race([exited, t])) === 'late' && isRunning()) child.kill('SIGKILL');
+      return exited;
+    },
+    stdout: () => readText(stdoutPath),
+    stderr: () => readText(stderrPath),
+    output: () => readText(stdoutPath) + readText(stderrPath),
+  };
+}
+
+/** Poll `cond` every intervalMs until it is true or timeoutMs elapses. */
+export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(intervalMs);
+  }
+  return cond();
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// UDP ports
+
+/** A UDP port that was free on `addr` a moment ago (bind port 0, read it, close). */
+export function freeUdpPort(addr = '127.0.0.1'): Promise<number> {
+  assertLoopback(addr);
+  return new Promise((resolve, reject) => {
+    const s = createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+    s.once('error', reject);
+    s.bind(0, addr === 'localhost' ? '127.0.0.1' : addr, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when some socket is bound to UDP `port` (reads /proc/net/udp{,6}; Linux only). */
+export function udpPortBound(port: number): boolean {
+  const hex = ':' + port.toString(16).toUpperCase().padStart(4, '0');
+  for (const f of ['/proc/net/udp', '/proc/net/udp6']) {
+    const lines = readText(f).split('\n').slice(1);
+    for (const l of lines) {
+      const local = l.trim().split(/\s+/)[1];
+      if (local !== undefined && local.endsWith(hex)) return true;
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// GnuTLS priority strings for gtlsclient / gtlsserver
+
+/** TLS 1.3 suite name -> GnuTLS cipher keyword. */
+export const GNUTLS_CIPHER: Readonly<Record<string, string>> = {
+  TLS_AES_128_GCM_SHA256: 'AES-128-GCM',
+  TLS_AES_256_GCM_SHA384: 'AES-256-GCM',
+  TLS_CHACHA20_POLY1305_SHA256: 'CHACHA20-POLY1305',
+  TLS_AES_128_CCM_SHA256: 'AES-128-CCM',
+};
+
+/** Named group -> GnuTLS group keyword. */
+export const GNUTLS_GROUP: Readonly<Record<string, string>> = {
+  x25519: 'GROUP-X25519',
+  secp256r1: 'GROUP-SECP256R1',
+  secp384r1: 'GROUP-SECP384R1',
+  secp521r1: 'GROUP-SECP521R1',
+  x448: 'GROUP-X448',
+};
+
+/** `--ciphers=` value enabling only the given TLS 1.3 suites, e.g. ['TLS_CHACHA20_POLY1305_SHA256']. */
+export function gnutlsCiphers(suites: readonly string[]): string {
+  const parts = suites.map((s) => {
+    const g = GNUTLS_CIPHER[s];
+    if (g === undefined) throw new Error(`unknown TLS 1.3 cipher suite ${s}`);
+    return '+' + g;
+  });
+  return ['NORMAL', '-VERS-ALL', '+VERS-TLS1.3', '-CIPHER-ALL', ...parts].join(':');
+}
+
+/** `--groups=` value enabling only the given groups, e.g. ['x25519']. */
+export function gnutlsGroups(groups: readonly string[]): string {
+  return ['-GROUP-ALL', ...groups.map((g) => {
+    const k = GNUTLS_GROUP[g];
+    if (k === undefined) throw new Error(`unknown group ${g}`);
+    return '+' + k;
+  })].join(':');
+}
+
+/** GnuTLS's name for a cipher ("CHACHA20-POLY1305", as gtlsclient prints it) -> TLS 1.3 suite name. */
+export function suiteFromGnutlsName(name: string): string | undefined {
+  for (const [suite, g] of Object.entries(GNUTLS_CIPHER)) if (g === name) return suite;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// gtlsserver
+
+export interface GtlsServerOptions {
+  workDir: string;
+  addr: string;
+  port: number;
+  docroot: string;
+  key: string;
+  cert: string;
+  /** `-q`: no output at all. Default false (logs handshake and request headers, with --no-quic-dump --no-http-dump). */
+  quiet?: boolean;
+  keylogFile?: string;
+  /** TLS 1.3 suite names to allow. */
+  ciphers?: readonly string[];
+  groups?: readonly string[];
+  extraArgs?: readonly string[];
+  /** Hard limit for the server process. Default 60 s. */
+  timeoutMs?: number;
+  name?: string;
+}
+
+export function gtlsServerArgs(o: GtlsServerOptions): string[] {
+  assertLoopback(o.addr);
+  const a: string[] = o.quiet === true ? ['-q'] : ['--no-quic-dump', '--no-http-dump'];
+  a.push('--max-gso-dgrams=1'); // always: tshark cannot split GSO super-datagrams
+  if (o.ciphers !== undefined) a.push(`--ciphers=${gnutlsCiphers(o.ciphers)}`);
+  if (o.groups !== undefined) a.push(`--groups=${gnutlsGroups(o.groups)}`);
+  a.push(...(o.extraArgs ?? []));
+  a.push('-d', o.docroot, o.addr === 'localhost' ? '127.0.0.1' : o.addr, String(o.port), o.key, o.cert);
+  return a;
+}
+
+/** Start gtlsserver and wait until its UDP port is bound (throws with its log if it is not within 5 s). */
+export async function startGtlsServer(o: GtlsServerOptions): Promise<Child> {
+  const cmd = findProgram('gtlsserver');
+  if (cmd === null) throw new Error(missingPrograms(['gtlsserver']).hint);
+  const child = spawnBounded({
+    name: o.name ?? 'gtlsserver',
+    cmd,
+    args: gtlsServerArgs(o),
+    workDir: o.workDir,
+    timeoutMs: o.timeoutMs ?? 60_000,
+    env: o.keylogFile !== undefined ? { SSLKEYLOGFILE: o.keylogFile } : {},
+  });
+  const ok = await waitFor(() => !child.isRunning() || udpPortBound(o.port), 5000);
+  if (!ok || !child.isRunning() || /Could not bind/i.test(child.output())) {
+    await child.stop('SIGKILL', 1000);
+    throw new Error(`gtlsserver did not bind udp ${o.addr}:${o.port}: ${child.output().slice(-2000)}`);
+  }
+  return child;
+}
+
+/** What gtlsserver's (non -q) log says about its connections. */
+export interface GtlsServerLog {
+  handshakeCompleted: number;
+  alpn: string[];
+  ciphers: string[];
+  /** Decoded request :path values per stream id. */
+  paths: Map<number, string>;
+  errors: string[];
+}
+
+export function parseGtlsServerLog(text: string): GtlsServerLog {
+  const r: GtlsServerLog = { handshakeCompleted: 0, alpn: [], ciphers: [], paths: new Map(), errors: [] };
+  for (const line of text.split('\n')) {
+    if (line.startsWith('I0')) continue; // ngtcp2 packet trace
+    if (line.includes('QUIC handshake has completed')) r.handshakeCompleted++;
+    let m = /^Negotiated ALPN is (\S+)/.exec(line);
+    if (m) r.alpn.push(m[1]!);
+    m = /^Negotiated cipher suite is (\S+)/.exec(line);
+    if (m) r.ciphers.push(m[1]!);
+    m = /^http: stream 0x([0-9a-f]+) \[:path: (.*)\]$/.exec(line);
+    if (m) r.paths.set(parseInt(m[1]!, 16), m[2]!);
+    if (isErrorLine(line)) r.errors.push(line.trim());
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// gtlsclient
+
+export interface GtlsClientOptions {
+  workDir: string;
+  host: string;
+  port: number;
+  urls: readonly string[];
+  keylogFile?: string;
+  /** TLS 1.3 suite names, e.g. ['TLS_CHACHA20_POLY1305_SHA256'] -> --ciphers=NORMAL:...:+CHACHA20-POLY1305 */
+  ciphers?: readonly string[];
+  /** e.g. ['x25519'] -> --groups=-GROUP-ALL:+GROUP-X25519 */
+  groups?: readonly string[];
+  /** --key-update=<DURATION>, e.g. '100ms' after the handshake completes. */
+  keyUpdate?: string;
+  /** --delay-stream=<DURATION>: hold 1-RTT STREAM data (use with keyUpdate to send requests under the new keys). */
+  delayStream?: string;
+  /** -n: total requests, cycling through urls. */
+  nstreams?: number;
+  /** --download=<DIR> */
+  download?: string;
+  /** -t / -r loss probabilities in [0, 1]. */
+  txLoss?: number;
+  rxLoss?: number;
+  /** --timeout=<DURATION> idle timeout (gtlsclient default 30s). Default here '5s'. */
+  idleTimeout?: string;
+  /** --handshake-timeout=<DURATION> (default here '5s'). */
+  handshakeTimeout?: string;
+  /** Default true: --exit-on-all-streams-close. */
+  exitOnAllStreamsClose?: boolean;
+  /** -q instead of --no-quic-dump --no-http-dump (then nothing is parseable). */
+  quiet?: boolean;
+  extraArgs?: readonly string[];
+  /** Hard limit for the process. Default 20 s. */
+  timeoutMs?: number;
+  name?: string;
+}
+
+export function gtlsClientArgs(o: GtlsClientOptions): string[] {
+  assertLoopback(o.host);
+  for (const u of o.urls) {
+    if (!/^https:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/.test(u)) throw new Error(`refusing non-loopback URL ${u}`);
+  }
+  const a: string[] = o.quiet === true ? ['-q'] : ['--no-quic-dump', '--no-http-dump'];
+  if (o.exitOnAllStreamsClose !== false) a.push('--exit-on-all-streams-close');
+  a.push(`--timeout=${o.idleTimeout ?? '5s'}`, `--handshake-timeout=${o.handshakeTimeout ?? '5s'}`);
+  if (o.ciphers !== undefined) a.push(`--ciphers=${gnutlsCiphers(o.ciphers)}`);
+  if (o.groups !== undefined) a.push(`--groups=${gnutlsGroups(o.groups)}`);
+  if (o.keyUpdate !== undefined) a.push(`--key-update=${o.keyUpdate}`);
+  if (o.delayStream !== undefined) a.push(`--delay-stream=${o.delayStream}`);
+  if (o.nstreams !== undefined) a.push(`--nstreams=${o.nstreams}`);
+  if (o.download !== undefined) a.push(`--download=${o.download}`);
+  if (o.txLoss !== undefined) a.push(`--tx-loss=${o.txLoss}`);
+  if (o.rxLoss !== undefined) a.push(`--rx-loss=${o.rxLoss}`);
+  a.push(...(o.extraArgs ?? []));
+  a.push(o.host === 'localhost' ? '127.0.0.1' : o.host, String(o.port), ...o.urls);
+  return a;
+}
+
+export interface GtlsClientRun {
+  exit: ExitInfo;
+  output: string;
+  result: GtlsClientResult;
+  child: Child;
+}
+
+/** Start gtlsclient (bounded) without waiting for it; parse its output later with parseGtlsClientOutput. */
+export function startGtlsClient(o: GtlsClientOptions): Child {
+  const cmd = findProgram('gtlsclient');
+  if (cmd === null) throw new Error(missingPrograms(['gtlsclient']).hint);
+  return spawnBounded({
+    name: o.name ?? 'gtlsclient',
+    cmd,
+    args: gtlsClientArgs(o),
+    workDir: o.workDir,
+    timeoutMs: o.timeoutMs ?? 20_000,
+    env: o.keylogFile !== undefined ? { SSLKEYLOGFILE: o.keylogFile } : {},
+  });
+}
+
+/** Run gtlsclient to completion (bounded) and parse what it printed. */
+export async function runGtlsClient(o: GtlsClientOptions): Promise<GtlsClientRun> {
+  const child = startGtlsClient(o);
+  const exit = await child.exited;
+  const output = child.output();
+  return { exit, output, result: parseGtlsClientOutput(output), child };
+}
+
+export interface GtlsClientResult {
+  handshakeCompleted: boolean;
+  handshakeConfirmed: boolean;
+  alpn?: string;
+  /** GnuTLS name as printed, e.g. "AES-128-GCM", "CHACHA20-POLY1305". */
+  cipher?: string;
+  /** The same as a TLS 1.3 suite name when known, e.g. "TLS_CHACHA20_POLY1305_SHA256". */
+  suite?: string;
+  /** Number of "Initiate key update" lines (client-initiated key updates). */
+  keyUpdatesInitiated: number;
+  /** :status per request stream id. */
+  statuses: Map<number, number>;
+  /** Application error code with which each HTTP stream closed (0x100 = H3_NO_ERROR). */
+  streamCloses: Map<number, number>;
+  errors: string[];
+}
+
+function isErrorLine(line: string): boolean {
+  if (line.startsWith('I0')) return false;
+  if (/closed with error code/.test(line)) return false;
+  return /\bERR_[A-Z_]+|failed|[Ee]rror:|[Cc]ould not|[Uu]nable to|refused/.test(line);
+}
+
+export function parseGtlsClientOutput(text: string): GtlsClientResult {
+  const r: GtlsClientResult = {
+    handshakeCompleted: false,
+    handshakeConfirmed: false,
+    keyUpdatesInitiated: 0,
+    statuses: new Map(),
+    streamCloses: new Map(),
+    errors: [],
+  };
+  for (const line of text.split('\n')) {
+    if (line.startsWith('I0')) continue; // ngtcp2 packet trace
+    if (line.startsWith('QUIC handshake has completed')) r.handshakeCompleted = true;
+    if (line.startsWith('QUIC handshake has been confirmed')) r.handshakeConfirmed = true;
+    if (line.startsWith('Initiate key update')) r.keyUpdatesInitiated++;
+    let m = /^Negotiated ALPN is (\S+)/.exec(line);
+    if (m) r.alpn = m[1];
+    m = /^Negotiated cipher suite is (\S+)/.exec(line);
+    if (m) {
+      r.cipher = m[1];
+      r.suite = suiteFromGnutlsName(m[1]!);
+    }
+    m = /^http: stream 0x([0-9a-f]+) \[:status: (\d+)\]/.exec(line);
+    if (m) r.statuses.set(parseInt(m[1]!, 16), Number(m[2]));
+    m = /^HTTP stream (\d+) closed with error code (\d+)/.exec(line);
+    if (m) r.streamCloses.set(Number(m[1]), Number(m[2]));
+    if (isErrorLine(line)) r.errors.push(line.trim());
+  }
+  return r;
+}
+
+/** H3_NO_ERROR (RFC 9114 §8.1). */
+export const H3_NO_ERROR = 0x100;
