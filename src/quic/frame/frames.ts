@@ -8,7 +8,7 @@
  * Stream direction/state, flow control and ACK plausibility are the connection's job, not this module's.
  */
 
-import { DecodeError, Reader, VARINT_MAX, varintLength, writeVarint } from '../../util/varint.js';
+import { DecodeError, Reader, varintLength, writeVarint } from '../../util/varint.js';
 import { TransportError, TransportErrorCode } from '../errors.js';
 
 /** An inclusive range of packet numbers: [smallest, largest]. */
@@ -140,6 +140,8 @@ export function isFrameAllowedIn(typeCode: number, kind: PacketKind): boolean {
 }
 
 const MAX_STREAMS_LIMIT = 2 ** 60;
+/** 2^62-1 exactly (the double VARINT_MAX rounds up to 2^62). */
+const MAX_OFFSET = 2n ** 62n - 1n;
 const MAX_CID_LENGTH = 20;
 const RESET_TOKEN_LENGTH = 16;
 const PATH_DATA_LENGTH = 8;
@@ -169,7 +171,7 @@ function varintAbove(buf: Buffer, pos: number, v: number, limit: number): boolea
 function checkEndOffset(buf: Buffer, offPos: number, offset: number, length: number, frameType: number): void {
   if (offset + length < 2 ** 53) return;
   const exactOffset = offPos < 0 ? 0n : exactVarint(buf, offPos);
-  if (exactOffset + BigInt(length) > BigInt(VARINT_MAX)) {
+  if (exactOffset + BigInt(length) > MAX_OFFSET) {
     throw encodingError(frameType, `offset ${exactOffset} + length ${length} exceeds 2^62-1`);
   }
 }
