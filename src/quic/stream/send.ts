@@ -73,8 +73,13 @@ export class SendStream {
 
   /** Written but not yet acknowledged (what the application should count for backpressure). */
   get bufferedBytes(): number {
-    if (this.isReset()) return 0;
+    if (this.isDone()) return 0;
     return this.writtenUpTo - this.acked.totalLength; // few ranges: acks merge into the prefix
+  }
+
+  /** Bytes of written Buffers still referenced (not yet released by acknowledgements). */
+  get retainedBytes(): number {
+    return this.head < this.offs.length ? this.writtenUpTo - this.offs[this.head] : 0;
   }
 
   /** Written but never sent. */
