@@ -195,8 +195,11 @@ export function spawnBounded(o: SpawnOptions): Child {
     },
     async stop(sig = 'SIGTERM', graceMs = 3000) {
       if (isRunning()) child.kill(sig);
-      const t = sleep(graceMs).then(() => 'late' as const);
-      if ((await Promise.race([exited, t])) === 'late' && isRunning()) child.kill('SIGKILL');
+      let grace: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => (grace = setTimeout(() => r('late'), graceMs)));
+      const first = await Promise.race([exited, late]);
+      clearTimeout(grace);
+      if (first === 'late' && isRunning()) child.kill('SIGKILL');
       return exited;
     },
     stdout: () => readText(stdoutPath),
