@@ -332,6 +332,17 @@ test('self-signed certificate without insecure -> unknown_ca (48); insecure: tru
   assert.equal(run.client.peerCertificates[0].issuer, 'CN=localhost');
 });
 
+test('insecure: true still checks the CertificateVerify signature', () => {
+  const r = alertOf(() => handshake(clientConfig({ insecure: true }), serverConfig('selfsigned'), { mutate: flipIn('server', 15, (n) => n - 1) }));
+  assert.equal(r.alert, TlsAlert.decrypt_error);
+  assert.match(r.message, /CertificateVerify signature/);
+});
+
+test('a self-signed certificate is accepted when it is itself a trusted root', () => {
+  const run = handshake(clientConfig({ ca: loadPemChain(pem('selfsigned.pem')) }), serverConfig('selfsigned'));
+  assert.ok(run.client.handshakeComplete);
+});
+
 test('a CA-signed leaf is unknown when the client trusts another root, and with Node default roots', () => {
   assert.equal(alertOf(() => handshake(clientConfig({ ca: loadPemChain(pem('selfsigned.pem')) }), serverConfig('rsa'))).alert, TlsAlert.unknown_ca);
   assert.equal(alertOf(() => handshake(clientConfig({ ca: undefined }), serverConfig('rsa'))).alert, TlsAlert.unknown_ca);

@@ -63,11 +63,14 @@ export class MessageBuffer {
   /** The next complete message, or null if more bytes are needed. */
   next(): HandshakeMessage | null {
     if (this.length < 4) return null;
+    // Join a split header first (cheap), and the rest only once the whole message is here, so feeding a large
+    // message in tiny pieces does not copy it over and over.
+    if (this.chunks[0].length < 4) this.chunks = [Buffer.concat(this.chunks, this.length)];
+    const bodyLen = this.chunks[0].readUIntBE(1, 3);
+    if (bodyLen > MAX_MESSAGE_SIZE) throw new TlsError(TlsAlert.decode_error, `handshake message of ${bodyLen} bytes is too large`);
+    if (this.length < 4 + bodyLen) return null;
     if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.length)];
     const buf = this.chunks[0];
-    const bodyLen = buf.readUIntBE(1, 3);
-    if (bodyLen > MAX_MESSAGE_SIZE) throw new TlsError(TlsAlert.decode_error, `handshake message of ${bodyLen} bytes is too large`);
-    if (buf.length < 4 + bodyLen) return null;
     const raw = buf.subarray(0, 4 + bodyLen);
     const rest = buf.subarray(4 + bodyLen);
     this.chunks = rest.length ? [rest] : [];
