@@ -14,7 +14,7 @@ import { Level } from '../../src/quic/types.js';
 import { TlsEndpoint, type TlsConfig, type TlsSecret } from '../../src/quic/tls/tls.js';
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import { HRR_RANDOM, decodeClientHello, decodeServerHello, encodeClientHello, encodeEncryptedExtensions, decodeEncryptedExtensions } from '../../src/quic/tls/messages.js';
-import { ExtensionType } from '../../src/quic/tls/extensions.js';
+import { ExtensionType, decodeKeyShareClient, decodeU16List, encodeKeyShareClient, encodeU16List } from '../../src/quic/tls/extensions.js';
 
 const certDir = new URL('../../../test/fixtures/certs/', import.meta.url);
 const pem = (name: string): string => readFileSync(new URL(name, certDir), 'utf8');
@@ -221,6 +221,8 @@ for (const [clientGroups, serverGroups] of [
     const ch1 = decodeClientHello(initial[0].data.subarray(4));
     const ch2 = decodeClientHello(initial[2].data.subarray(4));
     assert.deepEqual(ch1.random, ch2.random);
+    assert.deepEqual(ch1.cipherSuites, ch2.cipherSuites);
+    assert.deepEqual([...ch1.extensions.keys()], [...ch2.extensions.keys()]);
     assert.notDeepEqual(ch1.extensions.get(ExtensionType.key_share), ch2.extensions.get(ExtensionType.key_share));
     assertMatchingSecrets(run, TLS_AES_128_GCM_SHA256);
   });
@@ -402,6 +404,25 @@ function editClientHello(edit: (exts: Map<number, Buffer>) => void, sessionId?: 
     return out;
   };
 }
+
+test('server ignores GREASE (RFC 8701) extensions, groups and key shares, as Chromium sends them', () => {
+  const mutate = editClientHello((e) => {
+    e.set(0x1a1a, Buffer.alloc(0));
+    const groups = decodeU16List(e.get(ExtensionType.supported_groups)!, 'supported_groups');
+    e.set(ExtensionType.supported_groups, encodeU16List([0x2a2a, ...groups]));
+    const shares = decodeKeyShareClient(e.get(ExtensionType.key_share)!);
+    e.set(ExtensionType.key_share, encodeKeyShareClient([{ group: 0x2a2a, keyExchange: Buffer.from([0]) }, ...shares]));
+  });
+  const client = new TlsEndpoint(clientConfig());
+  const srv = new TlsEndpoint(serverConfig('ecdsa'));
+  client.start();
+  srv.receive(Level.Initial, mutate('client', Level.Initial, client.takeOutput()[0].data));
+  const flight = srv.takeOutput();
+  assert.deepEqual(flight.map((o) => o.data[0]), [2, 8, 11, 15, 20]);
+  const sh = decodeServerHello(flight[0].data.subarray(4));
+  assert.equal(sh.extensions.get(ExtensionType.key_share)!.readUInt16BE(0), 0x001d);
+  assert.equal(srv.alpn, 'h3');
+});
 
 test('ClientHello without quic_transport_parameters -> missing_extension (109)', () => {
   const r = alertOf(() => handshake(clientConfig(), serverConfig('ecdsa'), { mutate: editClientHello((e) => e.delete(ExtensionType.quic_transport_parameters)) }));

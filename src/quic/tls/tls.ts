@@ -329,8 +329,8 @@ export class TlsEndpoint {
     exts.push({ type: ExtensionType.application_layer_protocol_negotiation, data: encodeAlpn(c.alpn) });
     exts.push({ type: ExtensionType.quic_transport_parameters, data: c.transportParameters });
     if (this.cookie) exts.push({ type: ExtensionType.cookie, data: encodeCookie(this.cookie) });
-    const suites = this.hrrSuite ? this.suites.filter((s) => s === this.hrrSuite) : this.suites;
-    this.send(Level.Initial, encodeClientHello(this.random!, suites.map((s) => s.id), exts));
+    // After a HelloRetryRequest only key_share and cookie may change (RFC 8446 §4.1.2): same random and suites.
+    this.send(Level.Initial, encodeClientHello(this.random!, this.suites.map((s) => s.id), exts));
   }
 
   /** Checks shared by ServerHello and HelloRetryRequest; returns the chosen suite. */
