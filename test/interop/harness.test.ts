@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { missingPrograms, makeWorkDir, parseGtlsClientOutput, gtlsClientArgs, gnutlsCiphers, H3_NO_ERROR } from './peers.js';
 import { analyseTsharkJson, h3FrameName, decryptReport, formatReport } from './capture.js';
 import { parseOurEvents, sawPeerControlStream, ourServerCommand } from './ours.js';
-import { runInterop, selfcheck, defaultCertDir, formatMatrix, PEER_OUR_SERVER } from './run.js';
+import { runInterop, selfcheck, defaultCertDir, formatMatrix, PEER_OUR_SERVER, PEER_OUR_CLIENT } from './run.js';
 
 const needed = ['gtlsclient', 'gtlsserver', 'tshark', 'editcap'];
 const { missing, hint } = missingPrograms(needed);
@@ -26,6 +26,9 @@ test('parsers: gtlsclient output, our JSON events, tshark JSON pairing', () => {
     'http: stream 0x4 [:status: 404]',
     'HTTP stream 4 closed with error code 256',
     'ngtcp2_conn_handle_expiry: ERR_HANDSHAKE_TIMEOUT',
+    'ngtcp2_conn_read_pkt: ERR_DRAINING',
+    'I00000430 0x07e1 frm rx 6 1RTT CONNECTION_CLOSE(0x1d) error_code=(unknown)(0x100) frame_type=0 reason_len=0 reason=[]',
+    'I00000431 0x07e1 frm rx 7 1RTT CONNECTION_CLOSE(0x1c) error_code=PROTOCOL_VIOLATION(0xa) frame_type=0 reason_len=0 reason=[]',
   ].join('\n');
   const r = parseGtlsClientOutput(out);
   assert.equal(r.handshakeCompleted, true);
@@ -34,7 +37,9 @@ test('parsers: gtlsclient output, our JSON events, tshark JSON pairing', () => {
   assert.equal(r.keyUpdatesInitiated, 1);
   assert.equal(r.statuses.get(4), 404);
   assert.equal(r.streamCloses.get(4), H3_NO_ERROR);
-  assert.deepEqual(r.errors, ['ngtcp2_conn_handle_expiry: ERR_HANDSHAKE_TIMEOUT']);
+  assert.equal(r.errors.length, 2, r.errors.join('\n'));
+  assert.equal(r.errors[0], 'ngtcp2_conn_handle_expiry: ERR_HANDSHAKE_TIMEOUT');
+  assert.match(r.errors[1]!, /PROTOCOL_VIOLATION/);
   assert.equal(parseGtlsClientOutput('').handshakeCompleted, false);
 
   assert.equal(gnutlsCiphers(['TLS_CHACHA20_POLY1305_SHA256']), 'NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305');
@@ -96,4 +101,20 @@ test('runner: our side not built is a failure, not a skip', { skip: ourServerBui
   assert.equal(srv[0]!.status, 'fail');
   assert.match(srv[0]!.reason, /not implemented/);
   assert.match(formatMatrix(res), /handshake\s+\| FAIL/);
+});
+
+test('runner our-side paths, with gtls standing in for ours (QSR_INTEROP_FAKE_OURS=gtls)', { skip: skipReason, timeout: 50_000 }, async () => {
+  assert.deepEqual(missing, [], hint);
+  const saved = process.env.QSR_INTEROP_FAKE_OURS;
+  process.env.QSR_INTEROP_FAKE_OURS = 'gtls';
+  try {
+    const res = await runInterop({ only: ['handshake', 'keyupdate', 'decrypt'], ci });
+    const bad = res.filter((r) => r.status !== 'pass').map((r) => `${r.case} [${r.peer}] ${r.reason}`);
+    assert.deepEqual(bad, []);
+    assert.ok(res.some((r) => r.case === 'decrypt/keyupdate' && r.peer === PEER_OUR_SERVER));
+    assert.ok(res.some((r) => r.case === 'handshake' && r.peer === PEER_OUR_CLIENT));
+  } finally {
+    if (saved === undefined) delete process.env.QSR_INTEROP_FAKE_OURS;
+    else process.env.QSR_INTEROP_FAKE_OURS = saved;
+  }
 });

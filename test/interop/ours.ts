@@ -20,6 +20,9 @@
 // While our server and client are not built, both functions return null and the cases are reported as failures
 // ("not implemented"), never as skips.
 
+import { fileURLToPath } from 'node:url';
+import { gnutlsCiphers } from './peers.js';
+
 export interface OurCommand {
   cmd: string;
   args: string[];
@@ -55,13 +58,34 @@ export interface OurClientOptions {
 }
 
 /** Our QUIC server, or null while it is not built ("our QUIC server not built yet"). */
-export function ourServerCommand(_opts: OurServerOptions): OurCommand | null {
+export function ourServerCommand(opts: OurServerOptions): OurCommand | null {
+  if (fakeOurs()) {
+    const c = opts.ciphers !== undefined ? [`--ciphers=${gnutlsCiphers(opts.ciphers)}`] : [];
+    const docroot = opts.workDir;
+    return adapter(['server', opts.addr, String(opts.port), opts.keyFile, opts.certFile, opts.keylogFile, docroot, ...c]);
+  }
   return null;
 }
 
 /** Our QUIC client, or null while it is not built ("our QUIC client not built yet"). */
-export function ourClientCommand(_opts: OurClientOptions): OurCommand | null {
+export function ourClientCommand(opts: OurClientOptions): OurCommand | null {
+  if (fakeOurs()) {
+    const c = opts.ciphers !== undefined ? [`--ciphers=${gnutlsCiphers(opts.ciphers)}`] : [];
+    return adapter(['client', opts.host, String(opts.port), opts.keylogFile, ...opts.urls, ...c]);
+  }
   return null;
+}
+
+/**
+ * QSR_INTEROP_FAKE_OURS=gtls puts gtls-adapter.ts (gtlsserver/gtlsclient translated to the contract above) in place of
+ * our side, to validate the harness's own code paths. Never set it in CI: the results would not be about our stack.
+ */
+function fakeOurs(): boolean {
+  return process.env.QSR_INTEROP_FAKE_OURS === 'gtls';
+}
+
+function adapter(args: string[]): OurCommand {
+  return { cmd: process.execPath, args: [fileURLToPath(new URL('./gtls-adapter.js', import.meta.url)), ...args] };
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -358,6 +358,7 @@ export interface GtlsServerLog {
 export function parseGtlsServerLog(text: string): GtlsServerLog {
   const r: GtlsServerLog = { handshakeCompleted: 0, alpn: [], ciphers: [], paths: new Map(), errors: [] };
   for (const line of text.split('\n')) {
+    if (isErrorLine(line)) r.errors.push(line.trim());
     if (line.startsWith('I0')) continue; // ngtcp2 packet trace
     if (line.includes('QUIC handshake has completed')) r.handshakeCompleted++;
     let m = /^Negotiated ALPN is (\S+)/.exec(line);
@@ -366,7 +367,6 @@ export function parseGtlsServerLog(text: string): GtlsServerLog {
     if (m) r.ciphers.push(m[1]!);
     m = /^http: stream 0x([0-9a-f]+) \[:path: (.*)\]$/.exec(line);
     if (m) r.paths.set(parseInt(m[1]!, 16), m[2]!);
-    if (isErrorLine(line)) r.errors.push(line.trim());
   }
   return r;
 }
@@ -476,9 +476,16 @@ export interface GtlsClientResult {
   errors: string[];
 }
 
+/**
+ * Error lines in gtls output. ERR_DRAINING is the normal result of the peer's CONNECTION_CLOSE, so it is not an error
+ * by itself; a CONNECTION_CLOSE received with a code other than NO_ERROR (0x0) / H3_NO_ERROR (0x100) is.
+ */
 function isErrorLine(line: string): boolean {
-  if (line.startsWith('I0')) return false;
-  if (/closed with error code/.test(line)) return false;
+  if (line.startsWith('I0')) {
+    const m = / frm rx .*CONNECTION_CLOSE\(0x1[cd]\) error_code=\S*?\(?(0x[0-9a-f]+)\)?\s/.exec(line);
+    return m !== null && Number(m[1]) !== 0 && Number(m[1]) !== 0x100;
+  }
+  if (/closed with error code|ERR_DRAINING/.test(line)) return false;
   return /\bERR_[A-Z_]+|failed|[Ee]rror:|[Cc]ould not|[Uu]nable to|refused/.test(line);
 }
 
@@ -492,6 +499,7 @@ export function parseGtlsClientOutput(text: string): GtlsClientResult {
     errors: [],
   };
   for (const line of text.split('\n')) {
+    if (isErrorLine(line)) r.errors.push(line.trim());
     if (line.startsWith('I0')) continue; // ngtcp2 packet trace
     if (line.startsWith('QUIC handshake has completed')) r.handshakeCompleted = true;
     if (line.startsWith('QUIC handshake has been confirmed')) r.handshakeConfirmed = true;
@@ -507,7 +515,6 @@ export function parseGtlsClientOutput(text: string): GtlsClientResult {
     if (m) r.statuses.set(parseInt(m[1]!, 16), Number(m[2]));
     m = /^HTTP stream (\d+) closed with error code (\d+)/.exec(line);
     if (m) r.streamCloses.set(Number(m[1]), Number(m[2]));
-    if (isErrorLine(line)) r.errors.push(line.trim());
   }
   return r;
 }
