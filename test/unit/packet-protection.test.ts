@@ -368,3 +368,21 @@ test('key update: two generations give distinct keys with the same header protec
     assert.deepEqual(openShort(nextGenerationKeys(deriveKeys(suite, Buffer.alloc(32, 0x42))), packet, 76), payload);
   }
 });
+
+test('header protection leaves the long header form, fixed bit and type bits alone (only the low 4 bits)', () => {
+  const keys = initialKeys(DCID).server;
+  let sawMaskedBits = 0;
+  for (let pn = 0; pn < 64; pn++) {
+    const buf = Buffer.alloc(200);
+    const h = writeLongHeader(buf, 0, PacketType.Handshake, 1, DCID, hex('01'), null, 40 + 16, pn, 2);
+    const end = sealPacket(buf, 0, h.pnOffset, 2, h.headerEnd + 40, pn, keys);
+    assert.equal(buf[0] & 0xf0, 0xe0, `pn ${pn}`);
+    sawMaskedBits |= buf[0] & 0x0c; // reserved bits get masked too
+    const dgram = buf.subarray(0, end);
+    const ph = parseHeader(dgram, 0, 0);
+    const u = removeHeaderProtection(dgram, ph, keys.hp, pn - 1);
+    assert.equal(u.firstByte, 0xe1);
+    assert.equal(u.pn, pn);
+  }
+  assert.notEqual(sawMaskedBits, 0);
+});
