@@ -144,6 +144,11 @@ export class RangeSet {
     return this.ends[0];
   }
 
+  /** End of the last range (no allocation); undefined when empty. */
+  lastEnd(): number | undefined {
+    return this.ends[this.ends.length - 1];
+  }
+
   /** The parts of [start, end) NOT in the set, in order. */
   gaps(start: number, end: number): [number, number][] {
     const out: [number, number][] = [];

@@ -118,8 +118,8 @@ export class RecvStream {
 
   private store(offset: number, data: Buffer): void {
     const end = offset + data.length;
-    const last = this.received.last();
-    if (last === undefined || offset >= last[1]) {
+    const lastEnd = this.received.lastEnd();
+    if (lastEnd === undefined || offset >= lastEnd) {
       // In order or beyond everything: one new piece, appended.
       this.insertSegment(offset, Buffer.from(data));
     } else {
