@@ -1,0 +1,68 @@
+/** Public types of a QUIC connection: configuration, addresses and the events it gives to the layer above. */
+import type { KeyObject } from 'node:crypto';
+import type { CipherSuite } from './crypto/suites.js';
+import type { Group } from './tls/tls.js';
+
+export interface Address {
+  address: string;
+  port: number;
+}
+
+export interface ConnectionConfig {
+  /** ALPN protocols: offered by a client, accepted by a server (preference order). */
+  alpn: string[];
+  /** Server: certificate chain (DER, leaf first) and key. */
+  certChain?: Buffer[];
+  privateKey?: KeyObject;
+  /** Client: SNI and the name the certificate must match. */
+  serverName?: string;
+  /** Client: trusted roots (DER); undefined means the system roots. */
+  ca?: Buffer[];
+  /** Client: accept any certificate (development only). */
+  insecure?: boolean;
+  /** Wall-clock time for certificate validity checks (the driver supplies it). */
+  certificateTime?: Date;
+  cipherSuites?: CipherSuite[];
+  groups?: Group[];
+  keyLog?: (line: string) => void;
+
+  /** Idle timeout we advertise, ms (0 disables). Default 30 000. */
+  maxIdleTimeout?: number;
+  initialMaxData?: number;
+  initialMaxStreamDataBidiLocal?: number;
+  initialMaxStreamDataBidiRemote?: number;
+  initialMaxStreamDataUni?: number;
+  initialMaxStreamsBidi?: number;
+  initialMaxStreamsUni?: number;
+  /** Largest UDP payload we send. Default 1200 (the QUIC minimum); loopback-only deployments may raise it. */
+  maxDatagramSize?: number;
+  /** Length of the connection IDs we issue. Default 8. */
+  cidLength?: number;
+  /** Our max_ack_delay, ms. Default 25. */
+  maxAckDelay?: number;
+  /** Congestion/pacing switch for tests and benchmarks; default true. */
+  pacing?: boolean;
+}
+
+export type ConnectionState = 'handshake' | 'established' | 'closing' | 'draining' | 'closed';
+
+export interface CloseInfo {
+  /** Who closed: 'local', 'peer', 'idle' (idle timeout), 'stateless' (never happens yet). */
+  by: 'local' | 'peer' | 'idle';
+  application: boolean;
+  code: number;
+  reason: string;
+  frameType?: number;
+}
+
+export type ConnectionEvent =
+  | { type: 'handshake_complete'; alpn: string; cipher: string }
+  | { type: 'handshake_confirmed' }
+  | { type: 'stream_open'; id: number }
+  | { type: 'stream_readable'; id: number }
+  | { type: 'stream_drain'; id: number }
+  | { type: 'stream_reset'; id: number; code: number }
+  | { type: 'stop_sending'; id: number; code: number }
+  | { type: 'streams_available'; bidi: boolean }
+  | { type: 'key_update'; generation: number; initiatedBy: 'local' | 'peer' }
+  | { type: 'closed'; info: CloseInfo };

@@ -1,0 +1,179 @@
+/**
+ * A QUIC endpoint: the connections behind one UDP socket (RFC 9000 §5.2). Routes datagrams by destination
+ * connection ID, creates server connections for new clients, answers unknown versions with Version Negotiation
+ * (§6), and gathers the datagrams and timers of all its connections. Sans-I/O like the connection.
+ */
+import { Connection } from './connection.js';
+import type { Address, ConnectionConfig } from './connection-types.js';
+import { QUIC_V1 } from './types.js';
+import { buildVersionNegotiation } from './packet/header.js';
+
+export interface EndpointOptions {
+  /** When set, the endpoint accepts new connections with this configuration. */
+  server?: ConnectionConfig;
+  /** Length of the connection IDs this endpoint issues (short headers are parsed with it). Default 8. */
+  cidLength?: number;
+  /** Refuse new connections beyond this many at once. Default 10 000. */
+  maxConnections?: number;
+}
+
+export interface Transmit {
+  data: Buffer;
+  to: Address;
+  conn: Connection | null;
+}
+
+const MIN_INITIAL = 1200;
+
+function key(cid: Buffer): string {
+  return cid.toString('hex');
+}
+
+export class Endpoint {
+  readonly connections = new Set<Connection>();
+  private readonly byCid = new Map<string, Connection>();
+  private readonly accepted: Connection[] = [];
+  private readonly stateless: Transmit[] = [];
+  private readonly cidLength: number;
+  /** Connections that may have output: polled round-robin. */
+  private readonly active = new Set<Connection>();
+  stats = { datagramsIn: 0, dropped: 0, versionNegotiation: 0 };
+
+  constructor(readonly options: EndpointOptions = {}) {
+    this.cidLength = options.cidLength ?? 8;
+  }
+
+  /** Starts a client connection. */
+  connect(config: ConnectionConfig, remote: Address, now: number): Connection {
+    const c = Connection.connect({ ...config, cidLength: this.cidLength }, remote, now);
+    this.add(c);
+    return c;
+  }
+
+  /** New server connections, in arrival order. */
+  pollAccepted(): Connection | undefined {
+    return this.accepted.shift();
+  }
+
+  /** Handles one datagram; returns the connection it went to (null when dropped or answered statelessly). */
+  receive(dgram: Buffer, from: Address, now: number): Connection | null {
+    this.stats.datagramsIn++;
+    if (dgram.length < 1) return null;
+    const first = dgram[0];
+    let dcid: Buffer;
+    if (first & 0x80) {
+      if (dgram.length < 7) return this.drop();
+      const version = dgram.readUInt32BE(1);
+      const dl = dgram[5];
+      if (dl > 255 || 6 + dl >= dgram.length) return this.drop();
+      dcid = dgram.subarray(6, 6 + dl);
+      const conn = this.byCid.get(key(dcid));
+      if (conn) return this.deliver(conn, dgram, from, now);
+      if (!this.options.server) return this.drop();
+      const sl = dgram[6 + dl];
+      if (7 + dl + sl > dgram.length) return this.drop();
+      const scid = dgram.subarray(7 + dl, 7 + dl + sl);
+      if (version !== QUIC_V1) {
+        // Version Negotiation only in answer to datagrams big enough to be a client's first (RFC 9000 §6.1).
+        if (version !== 0 && dgram.length >= MIN_INITIAL) {
+          this.stats.versionNegotiation++;
+          this.stateless.push({ data: buildVersionNegotiation(scid, dcid, [QUIC_V1]), to: from, conn: null });
+        }
+        return null;
+      }
+      // Only an Initial (type 0) of a full-size datagram with an 8+ byte DCID starts a connection (RFC 9000 §7.2, §14.1).
+      if (((first & 0x30) >> 4) !== 0 || dgram.length < MIN_INITIAL || dl < 8 || dl > 20) return this.drop();
+      if (this.connections.size >= (this.options.maxConnections ?? 10_000)) return this.drop();
+      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength }, from, Buffer.from(dcid), Buffer.from(scid), now);
+      this.add(c);
+      this.byCid.set(key(dcid), c);
+      this.accepted.push(c);
+      return this.deliver(c, dgram, from, now);
+    }
+    if (dgram.length < 1 + this.cidLength) return this.drop();
+    dcid = dgram.subarray(1, 1 + this.cidLength);
+    const conn = this.byCid.get(key(dcid));
+    if (!conn) return this.drop(); // stateless reset is not sent yet
+    return this.deliver(conn, dgram, from, now);
+  }
+
+  private drop(): null {
+    this.stats.dropped++;
+    return null;
+  }
+
+  private deliver(conn: Connection, dgram: Buffer, from: Address, now: number): Connection {
+    conn.receive(dgram, from, now);
+    this.active.add(conn);
+    this.sync(conn);
+    return conn;
+  }
+
+  private add(c: Connection): void {
+    this.connections.add(c);
+    this.active.add(c);
+    this.sync(c);
+  }
+
+  /** Keeps the routing table in step with the connection's IDs, and forgets closed connections. */
+  private sync(c: Connection): void {
+    if (c.state === 'closed') {
+      this.connections.delete(c);
+      this.active.delete(c);
+      for (const [k, v] of this.byCid) if (v === c) this.byCid.delete(k);
+      return;
+    }
+    for (const cid of c.localCids.values()) {
+      const k = key(cid);
+      if (!this.byCid.has(k)) this.byCid.set(k, c);
+    }
+  }
+
+  /** The next datagram to send, or null. Call repeatedly until null. */
+  poll(now: number): Transmit | null {
+    const s = this.stateless.shift();
+    if (s) return s;
+    for (const c of this.active) {
+      const data = c.poll(now);
+      this.active.delete(c);
+      if (data) {
+        this.active.add(c); // round robin: to the back of the queue
+        this.sync(c);
+        return { data, to: c.remote, conn: c };
+      }
+      this.sync(c);
+      if (c.state !== 'closed') this.idle.add(c);
+    }
+    // Everyone was polled dry; next time start over.
+    for (const c of this.idle) this.active.add(c);
+    this.idle.clear();
+    return null;
+  }
+
+  private readonly idle = new Set<Connection>();
+
+  /** Marks a connection as possibly having output (after the application wrote to it). */
+  wake(c: Connection): void {
+    if (c.state !== 'closed') this.active.add(c);
+  }
+
+  nextTimeout(): number | null {
+    let t = Infinity;
+    for (const c of this.connections) {
+      const d = c.nextTimeout();
+      if (d !== null && d < t) t = d;
+    }
+    return t === Infinity ? null : t;
+  }
+
+  handleTimeout(now: number): void {
+    for (const c of [...this.connections]) {
+      const d = c.nextTimeout();
+      if (d !== null && d <= now) {
+        c.handleTimeout(now);
+        this.active.add(c);
+      }
+      this.sync(c);
+    }
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * A simulated network for sans-I/O endpoints: a fake clock, a seeded PRNG, one-way delay with jitter (which
+ * reorders), random loss, duplication and blackout windows. Deterministic for a given seed.
+ */
+import type { Endpoint } from '../../src/quic/endpoint.js';
+import type { Address } from '../../src/quic/connection-types.js';
+
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface LinkOptions {
+  /** One-way delay, ms. */
+  delay?: number;
+  /** Extra random delay up to this many ms for every datagram (reorders datagrams sent close together). */
+  jitter?: number;
+  /** Probability that a datagram is held back by `reorderDelay` ms (default 3) and so overtaken by later ones. */
+  reorder?: number;
+  reorderDelay?: number;
+  /** Probability that a datagram is lost. */
+  loss?: number;
+  /** Probability that a datagram is delivered twice. */
+  duplicate?: number;
+  /** Link rate in bytes per ms (a queue forms when exceeded; 0 = unlimited). */
+  rate?: number;
+  /** Queue limit in bytes before tail drop (with rate). */
+  queueLimit?: number;
+  /** Windows [from, to) in ms of simulated time where every datagram is lost. */
+  blackouts?: [number, number][];
+}
+
+interface InFlight {
+  at: number;
+  seq: number;
+  data: Buffer;
+  from: Address;
+  to: Address;
+}
+
+export class SimNetwork {
+  now = 0;
+  private queue: InFlight[] = [];
+  private seq = 0;
+  private readonly rand: () => number;
+  private readonly nodes = new Map<string, Endpoint>();
+  private linkFreeAt = new Map<string, number>();
+  stats = { sent: 0, lost: 0, duplicated: 0, delivered: 0, bytes: 0 };
+
+  constructor(
+    seed: number,
+    readonly link: LinkOptions = {},
+  ) {
+    this.rand = prng(seed);
+  }
+
+  attach(addr: Address, ep: Endpoint): void {
+    this.nodes.set(`${addr.address}:${addr.port}`, ep);
+  }
+
+  private addrOf(ep: Endpoint): Address {
+    for (const [k, v] of this.nodes) {
+      if (v === ep) {
+        const i = k.lastIndexOf(':');
+        return { address: k.slice(0, i), port: Number(k.slice(i + 1)) };
+      }
+    }
+    throw new Error('endpoint not attached');
+  }
+
+  private send(from: Address, to: Address, data: Buffer): void {
+    this.stats.sent++;
+    const l = this.link;
+    if (l.blackouts?.some(([a, b]) => this.now >= a && this.now < b)) {
+      this.stats.lost++;
+      return;
+    }
+    if (l.loss && this.rand() < l.loss) {
+      this.stats.lost++;
+      return;
+    }
+    let depart = this.now;
+    if (l.rate) {
+      const k = `${from.address}:${from.port}`;
+      const free = Math.max(this.linkFreeAt.get(k) ?? 0, this.now);
+      const queued = (free - this.now) * l.rate;
+      if (l.queueLimit && queued + data.length > l.queueLimit) {
+        this.stats.lost++;
+        return;
+      }
+      depart = free + data.length / l.rate;
+      this.linkFreeAt.set(k, depart);
+    }
+    const copies = l.duplicate && this.rand() < l.duplicate ? 2 : 1;
+    if (copies === 2) this.stats.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      let at = depart + (l.delay ?? 10) + (l.jitter ? this.rand() * l.jitter : 0);
+      if (l.reorder && this.rand() < l.reorder) at += l.reorderDelay ?? 3;
+      // Copy: the receiver unprotects packets in place.
+      this.queue.push({ at, seq: this.seq++, data: Buffer.from(data), from, to });
+    }
+  }
+
+  /** Sends everything every endpoint has to send now. */
+  flush(): void {
+    for (const ep of this.nodes.values()) {
+      const from = this.addrOf(ep);
+      for (let t = ep.poll(this.now); t; t = ep.poll(this.now)) this.send(from, t.to, t.data);
+    }
+  }
+
+  /**
+   * Runs until `done()` is true or `maxTime` ms of simulated time pass. `onTick` runs after every step
+   * (the application: accept connections, read and write streams). Returns true when done.
+   */
+  run(done: () => boolean, maxTime: number, onTick: () => void = () => {}): boolean {
+    const end = this.now + maxTime;
+    for (let steps = 0; steps < 50_000_000; steps++) {
+      onTick();
+      this.flush();
+      onTick();
+      if (done()) return true;
+      let next = Infinity;
+      for (const q of this.queue) if (q.at < next) next = q.at;
+      for (const ep of this.nodes.values()) {
+        const t = ep.nextTimeout();
+        if (t !== null && t < next) next = t;
+      }
+      if (next === Infinity || next > end) {
+        this.now = end;
+        return done();
+      }
+      this.now = Math.max(this.now, next);
+      // Deliver everything due, in arrival order.
+      const due = this.queue.filter((q) => q.at <= this.now).sort((a, b) => a.at - b.at || a.seq - b.seq);
+      if (due.length) this.queue = this.queue.filter((q) => q.at > this.now);
+      for (const q of due) {
+        const ep = this.nodes.get(`${q.to.address}:${q.to.port}`);
+        if (!ep) continue;
+        this.stats.delivered++;
+        this.stats.bytes += q.data.length;
+        ep.receive(q.data, q.from, this.now);
+      }
+      for (const ep of this.nodes.values()) {
+        const t = ep.nextTimeout();
+        if (t !== null && t <= this.now) ep.handleTimeout(this.now);
+      }
+    }
+    return done();
+  }
+}
