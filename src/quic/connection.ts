@@ -1230,7 +1230,7 @@ export class Connection {
       }
     }
     if (this.state === 'closed' || this.state === 'draining') return null;
-    if (this.state === 'closing') return this.buildClose(now);
+    if (this.state === 'closing') return this.buildClose();
     return this.buildDatagram(now);
   }
 
@@ -1239,7 +1239,7 @@ export class Connection {
     return 3 * this.bytesReceived - this.bytesSent;
   }
 
-  private buildClose(now: number): Buffer | null {
+  private buildClose(): Buffer | null {
     if (!this.sendCloseNow || !this.pendingClose) return null;
     this.sendCloseNow = false;
     const buf = Buffer.allocUnsafe(this.cfg.maxDatagramSize);
@@ -1515,7 +1515,7 @@ export class Connection {
     }
     if (this.pendingMaxData || this.flow.maxDataUpdate() !== null) {
       const v = this.flow.maxDataUpdate();
-      const max = v ?? this.flowLimitAdvertised();
+      const max = v ?? this.flow.currentLimit; // a retransmission repeats the current limit
       if (put({ type: 'max_data', max }, { k: 'max_data' })) {
         if (v !== null) this.flow.markMaxDataSent(v);
         this.pendingMaxData = false;
@@ -1614,10 +1614,6 @@ export class Connection {
       if (st.send.hasSendable(this.flow.sendCredit)) this.sendQueue.add(id);
     }
     return o;
-  }
-
-  private flowLimitAdvertised(): number {
-    return this.flow.maxDataUpdate() ?? this.localParams.initialMaxData;
   }
 
   /** True when the connection has something it wants to send now (used by drivers to decide whether to poll). */
