@@ -346,6 +346,10 @@ export class Connection {
     return this.events.shift();
   }
 
+  hasEvents(): boolean {
+    return this.events.length > 0;
+  }
+
   /** Opens a local stream; null when the peer's MAX_STREAMS does not allow one yet (STREAMS_BLOCKED is sent). */
   openStream(bidi: boolean): number | null {
     if (this.state !== 'established' && this.state !== 'handshake') throw new Error('connection is closed');

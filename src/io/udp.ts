@@ -1,0 +1,328 @@
+/**
+ * The I/O driver: node:dgram sockets and timers around the sans-I/O QUIC endpoint. This is the only code that
+ * touches sockets or the clock. It turns connection events into a Node-style API: QuicConnection (an EventEmitter)
+ * and QuicStream (a Duplex with backpressure from QUIC flow control).
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { isIPv6 } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Endpoint, type EndpointOptions } from '../quic/endpoint.js';
+import type { Connection } from '../quic/connection.js';
+import type { Address, CloseInfo, ConnectionConfig } from '../quic/connection-types.js';
+import { QuicStream } from './stream.js';
+
+export { QuicStream };
+
+const now = (): number => performance.now();
+
+/** Datagrams sent per event-loop turn before yielding to receive. */
+const SEND_BATCH = 64;
+const SOCKET_BUFFER = 8 * 1024 * 1024;
+
+export interface UdpEndpointOptions extends EndpointOptions {
+  /** Addresses to bind (one socket each). Default: 127.0.0.1 port 0 (a client). */
+  bind?: Address[];
+  /** Requested kernel socket buffer sizes; the kernel may cap them (net.core.rmem_max). */
+  socketBufferSize?: number;
+}
+
+export class UdpEndpoint extends EventEmitter {
+  readonly endpoint: Endpoint;
+  private readonly sockets: Socket[] = [];
+  private readonly handles = new Map<Connection, QuicConnection>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private flushScheduled = false;
+  private closed = false;
+  /** Effective receive buffer sizes per socket (what the kernel granted). */
+  readonly recvBufferSizes: number[] = [];
+
+  private constructor(opts: UdpEndpointOptions) {
+    super();
+    this.endpoint = new Endpoint(opts);
+  }
+
+  /** Binds the sockets and starts processing. */
+  static async open(opts: UdpEndpointOptions = {}): Promise<UdpEndpoint> {
+    const ep = new UdpEndpoint(opts);
+    const addrs = opts.bind ?? [{ address: '127.0.0.1', port: 0 }];
+    for (const a of addrs) {
+      const sock = createSocket({ type: isIPv6(a.address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(a.address) });
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(a.port, a.address, () => {
+          sock.off('error', reject);
+          resolve();
+        });
+      });
+      const want = opts.socketBufferSize ?? SOCKET_BUFFER;
+      try {
+        sock.setRecvBufferSize(want);
+        sock.setSendBufferSize(want);
+      } catch {
+        // The kernel refused the size; keep its default.
+      }
+      ep.recvBufferSizes.push(sock.getRecvBufferSize());
+      sock.on('message', (msg, rinfo) => ep.onMessage(msg, { address: rinfo.address, port: rinfo.port }));
+      sock.on('error', (err) => ep.emit('error', err));
+      ep.sockets.push(sock);
+    }
+    return ep;
+  }
+
+  /** The bound addresses. */
+  addresses(): Address[] {
+    return this.sockets.map((s) => {
+      const a = s.address();
+      return { address: a.address, port: a.port };
+    });
+  }
+
+  address(): Address {
+    return this.addresses()[0];
+  }
+
+  /** Opens a client connection; await `conn.ready` for the handshake. */
+  connect(config: ConnectionConfig, remote: Address): QuicConnection {
+    const c = this.endpoint.connect({ certificateTime: new Date(), ...config }, remote, now());
+    const h = new QuicConnection(this, c);
+    this.handles.set(c, h);
+    this.scheduleFlush();
+    return h;
+  }
+
+  /** Closes every connection (application close with `code`) and, once they are gone or after `timeoutMs`, the sockets. */
+  async close(code = 0, reason = 'endpoint closing', timeoutMs = 2000): Promise<void> {
+    if (this.closed) return;
+    for (const h of this.handles.values()) h.close(code, reason);
+    const deadline = Date.now() + timeoutMs;
+    while (this.handles.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const h of this.handles.values()) h.destroyAll(new Error('endpoint closed'));
+    this.handles.clear();
+    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  private onMessage(msg: Buffer, from: Address): void {
+    if (this.closed) return;
+    const t = now();
+    const c = this.endpoint.receive(msg, from, t);
+    for (let a = this.endpoint.pollAccepted(); a; a = this.endpoint.pollAccepted()) {
+      const h = new QuicConnection(this, a);
+      this.handles.set(a, h);
+      this.emit('connection', h);
+    }
+    if (c) this.dispatch(c);
+    this.scheduleFlush();
+  }
+
+  /** Delivers a connection's events to its handle. */
+  private dispatch(c: Connection): void {
+    const h = this.handles.get(c);
+    if (!h) return;
+    h.processEvents();
+    if (c.state === 'closed') this.handles.delete(c);
+  }
+
+  /** Called by handles after the application wrote, read or closed. */
+  wake(c: Connection): void {
+    this.endpoint.wake(c);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed) return;
+    const t = now();
+    let n = 0;
+    for (let tx = this.endpoint.poll(t); tx; tx = this.endpoint.poll(t)) {
+      this.sendDatagram(tx.data, tx.to);
+      if (++n >= SEND_BATCH) {
+        // Let received datagrams (ACKs) in before sending more.
+        this.scheduleFlush();
+        break;
+      }
+    }
+    // Events can arise while building packets (e.g. replayed packets).
+    for (const c of this.handles.keys()) if (c.state === 'closed' || c.hasEvents()) this.dispatch(c);
+    this.armTimer();
+  }
+
+  private sendDatagram(data: Buffer, to: Address): void {
+    const v6 = isIPv6(to.address);
+    const sock = this.sockets.find((s) => (s.address().family === 'IPv6') === v6) ?? this.sockets[0];
+    sock.send(data, to.port, to.address);
+  }
+
+  private armTimer(): void {
+    const at = this.endpoint.nextTimeout();
+    if (at === null) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.timerAt = Infinity;
+      return;
+    }
+    if (this.timer && Math.abs(at - this.timerAt) < 0.5) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - now()));
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (this.closed) return;
+    this.endpoint.handleTimeout(now());
+    for (const c of [...this.handles.keys()]) this.dispatch(c);
+    this.flush();
+  }
+}
+
+/** A QUIC connection with a Node-style API. Events: 'ready', 'stream' (QuicStream), 'keyupdate', 'close' (CloseInfo). */
+export class QuicConnection extends EventEmitter {
+  readonly ready: Promise<void>;
+  private readonly streams = new Map<number, QuicStream>();
+  private resolveReady!: () => void;
+  private rejectReady!: (e: Error) => void;
+  private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
+  closeInfo: CloseInfo | null = null;
+
+  constructor(
+    private readonly owner: UdpEndpoint,
+    readonly conn: Connection,
+  ) {
+    super();
+    this.ready = new Promise((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    // Avoid unhandled rejections for users who only listen to 'close'.
+    this.ready.catch(() => {});
+  }
+
+  get remoteAddress(): Address {
+    return this.conn.remote;
+  }
+
+  get alpn(): string | null {
+    return this.conn.alpn;
+  }
+
+  /** Opens a stream, waiting for stream credit (MAX_STREAMS) when the peer's limit is reached. */
+  async openStream(bidi = true): Promise<QuicStream> {
+    await this.ready;
+    const id = this.conn.openStream(bidi);
+    if (id !== null) {
+      this.owner.wake(this.conn);
+      return this.attach(id);
+    }
+    this.owner.wake(this.conn); // STREAMS_BLOCKED
+    return new Promise((resolve, reject) => this.waitingForStreams.push({ bidi, resolve, reject }));
+  }
+
+  /** Opens a stream now or returns null when the peer's stream limit is reached. */
+  tryOpenStream(bidi = true): QuicStream | null {
+    const id = this.conn.openStream(bidi);
+    if (id === null) return null;
+    this.owner.wake(this.conn);
+    return this.attach(id);
+  }
+
+  close(code = 0, reason = ''): void {
+    this.conn.close(code, reason, true, now());
+    this.owner.wake(this.conn);
+  }
+
+  /** Starts a TLS key update (RFC 9001 §6); false when not possible yet. */
+  keyUpdate(): boolean {
+    const ok = this.conn.initiateKeyUpdate();
+    if (ok) this.owner.wake(this.conn);
+    return ok;
+  }
+
+  /** Called by streams after reads/writes. */
+  wake(): void {
+    this.owner.wake(this.conn);
+  }
+
+  private attach(id: number): QuicStream {
+    const s = new QuicStream(this, id);
+    this.streams.set(id, s);
+    s.once('close', () => this.streams.delete(id));
+    return s;
+  }
+
+  processEvents(): void {
+    for (let e = this.conn.pollEvent(); e; e = this.conn.pollEvent()) {
+      switch (e.type) {
+        case 'handshake_complete':
+          this.resolveReady();
+          this.emit('ready', e);
+          break;
+        case 'handshake_confirmed':
+          this.emit('confirmed');
+          break;
+        case 'stream_open': {
+          const s = this.attach(e.id);
+          this.emit('stream', s);
+          s.pump();
+          break;
+        }
+        case 'stream_readable':
+          this.streams.get(e.id)?.pump();
+          break;
+        case 'stream_drain':
+          this.streams.get(e.id)?.onDrain();
+          break;
+        case 'stream_reset':
+          this.streams.get(e.id)?.onPeerReset(e.code);
+          break;
+        case 'stop_sending':
+          this.streams.get(e.id)?.onStopSending(e.code);
+          break;
+        case 'streams_available':
+          this.retryOpen();
+          break;
+        case 'key_update':
+          this.emit('keyupdate', e);
+          break;
+        case 'closed':
+          this.closeInfo = e.info;
+          this.rejectReady(new Error(`connection closed before the handshake completed: ${describeClose(e.info)}`));
+          this.destroyAll(new Error(`connection closed: ${describeClose(e.info)}`));
+          this.emit('close', e.info);
+          break;
+      }
+    }
+  }
+
+  private retryOpen(): void {
+    const waiting = this.waitingForStreams;
+    this.waitingForStreams = [];
+    for (const w of waiting) {
+      const id = this.conn.openStream(w.bidi);
+      if (id === null) this.waitingForStreams.push(w);
+      else w.resolve(this.attach(id));
+    }
+    this.owner.wake(this.conn);
+  }
+
+  destroyAll(err: Error): void {
+    for (const s of this.streams.values()) s.onConnectionClosed(err);
+    for (const w of this.waitingForStreams) w.reject(err);
+    this.waitingForStreams = [];
+  }
+}
+
+export function describeClose(i: CloseInfo): string {
+  const who = i.by === 'idle' ? 'idle timeout' : i.by === 'peer' ? 'closed by peer' : 'closed locally';
+  return `${who}, ${i.application ? 'application' : 'transport'} code 0x${i.code.toString(16)}${i.reason ? ` (${i.reason})` : ''}`;
+}
