@@ -232,6 +232,30 @@ test('errors: MAX_STREAM_DATA on a client-initiated unidirectional stream (2, re
   serverCloses(ctx, E.STREAM_STATE_ERROR);
 });
 
+test('errors: RESET_STREAM on a send-only stream (3) -> STREAM_STATE_ERROR', () => {
+  const ctx = established(114);
+  fromClient(ctx, encode({ type: 'reset_stream', streamId: 3, errorCode: 1, finalSize: 0 }));
+  serverCloses(ctx, E.STREAM_STATE_ERROR);
+});
+
+test('errors: STOP_SENDING on a receive-only stream (2) -> STREAM_STATE_ERROR', () => {
+  const ctx = established(115);
+  fromClient(ctx, encode({ type: 'stop_sending', streamId: 2, errorCode: 1 }));
+  serverCloses(ctx, E.STREAM_STATE_ERROR);
+});
+
+test('errors: STREAM_DATA_BLOCKED on a send-only stream (3) -> STREAM_STATE_ERROR', () => {
+  const ctx = established(116);
+  fromClient(ctx, encode({ type: 'stream_data_blocked', streamId: 3, limit: 0 }));
+  serverCloses(ctx, E.STREAM_STATE_ERROR);
+});
+
+test('errors: MAX_STREAM_DATA for a server stream not yet created (1) -> STREAM_STATE_ERROR', () => {
+  const ctx = established(117);
+  fromClient(ctx, encode({ type: 'max_stream_data', streamId: 1, max: 100_000 }));
+  serverCloses(ctx, E.STREAM_STATE_ERROR);
+});
+
 // ------------------------------------------------------------------------------------------- flow control
 
 test('errors: STREAM data beyond the stream flow-control limit -> FLOW_CONTROL_ERROR (the last allowed byte is fine)', () => {
@@ -286,6 +310,13 @@ test('errors: RESET_STREAM with a final size below the data received -> FINAL_SI
   serverCloses(ctx, E.FINAL_SIZE_ERROR);
 });
 
+test('errors: RESET_STREAM whose final size differs from an earlier FIN -> FINAL_SIZE_ERROR', () => {
+  const ctx = established(143);
+  fromClient(ctx, encode(stream(0, 0, '0123456789', true)));
+  fromClient(ctx, encode({ type: 'reset_stream', streamId: 0, errorCode: 7, finalSize: 20 }));
+  serverCloses(ctx, E.FINAL_SIZE_ERROR);
+});
+
 // ------------------------------------------------------------------------------------------- role violations
 
 test('errors: HANDSHAKE_DONE sent by a client -> PROTOCOL_VIOLATION', () => {
@@ -307,6 +338,19 @@ test('errors: ACK of a packet number the server never sent -> PROTOCOL_VIOLATION
   serverCloses(ctx, E.PROTOCOL_VIOLATION);
 });
 
+test('errors: a packet with no frames -> PROTOCOL_VIOLATION', () => {
+  const ctx = established(154);
+  fromClient(ctx, Buffer.alloc(0));
+  serverCloses(ctx, E.PROTOCOL_VIOLATION);
+});
+
+test('errors: MAX_STREAMS above 2^60 -> FRAME_ENCODING_ERROR', () => {
+  const ctx = established(155);
+  // 2^60 + 1 is not a double, so raw bytes: type 0x12, then the 8-byte varint 0x1000000000000001.
+  fromClient(ctx, Buffer.from([0x12, 0xd0, 0, 0, 0, 0, 0, 0, 0x01]));
+  serverCloses(ctx, E.FRAME_ENCODING_ERROR);
+});
+
 // ------------------------------------------------------------------------------------------- connection IDs
 
 test('errors: RETIRE_CONNECTION_ID for a sequence number never issued -> PROTOCOL_VIOLATION (an issued one is fine)', () => {
@@ -326,6 +370,12 @@ test('errors: NEW_CONNECTION_ID beyond active_connection_id_limit (4) -> CONNECT
   assert.deepEqual([...ctx.conn.localCids.keys()].sort(), [0, 1, 2, 3]);
   fromClient(ctx, encode({ type: 'new_connection_id', seq: 4, retirePriorTo: 0, cid: randomBytes(CID_LENGTH), resetToken: randomBytes(16) }));
   serverCloses(ctx, E.CONNECTION_ID_LIMIT_ERROR);
+});
+
+test('errors: NEW_CONNECTION_ID reusing a sequence number for a different CID -> PROTOCOL_VIOLATION', () => {
+  const ctx = established(163);
+  fromClient(ctx, encode({ type: 'new_connection_id', seq: 1, retirePriorTo: 0, cid: randomBytes(CID_LENGTH), resetToken: randomBytes(16) }));
+  serverCloses(ctx, E.PROTOCOL_VIOLATION);
 });
 
 // ------------------------------------------------------------------------------------------- header and packet protection
