@@ -76,9 +76,14 @@ export class QuicStream extends Duplex {
     else cb();
   }
 
+  /** Whether we have a sending side (all but peer-initiated unidirectional streams). */
+  get canSend(): boolean {
+    return this.bidirectional || (this.id & 1) === (this.connection.conn.role === 'client' ? 0 : 1);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     const c = this.connection.conn;
-    if (this.stopSendingCode !== null) return cb();
+    if (this.stopSendingCode !== null || !this.canSend) return cb();
     if (c.hasStream(this.id) && c.state !== 'closed') {
       c.streamEnd(this.id);
       this.connection.wake();
@@ -90,7 +95,7 @@ export class QuicStream extends Duplex {
     const c = this.connection.conn;
     if (c.state !== 'closed' && c.hasStream(this.id)) {
       // An abandoned stream: reset what we send and stop what we receive (application error code 0 unless set).
-      if (!this.writableFinished) c.streamReset(this.id, this.abortCode);
+      if (!this.writableFinished && this.canSend) c.streamReset(this.id, this.abortCode);
       if (!this.ended) c.streamStopSending(this.id, this.abortCode);
       this.connection.wake();
     }
@@ -135,7 +140,7 @@ export class QuicStream extends Duplex {
     p?.();
   }
 
-  onConnectionClosed(err: Error): void {
-    if (!this.destroyed && !(this.readableEnded && this.writableFinished)) this.destroy(err);
+  onConnectionClosed(err: Error | null): void {
+    if (!this.destroyed && !(this.readableEnded && this.writableFinished)) this.destroy(err ?? undefined);
   }
 }

@@ -297,7 +297,8 @@ export class QuicConnection extends EventEmitter {
         case 'closed':
           this.closeInfo = e.info;
           this.rejectReady(new Error(`connection closed before the handshake completed: ${describeClose(e.info)}`));
-          this.destroyAll(new Error(`connection closed: ${describeClose(e.info)}`));
+          // Streams still open when we closed the connection ourselves end without an error; otherwise they fail.
+          this.destroyAll(e.info.by === 'local' && e.info.application ? null : new Error(`connection closed: ${describeClose(e.info)}`));
           this.emit('close', e.info);
           break;
       }
@@ -315,9 +316,9 @@ export class QuicConnection extends EventEmitter {
     this.owner.wake(this.conn);
   }
 
-  destroyAll(err: Error): void {
+  destroyAll(err: Error | null): void {
     for (const s of this.streams.values()) s.onConnectionClosed(err);
-    for (const w of this.waitingForStreams) w.reject(err);
+    for (const w of this.waitingForStreams) w.reject(err ?? new Error('connection closed'));
     this.waitingForStreams = [];
   }
 }

@@ -57,23 +57,36 @@ export interface OurClientOptions {
   workDir: string;
 }
 
-/** Our QUIC server, or null while it is not built ("our QUIC server not built yet"). */
+/** The built `qsr` command (dist/src/cli/qsr.js), run with this Node. */
+function qsr(args: string[]): OurCommand {
+  return { cmd: process.execPath, args: [fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url)), ...args] };
+}
+
+/** Our QUIC server: `qsr quic-listen` (HTTP/3 comes with `qsr serve`). */
 export function ourServerCommand(opts: OurServerOptions): OurCommand | null {
   if (fakeOurs()) {
     const c = opts.ciphers !== undefined ? [`--ciphers=${gnutlsCiphers(opts.ciphers)}`] : [];
     const docroot = opts.workDir;
     return adapter(['server', opts.addr, String(opts.port), opts.keyFile, opts.certFile, opts.keylogFile, docroot, ...c]);
   }
-  return null;
+  const args = ['quic-listen', '--listen', `${opts.addr.includes(':') ? `[${opts.addr}]` : opts.addr}:${opts.port}`];
+  args.push('--cert', opts.certFile, '--key', opts.keyFile, '--alpn', opts.alpn.join(','), '--keylog', opts.keylogFile);
+  if (opts.ciphers) args.push('--ciphers', opts.ciphers.join(','));
+  return qsr(args);
 }
 
-/** Our QUIC client, or null while it is not built ("our QUIC client not built yet"). */
+/** Our QUIC client: `qsr quic-connect`. */
 export function ourClientCommand(opts: OurClientOptions): OurCommand | null {
   if (fakeOurs()) {
     const c = opts.ciphers !== undefined ? [`--ciphers=${gnutlsCiphers(opts.ciphers)}`] : [];
     return adapter(['client', opts.host, String(opts.port), opts.keylogFile, ...opts.urls, ...c]);
   }
-  return null;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const args = ['quic-connect', `https://${host}:${opts.port}/`, '--server-name', opts.serverName, '--ca', opts.caFile];
+  args.push('--alpn', opts.alpn.join(','), '--keylog', opts.keylogFile, '--duration', '1500');
+  if (opts.ciphers) args.push('--ciphers', opts.ciphers.join(','));
+  if (opts.keyUpdateAfterMs !== undefined) args.push('--key-update-after', String(opts.keyUpdateAfterMs));
+  return qsr(args);
 }
 
 /**

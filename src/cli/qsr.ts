@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/** The `qsr` command. */
+import { Command, InvalidArgumentError } from 'commander';
+import { UsageError, parseIntFlag } from './args.js';
+import { quicListen, quicConnect } from './quic-tools.js';
+
+const program = new Command();
+program.name('qsr').description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack').version('0.1.0');
+program.showHelpAfterError();
+
+const intArg = (flag: string, min: number, max?: number) => (v: string) => {
+  try {
+    return parseIntFlag(flag, v, min, max);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+program
+  .command('up')
+  .description('start the router and its three services (not built yet)')
+  .action(() => {
+    process.stdout.write(
+      'qsr up: the stream router is not built yet. The QUIC transport is: try\n' +
+        '  qsr quic-listen --cert CERT --key KEY   and   qsr quic-connect https://127.0.0.1:4433/ --insecure\n',
+    );
+  });
+
+program
+  .command('quic-listen')
+  .description('QUIC server probe: accepts connections and prints handshake, stream and close events as JSON lines')
+  .option('--listen <addr>', 'address and port to listen on', '127.0.0.1:4433')
+  .requiredOption('--cert <file>', 'certificate chain (PEM)')
+  .requiredOption('--key <file>', 'private key (PEM)')
+  .option('--alpn <list>', 'ALPN protocols, comma-separated', 'h3')
+  .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites, comma-separated')
+  .option('--groups <list>', 'key exchange groups, comma-separated (x25519, secp256r1)')
+  .action(async (o) => {
+    await quicListen(o);
+  });
+
+program
+  .command('quic-connect')
+  .description('QUIC client probe: connects, prints events as JSON lines, closes after --duration ms')
+  .argument('<url>', 'https://HOST:PORT/')
+  .option('--alpn <list>', 'ALPN protocols to offer', 'h3')
+  .option('--ca <file>', 'trust this CA (PEM) instead of the system roots')
+  .option('--insecure', 'do not verify the server certificate (development only)')
+  .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
+  .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to offer, comma-separated')
+  .option('--groups <list>', 'key exchange groups, first gets the key share (x25519, secp256r1)')
+  .option('--key-update-after <ms>', 'initiate a key update this long after the handshake', intArg('--key-update-after', 0))
+  .option('--duration <ms>', 'stay connected this long', intArg('--duration', 0), 1000)
+  .option('--no-h3-control', 'do not open a minimal HTTP/3 control stream')
+  .action(async (url: string, o) => {
+    process.exitCode = await quicConnect(url, o);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`qsr: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`qsr: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
