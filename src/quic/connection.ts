@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Level, QUIC_V1, type Role } from './types.js';
-import { TransportError, TransportErrorCode as E, TlsError } from './errors.js';
+import { TransportError, TransportErrorCode as E, TlsError, TlsAlert } from './errors.js';
 import type { Address, CloseInfo, ConnectionConfig, ConnectionEvent, ConnectionState } from './connection-types.js';
 import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
@@ -809,12 +809,6 @@ export class Connection {
 
   private onCrypto(level: Level, offset: number, data: Buffer): void {
     const sp = this.spaces[level];
-    if (level === Level.OneRtt) {
-      // Post-handshake messages (NewSessionTicket) are accepted and ignored; no resumption yet.
-      if (offset + data.length > CRYPTO_BUFFER_LIMIT * 16)
-        throw new TransportError(E.CRYPTO_BUFFER_EXCEEDED, 'too much 1-RTT CRYPTO data', 0x06);
-      return;
-    }
     try {
       sp.cryptoRecv.onData(offset, data, false);
     } catch (err) {
@@ -823,11 +817,31 @@ export class Connection {
       throw err;
     }
     for (let b = sp.cryptoRecv.read(); b; b = sp.cryptoRecv.read()) {
-      this.tls.receive(level, b);
+      if (level === Level.OneRtt) this.onPostHandshake(b);
+      else this.tls.receive(level, b);
       const upd = sp.cryptoRecv.maxStreamDataUpdate();
       if (upd !== null) sp.cryptoRecv.markMaxStreamDataSent(upd);
     }
-    this.drainTls();
+    if (level !== Level.OneRtt) this.drainTls();
+  }
+
+  private postHandshake = Buffer.alloc(0);
+
+  /**
+   * Post-handshake TLS messages in 1-RTT CRYPTO frames: a client accepts (and ignores, no resumption yet)
+   * NewSessionTicket; a KeyUpdate message is forbidden in QUIC (RFC 9001 §6); anything else is unexpected.
+   */
+  private onPostHandshake(b: Buffer): void {
+    this.postHandshake = this.postHandshake.length ? Buffer.concat([this.postHandshake, b]) : Buffer.from(b);
+    while (this.postHandshake.length >= 4) {
+      const type = this.postHandshake[0];
+      const len = this.postHandshake.readUIntBE(1, 3);
+      if (type === 24) throw new TlsError(TlsAlert.unexpected_message, 'TLS KeyUpdate message is not allowed in QUIC');
+      if (type !== 4 || this.role !== 'client')
+        throw new TlsError(TlsAlert.unexpected_message, `unexpected post-handshake TLS message type ${type}`);
+      if (this.postHandshake.length < 4 + len) return;
+      this.postHandshake = this.postHandshake.subarray(4 + len);
+    }
   }
 
   /** Moves TLS output into CRYPTO send buffers and installs new keys. */
@@ -1289,6 +1303,7 @@ export class Connection {
     let ackEliciting = false;
     let containsInitial = false;
     const packets: { sp: Space; pn: number; frames: SentFrame[]; size: number; eliciting: boolean; start: number }[] = [];
+    const pathResponse = this.pendingPathResponses.length > 0;
     for (const sp of this.spaces) {
       if (!sp.write || sp.discarded) continue;
       if (sp.level === Level.OneRtt && !this.handshakeDone && this.role === 'server') {
@@ -1313,8 +1328,10 @@ export class Connection {
       if (sp.level === Level.Initial && this.role === 'client' && !this.firstHandshakeSent && sp.cryptoSend.unsentBytes > 0) break;
     }
     if (off === 0) return null;
-    // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1).
-    if (containsInitial && (this.role === 'client' || ackEliciting) && off < MIN_INITIAL_DATAGRAM) {
+    // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1),
+    // and so is one carrying PATH_RESPONSE, within the amplification limit (RFC 9000 §8.2.2).
+    const sentPathResponse = pathResponse && this.pendingPathResponses.length === 0;
+    if (((containsInitial && (this.role === 'client' || ackEliciting)) || sentPathResponse) && off < MIN_INITIAL_DATAGRAM) {
       const last = packets[packets.length - 1];
       const padTo = Math.min(MIN_INITIAL_DATAGRAM, limit);
       if (padTo > off) {

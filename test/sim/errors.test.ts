@@ -417,7 +417,7 @@ test('errors: a CRYPTO frame in 1-RTT (a post-handshake NewSessionTicket) is acc
   expectAlive(ctx);
 });
 
-test('errors: a TLS KeyUpdate message in 1-RTT CRYPTO -> CRYPTO_ERROR 0x10a (RFC 9001 §6)', { todo: 'connection.ts ignores all 1-RTT CRYPTO data; KeyUpdate is never rejected' }, () => {
+test('errors: a TLS KeyUpdate message in 1-RTT CRYPTO -> CRYPTO_ERROR 0x10a (RFC 9001 §6)', {}, () => {
   const ctx = established(182);
   // KeyUpdate (type 24), length 1, request_update = update_not_requested.
   fromServer(ctx, encode({ type: 'crypto', offset: 0, data: Buffer.from([0x18, 0x00, 0x00, 0x01, 0x00]) }));
@@ -457,7 +457,7 @@ test('errors: a PATH_CHALLENGE gets exactly one PATH_RESPONSE echoing its data; 
 
 test(
   'errors: the datagram carrying a PATH_RESPONSE is expanded to at least 1200 bytes (RFC 9000 §8.2.2)',
-  { todo: 'connection.ts does not pad datagrams that carry PATH_RESPONSE' },
+  {},
   () => {
     const ctx = established(184);
     const { sizes } = challenge(ctx, randomBytes(8));
