@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { missingPrograms, makeWorkDir, parseGtlsClientOutput, gtlsClientArgs, gnutlsCiphers, H3_NO_ERROR } from './peers.js';
 import { analyseTsharkJson, h3FrameName, decryptReport, formatReport } from './capture.js';
-import { parseOurEvents, sawPeerControlStream, ourServerCommand } from './ours.js';
+import { parseOurEvents, sawPeerControlStream } from './ours.js';
 import { runInterop, selfcheck, defaultCertDir, formatMatrix, PEER_OUR_SERVER, PEER_OUR_CLIENT } from './run.js';
 
 const needed = ['gtlsclient', 'gtlsserver', 'tshark', 'editcap'];
@@ -91,16 +91,16 @@ test('selfcheck: gtlsclient -> gtlsserver, captured and decrypted', { skip: skip
   assert.equal(none.http3Frames.size, 0);
 });
 
-const ourServerBuilt =
-  ourServerCommand({ addr: '127.0.0.1', port: 1, certFile: '', keyFile: '', alpn: ['h3'], keylogFile: '', workDir: '' }) !== null;
-
-test('runner: our side not built is a failure, not a skip', { skip: ourServerBuilt && 'our server exists now', timeout: 30_000 }, async () => {
-  const res = await runInterop({ only: ['handshake'], ci: false });
-  const srv = res.filter((r) => r.peer === PEER_OUR_SERVER);
-  assert.equal(srv.length, 1);
-  assert.equal(srv[0]!.status, 'fail');
-  assert.match(srv[0]!.reason, /not implemented/);
-  assert.match(formatMatrix(res), /handshake\s+\| FAIL/);
+test('interop: our QUIC client and server against ngtcp2 (handshake, chacha20, keyupdate, decrypt)', { skip: skipReason, timeout: 240_000 }, async () => {
+  assert.deepEqual(missing, [], hint);
+  const res = await runInterop({ ci });
+  const mine = res.filter((r) => r.peer === PEER_OUR_SERVER || r.peer === PEER_OUR_CLIENT);
+  const bad = mine.filter((r) => r.status !== 'pass').map((r) => `${r.case} [${r.peer}] ${r.status}: ${r.reason}`);
+  assert.deepEqual(bad, [], formatMatrix(res));
+  for (const c of ['handshake', 'chacha20', 'keyupdate', 'decrypt/handshake', 'decrypt/chacha20', 'decrypt/keyupdate'])
+    assert.ok(mine.some((r) => r.case === c && r.peer === PEER_OUR_SERVER), `case ${c} ran against our server`);
+  for (const c of ['handshake', 'chacha20', 'decrypt/handshake'])
+    assert.ok(mine.some((r) => r.case === c && r.peer === PEER_OUR_CLIENT), `case ${c} ran with our client`);
 });
 
 test('runner our-side paths, with gtls standing in for ours (QSR_INTEROP_FAKE_OURS=gtls)', { skip: skipReason, timeout: 50_000 }, async () => {
