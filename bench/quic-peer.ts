@@ -1,0 +1,211 @@
+/**
+ * One side of the bulk-transfer benchmark over our QUIC stack (RFC 9000 streams over node:dgram), run as a child
+ * process by bench/run.ts so that client and server each get their own process and event loop.
+ *
+ *   node dist/bench/quic-peer.js server [--datagram BYTES]
+ *     Binds 127.0.0.1 on a kernel-chosen port, prints {"event":"listening","port":N}, serves ONE connection:
+ *     on each bidi stream it reads "<bytes>\n", writes that many bytes (one preallocated 64 KiB buffer, reused,
+ *     honouring write() backpressure) and ends the stream. When the connection closes it prints its resource
+ *     usage as one JSON line and exits.
+ *   node dist/bench/quic-peer.js client --port P --size BYTES [--datagram BYTES] [--sha]
+ *     Connects, opens one bidi stream, requests BYTES, counts (and with --sha hashes) what arrives, closes the
+ *     connection and prints one JSON line with timings and resource usage.
+ *
+ * Every JSON line printed on stdout starts with '{'; bench/run.ts reads them. This is a measurement tool, not a test.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { UdpEndpoint, type QuicConnection, type QuicStream } from '../src/io/udp.js';
+import type { ConnectionConfig } from '../src/quic/connection-types.js';
+import { loadPemChain, loadPrivateKey } from '../src/quic/tls/pem.js';
+
+/** Size of the one buffer the server writes again and again. */
+const CHUNK = 64 * 1024;
+const HOST = '127.0.0.1';
+const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
+
+/** The bytes the server sends: a fixed, non-constant pattern so a SHA-256 check means something. */
+function patternChunk(): Buffer {
+  const b = Buffer.allocUnsafe(CHUNK);
+  for (let i = 0; i < CHUNK; i++) b[i] = (i * 251 + 17 + (i >>> 8)) & 0xff;
+  return b;
+}
+
+/** SHA-256 (hex) of `size` bytes of the repeated pattern: what the client expects. */
+function expectedSha256(size: number): string {
+  const chunk = patternChunk();
+  const h = createHash('sha256');
+  for (let left = size; left > 0; left -= CHUNK) h.update(left >= CHUNK ? chunk : chunk.subarray(0, left));
+  return h.digest('hex');
+}
+
+function emit(obj: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+/** CPU seconds and peak RSS (MB = 10^6 B) of this process so far. */
+function usage(): { cpuUser: number; cpuSystem: number; cpu: number; maxRssMB: number } {
+  const c = process.cpuUsage();
+  const maxRssMB = (process.resourceUsage().maxRSS * 1024) / 1e6; // maxRSS is in KiB
+  return { cpuUser: c.user / 1e6, cpuSystem: c.system / 1e6, cpu: (c.user + c.system) / 1e6, maxRssMB };
+}
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function intFlag(args: string[], name: string, dflt: number): number {
+  const v = flag(args, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} needs a non-negative integer, got ${v}`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Server
+
+async function sendBytes(s: QuicStream, size: number, chunk: Buffer): Promise<void> {
+  let left = size;
+  while (left > 0) {
+    const n = Math.min(left, CHUNK);
+    left -= n;
+    const ok = s.write(n === CHUNK ? chunk : chunk.subarray(0, n));
+    if (!ok && left > 0) {
+      // Backpressure: wait until the stream drains (or fails).
+      await Promise.race([once(s, 'drain'), once(s, 'close')]);
+      if (s.destroyed) throw new Error('stream closed while sending');
+    }
+  }
+  s.end();
+}
+
+function serveStream(s: QuicStream, chunk: Buffer, onError: (e: Error) => void): void {
+  let req = '';
+  let started = false;
+  const start = (): void => {
+    if (started) return;
+    const nl = req.indexOf('\n');
+    if (nl < 0) return;
+    started = true;
+    const size = Number(req.slice(0, nl));
+    if (!Number.isSafeInteger(size) || size < 0) {
+      s.destroy(new Error(`bad request ${JSON.stringify(req.slice(0, 40))}`));
+      return;
+    }
+    sendBytes(s, size, chunk).catch(onError);
+  };
+  s.on('data', (d: Buffer) => {
+    if (!started) {
+      req += d.toString('latin1');
+      start();
+    }
+  });
+  s.on('end', start);
+  s.on('error', onError);
+}
+
+async function server(args: string[]): Promise<void> {
+  const datagram = intFlag(args, '--datagram', 1200);
+  const config: ConnectionConfig = {
+    alpn: ['qsr-bench'],
+    certChain: loadPemChain(readFileSync(`${CERTS}ecdsa.pem`, 'utf8')),
+    privateKey: loadPrivateKey(readFileSync(`${CERTS}ecdsa.key`, 'utf8')),
+    maxDatagramSize: datagram,
+  };
+  const chunk = patternChunk();
+  const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config });
+  const errors: string[] = [];
+  let finished = false;
+  const finish = async (why: string): Promise<void> => {
+    if (finished) return;
+    finished = true;
+    await ep.close(0, 'bench server done', 1000);
+    emit({ event: 'exit', role: 'server', why, errors, recvBufferBytes: ep.recvBufferSizes[0], ...usage() });
+    process.exit(0);
+  };
+  let served = false;
+  ep.on('connection', (c: QuicConnection) => {
+    if (served) {
+      c.close(0x1, 'bench server serves one connection');
+      return;
+    }
+    served = true;
+    c.on('stream', (s: QuicStream) => serveStream(s, chunk, (e) => errors.push(e.message)));
+    c.on('close', () => void finish('connection closed'));
+  });
+  ep.on('error', (e: Error) => errors.push(e.message));
+  process.on('SIGTERM', () => void finish('SIGTERM'));
+  emit({ event: 'listening', port: ep.address().port, recvBufferBytes: ep.recvBufferSizes[0] });
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Client
+
+async function client(args: string[]): Promise<void> {
+  const port = intFlag(args, '--port', 0);
+  const size = intFlag(args, '--size', 0);
+  const datagram = intFlag(args, '--datagram', 1200);
+  const wantSha = args.includes('--sha');
+  if (port === 0) throw new Error('client needs --port');
+  const config: ConnectionConfig = {
+    alpn: ['qsr-bench'],
+    serverName: 'localhost',
+    ca: loadPemChain(readFileSync(`${CERTS}ca.pem`, 'utf8')),
+    maxDatagramSize: datagram,
+  };
+  const ep = await UdpEndpoint.open();
+  const t0 = performance.now();
+  const c = ep.connect(config, { address: HOST, port });
+  await c.ready;
+  const t1 = performance.now();
+  const cpu1 = process.cpuUsage();
+  const s = await c.openStream();
+  const h = wantSha ? createHash('sha256') : null;
+  let bytes = 0;
+  s.on('data', (d: Buffer) => {
+    bytes += d.length;
+    h?.update(d);
+  });
+  const ended = once(s, 'end');
+  s.end(`${size}\n`);
+  await ended;
+  const t2 = performance.now();
+  const cpu2 = process.cpuUsage(cpu1);
+  const stats = { ...c.conn.stats };
+  const sha = h?.digest('hex');
+  c.close(0, 'bench done');
+  await ep.close(0, 'bench done', 1000);
+  const seconds = (t2 - t1) / 1000;
+  emit({
+    event: 'exit',
+    role: 'client',
+    size,
+    bytes,
+    ok: bytes === size && (sha === undefined || sha === expectedSha256(size)),
+    sha256: sha,
+    handshakeMs: t1 - t0,
+    transferSeconds: seconds,
+    mbPerSec: size / 1e6 / seconds,
+    transferCpu: (cpu2.user + cpu2.system) / 1e6,
+    stats,
+    ...usage(),
+  });
+  process.exit(0);
+}
+
+const [mode, ...rest] = process.argv.slice(2);
+const main = mode === 'server' ? server : mode === 'client' ? client : null;
+if (main === null) {
+  process.stderr.write('usage: quic-peer.js server [--datagram B] | client --port P --size BYTES [--datagram B] [--sha]\n');
+  process.exit(2);
+}
+main(rest).catch((e: unknown) => {
+  process.stderr.write(`quic-peer ${mode}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  emit({ event: 'error', role: mode, message: e instanceof Error ? e.message : String(e) });
+  process.exit(1);
+});

@@ -1,0 +1,402 @@
+/**
+ * Bulk-transfer benchmark: one QUIC connection (RFC 9000), one bidi stream, server -> client, over loopback.
+ * Ours: bench/quic-peer.ts as two separate node processes. Reference: ngtcp2's gtlsserver serving /<N> to gtlsclient
+ * (GnuTLS, default GSO). Prints per-run figures, a side-by-side table of medians and the target line.
+ *
+ *   node dist/bench/run.js [--size MB] [--runs N] [--only ours|gtls] [--datagram BYTES] [--json FILE]
+ *
+ * MB = 10^6 bytes. Every child has a hard timeout and is killed by its own PID only; loopback only; temp files removed.
+ * This is a measurement tool, not a test: it asserts nothing, it reports.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Child } from '../test/interop/peers.js';
+
+const HOST = '127.0.0.1';
+const TARGET_MBPS = 60;
+const PEER_JS = fileURLToPath(new URL('./quic-peer.js', import.meta.url));
+const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
+const TIME = '/usr/bin/time';
+
+interface Options {
+  sizeMB: number;
+  runs: number;
+  only: 'ours' | 'gtls' | null;
+  datagram: number;
+  json: string | null;
+}
+
+/** One measured transfer. null fields are "not available". */
+interface RunResult {
+  impl: 'ours' | 'gtls';
+  run: number;
+  ok: boolean;
+  error?: string;
+  bytes: number;
+  mbPerSec: number | null;
+  /** What the MB/s wall clock covers. */
+  clock: string;
+  handshakeMs: number | null;
+  clientCpu: number | null;
+  serverCpu: number | null;
+  clientRssMB: number | null;
+  serverRssMB: number | null;
+  /** Transfer-only client CPU (ours: from stream open to last byte). */
+  clientTransferCpu?: number | null;
+  extra?: Record<string, unknown>;
+}
+
+function usage(msg?: string): never {
+  if (msg !== undefined) process.stderr.write(`${msg}\n`);
+  process.stderr.write('usage: node dist/bench/run.js [--size MB] [--runs N] [--only ours|gtls] [--datagram BYTES] [--json FILE]\n');
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { sizeMB: 100, runs: 3, only: null, datagram: 1200, json: null };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = argv[i + 1];
+    const num = (min: number, max: number): number => {
+      const n = Number(v);
+      if (v === undefined || !Number.isFinite(n) || n < min || n > max) usage(`${a} needs a number in [${min}, ${max}]`);
+      i++;
+      return n;
+    };
+    switch (a) {
+      case '--size':
+        o.sizeMB = num(0.001, 10_000);
+        break;
+      case '--runs':
+        o.runs = Math.floor(num(1, 100));
+        break;
+      case '--datagram':
+        o.datagram = Math.floor(num(1200, 65527));
+        break;
+      case '--only':
+        if (v !== 'ours' && v !== 'gtls') usage('--only takes ours or gtls');
+        o.only = v;
+        i++;
+        break;
+      case '--json':
+        if (v === undefined) usage('--json needs a file name');
+        o.json = v;
+        i++;
+        break;
+      case '-h':
+      case '--help':
+        usage();
+        break;
+      default:
+        usage(`unknown option ${a}`);
+    }
+  }
+  return o;
+}
+
+function readTextOr(path: string, dflt: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return dflt;
+  }
+}
+
+/** JSON lines (starting with '{') that a child printed. */
+function jsonLines(text: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial line from a killed child
+    }
+  }
+  return out;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** Hard limit for one transfer: generous, so a slow run is measured rather than killed, but always bounded. */
+function transferTimeoutMs(sizeBytes: number): number {
+  return 30_000 + Math.ceil(sizeBytes / 1e6) * 1000; // allows ~1 MB/s
+}
+
+function describeExit(c: Child, e: { code: number | null; signal: string | null; timedOut: boolean }): string {
+  const tail = c.stderr().trim().split('\n').slice(-3).join(' | ');
+  return `${c.name} exited code=${e.code} signal=${e.signal}${e.timedOut ? ' (hard timeout)' : ''}${tail ? `: ${tail}` : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Ours
+
+async function runOurs(o: Options, size: number, run: number, work: string, sha: boolean): Promise<RunResult> {
+  const base: RunResult = {
+    impl: 'ours', run, ok: false, bytes: 0, mbPerSec: null, clock: 'stream open -> last byte (handshake excluded)',
+    handshakeMs: null, clientCpu: null, serverCpu: null, clientRssMB: null, serverRssMB: null,
+  };
+  const limit = transferTimeoutMs(size);
+  const dg = String(o.datagram);
+  const srv = spawnBounded({ name: `ours-server-${run}`, cmd: process.execPath, args: [PEER_JS, 'server', '--datagram', dg], workDir: work, timeoutMs: limit + 10_000 });
+  let port = 0;
+  await waitFor(() => {
+    const l = jsonLines(srv.stdout()).find((j) => j.event === 'listening');
+    if (l) port = num(l.port) ?? 0;
+    return port !== 0 || !srv.isRunning();
+  }, 10_000);
+  if (port === 0) {
+    const e = await srv.stop('SIGKILL', 1000);
+    return { ...base, error: `server did not start: ${describeExit(srv, e)}` };
+  }
+  const cliArgs = [PEER_JS, 'client', '--port', String(port), '--size', String(size), '--datagram', dg];
+  if (sha) cliArgs.push('--sha');
+  const cli = spawnBounded({ name: `ours-client-${run}`, cmd: process.execPath, args: cliArgs, workDir: work, timeoutMs: limit });
+  const cExit = await cli.exited;
+  // The server exits by itself once the connection is closed; give it a moment, then ask, then kill (its own PID).
+  const sOk = await Promise.race([srv.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  const sExit = sOk ? await srv.exited : await srv.stop('SIGTERM', 3000);
+  const c = jsonLines(cli.stdout()).find((j) => j.event === 'exit');
+  const s = jsonLines(srv.stdout()).find((j) => j.event === 'exit');
+  const r: RunResult = {
+    ...base,
+    serverCpu: num(s?.cpu),
+    serverRssMB: num(s?.maxRssMB),
+  };
+  if (!c) return { ...r, error: `client: ${describeExit(cli, cExit)}` };
+  r.bytes = num(c.bytes) ?? 0;
+  r.ok = c.ok === true;
+  r.mbPerSec = num(c.mbPerSec);
+  r.handshakeMs = num(c.handshakeMs);
+  r.clientCpu = num(c.cpu);
+  r.clientRssMB = num(c.maxRssMB);
+  r.clientTransferCpu = num(c.transferCpu);
+  r.extra = { stats: c.stats, sha256: c.sha256, serverErrors: s?.errors, serverExit: s ? undefined : describeExit(srv, sExit) };
+  if (!r.ok) r.error = `received ${r.bytes} of ${size} bytes${c.sha256 !== undefined ? ' or SHA-256 mismatch' : ''}`;
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Reference: gtlsserver / gtlsclient (ngtcp2 + GnuTLS)
+
+/** `/usr/bin/time -f '%e %U %S %M' -o FILE`: wall s, user s, sys s, max RSS KiB. */
+interface TimeFigures {
+  wall: number;
+  cpu: number;
+  rssMB: number;
+}
+
+function readTimeFile(path: string): TimeFigures | null {
+  // GNU time may print "Command exited with non-zero status N" / "Command terminated by signal N" first.
+  const lines = readTextOr(path, '').split('\n').filter((l) => /^[\d.]+ [\d.]+ [\d.]+ \d+$/.test(l.trim()));
+  const last = lines.at(-1);
+  if (last === undefined) return null;
+  const [e, u, s, m] = last.trim().split(' ').map(Number) as [number, number, number, number];
+  return { wall: e, cpu: u + s, rssMB: (m * 1024) / 1e6 };
+}
+
+/** Spawns `prog args` under /usr/bin/time when it exists. */
+function spawnTimed(name: string, prog: string, args: string[], work: string, timeoutMs: number, timeFile: string | null): Child {
+  if (timeFile === null) return spawnBounded({ name, cmd: prog, args, workDir: work, timeoutMs });
+  return spawnBounded({ name, cmd: TIME, args: ['-f', '%e %U %S %M', '-o', timeFile, prog, ...args], workDir: work, timeoutMs });
+}
+
+/** The PID of the direct child of `parent` (the program /usr/bin/time runs), from /proc. */
+function childPidOf(parent: number | undefined): number | null {
+  if (parent === undefined) return null;
+  const list = readTextOr(`/proc/${parent}/task/${parent}/children`, '').split(/\s+/).filter(Boolean);
+  return list.length > 0 ? Number(list[0]) : null;
+}
+
+/** Stops the gtlsserver we started: SIGINT to its own PID (ngtcp2's examples exit cleanly on it), then SIGKILL. */
+async function stopTimedServer(srv: Child, timed: boolean): Promise<void> {
+  if (!timed) {
+    await srv.stop('SIGINT', 3000);
+    return;
+  }
+  const pid = childPidOf(srv.pid);
+  if (pid !== null && srv.isRunning()) {
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      // already gone
+    }
+    const done = await Promise.race([srv.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    if (!done && srv.isRunning()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  // Last resort: /usr/bin/time itself (our direct child), so nothing outlives the hard limit.
+  const late = await Promise.race([srv.exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 3000))]);
+  if (late) await srv.stop('SIGKILL', 1000);
+}
+
+async function runGtls(o: Options, size: number, run: number, work: string): Promise<RunResult> {
+  const base: RunResult = {
+    impl: 'gtls', run, ok: false, bytes: 0, mbPerSec: null, clock: 'gtlsclient process start -> exit (incl. handshake)',
+    handshakeMs: null, clientCpu: null, serverCpu: null, clientRssMB: null, serverRssMB: null,
+  };
+  const server = findProgram('gtlsserver');
+  const client = findProgram('gtlsclient');
+  if (server === null || client === null) return { ...base, error: 'gtlsserver/gtlsclient not installed (apt-get install ngtcp2-server ngtcp2-client)' };
+  const timed = existsSync(TIME);
+  const limit = transferTimeoutMs(size);
+  const port = await freeUdpPort(HOST);
+  // Downloads go to tmpfs when there is one, so the reference client is not slowed by a disk.
+  const dlParent = existsSync('/dev/shm') ? '/dev/shm' : work;
+  const dl = mkdtempSync(join(dlParent, 'qsr-bench-dl-'));
+  const sTime = join(work, `gtls-server-${run}.time`);
+  const cTime = join(work, `gtls-client-${run}.time`);
+  try {
+    const sArgs = ['-q', `--max-dyn-length=${Math.max(size, 20_000_000)}`, '-d', work, HOST, String(port), `${CERTS}ecdsa.key`, `${CERTS}ecdsa.pem`];
+    const srv = spawnTimed(`gtls-server-${run}`, server, sArgs, work, limit + 15_000, timed ? sTime : null);
+    const up = await waitFor(() => !srv.isRunning() || udpPortBound(port), 5000);
+    if (!up || !srv.isRunning()) {
+      const e = await srv.stop('SIGKILL', 1000);
+      return { ...base, error: `gtlsserver did not bind: ${describeExit(srv, e)}` };
+    }
+    const idle = `${Math.ceil(limit / 1000)}s`;
+    const cArgs = ['-q', '--exit-on-all-streams-close', `--timeout=${idle}`, '--handshake-timeout=5s', `--download=${dl}`, HOST, String(port), `https://${HOST}:${port}/${size}`];
+    const t0 = process.hrtime.bigint();
+    const cli = spawnTimed(`gtls-client-${run}`, client, cArgs, work, limit, timed ? cTime : null);
+    const cExit = await cli.exited;
+    const wallParent = Number(process.hrtime.bigint() - t0) / 1e9;
+    await stopTimedServer(srv, timed);
+    const file = join(dl, String(size));
+    const bytes = existsSync(file) ? statSync(file).size : 0;
+    const ct = timed ? readTimeFile(cTime) : null;
+    const st = timed ? readTimeFile(sTime) : null;
+    const wall = ct?.wall ?? wallParent;
+    const ok = bytes === size && !cExit.timedOut;
+    return {
+      ...base,
+      ok,
+      error: ok ? undefined : `downloaded ${bytes} of ${size} bytes; ${describeExit(cli, cExit)}`,
+      bytes,
+      // GNU time's %e has 10 ms resolution; the parent's own clock also counts spawning /usr/bin/time.
+      mbPerSec: size / 1e6 / wall,
+      clientCpu: ct?.cpu ?? null,
+      serverCpu: st?.cpu ?? null,
+      clientRssMB: ct?.rssMB ?? null,
+      serverRssMB: st?.rssMB ?? null,
+      extra: { wallTime: ct?.wall ?? null, wallParent },
+    };
+  } finally {
+    rmSync(dl, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Report
+
+function median(xs: (number | null)[]): number | null {
+  const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+const fmt = (x: number | null, digits = 2): string => (x === null ? 'n/a' : x.toFixed(digits));
+
+function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ')} |`;
+  return [line(rows[0]!), `|${w.map((n, i) => (i === 0 ? '-'.repeat(n + 1) + '-' : '-'.repeat(n + 1) + ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+}
+
+function perRun(r: RunResult): string {
+  const hs = r.handshakeMs === null ? '' : ` handshake ${r.handshakeMs.toFixed(1)} ms,`;
+  const tc = r.clientTransferCpu != null ? ` (transfer ${r.clientTransferCpu.toFixed(2)})` : '';
+  const head = `  ${r.impl} run ${r.run}: ${r.ok ? 'ok' : 'FAILED'} ${fmt(r.mbPerSec, 1)} MB/s,${hs} client CPU ${fmt(r.clientCpu)} s${tc}, server CPU ${fmt(r.serverCpu)} s, RSS ${fmt(r.clientRssMB, 0)}/${fmt(r.serverRssMB, 0)} MB`;
+  return r.error !== undefined ? `${head}\n    error: ${r.error}` : head;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const size = Math.round(o.sizeMB * 1e6);
+  const work = mkdtempSync(join(tmpdir(), 'qsr-bench-'));
+  const sys = {
+    nproc: availableParallelism(),
+    node: process.version,
+    kernel: readTextOr('/proc/sys/kernel/osrelease', 'n/a'),
+    rmemMax: readTextOr('/proc/sys/net/core/rmem_max', 'n/a'),
+    wmemMax: readTextOr('/proc/sys/net/core/wmem_max', 'n/a'),
+    loMtu: readTextOr('/sys/class/net/lo/mtu', 'n/a'),
+    time: existsSync(TIME) ? TIME : null,
+  };
+  const out: string[] = [];
+  const say = (s: string): void => {
+    out.push(s);
+    console.log(s);
+  };
+  say(`# QUIC bulk transfer, loopback ${HOST}, one connection, one stream, server -> client`);
+  say(`size ${o.sizeMB} MB (${size} B, MB = 10^6 B), runs ${o.runs}, ours --datagram ${o.datagram} (maxDatagramSize on both sides)`);
+  say(`nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
+  const results: RunResult[] = [];
+  try {
+    if (o.only !== 'gtls') {
+      // Warm-up and integrity check (not timed): a smaller transfer hashed with SHA-256 by the client.
+      const v = await runOurs(o, Math.min(size, 8_000_000), 0, work, true);
+      say(`ours integrity check (${Math.min(size, 8_000_000)} B, SHA-256 of the pattern): ${v.ok ? 'ok' : `FAILED: ${v.error}`}`);
+      for (let i = 1; i <= o.runs; i++) {
+        const r = await runOurs(o, size, i, work, false);
+        results.push(r);
+        say(perRun(r));
+      }
+    }
+    if (o.only !== 'ours') {
+      for (let i = 1; i <= o.runs; i++) {
+        const r = await runGtls(o, size, i, work);
+        results.push(r);
+        say(perRun(r));
+      }
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  const rows = [['implementation', 'MB/s', 'client CPU s', 'server CPU s', 'client peak RSS MB', 'server peak RSS MB']];
+  const summary: Record<string, unknown> = {};
+  for (const impl of ['ours', 'gtls'] as const) {
+    const rs = results.filter((r) => r.impl === impl);
+    if (rs.length === 0) continue;
+    const good = rs.filter((r) => r.ok);
+    const m = {
+      mbPerSec: median(good.map((r) => r.mbPerSec)),
+      handshakeMs: median(good.map((r) => r.handshakeMs)),
+      clientCpu: median(good.map((r) => r.clientCpu)),
+      serverCpu: median(good.map((r) => r.serverCpu)),
+      clientRssMB: median(good.map((r) => r.clientRssMB)),
+      serverRssMB: median(good.map((r) => r.serverRssMB)),
+      okRuns: good.length,
+      runs: rs.length,
+    };
+    summary[impl] = m;
+    const label = impl === 'ours' ? `ours (node, dgram ${o.datagram})` : 'ngtcp2 gtlsserver/gtlsclient (GSO on)';
+    rows.push([`${label}${good.length < rs.length ? ` [${good.length}/${rs.length} ok]` : ''}`, fmt(m.mbPerSec, 1), fmt(m.clientCpu), fmt(m.serverCpu), fmt(m.clientRssMB, 0), fmt(m.serverRssMB, 0)]);
+  }
+  say('');
+  say(`medians of ${o.runs} run(s):`);
+  say(table(rows));
+  const ours = summary.ours as { mbPerSec: number | null; handshakeMs: number | null } | undefined;
+  if (ours) say(`ours: handshake (separate, median) ${fmt(ours.handshakeMs, 1)} ms; MB/s is stream open -> last byte; CPU/RSS are whole-process (node start + handshake included)`);
+  if (summary.gtls) say('gtls: MB/s is gtlsclient wall clock incl. process start and handshake; body saved to tmpfs (--download) and size-checked; CPU/RSS from /usr/bin/time');
+  const best = ours?.mbPerSec ?? null;
+  say(`target: >= ${TARGET_MBPS} MB/s on one connection -> ours ${fmt(best, 1)} MB/s: ${best === null ? 'n/a' : best >= TARGET_MBPS ? 'met' : 'NOT met'}`);
+
+  if (o.json !== null) {
+    writeFileSync(o.json, JSON.stringify({ options: o, system: sys, results, summary }, null, 2) + '\n');
+    console.log(`wrote ${o.json}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
