@@ -9,7 +9,7 @@
  * This is a measurement tool, not a test: it asserts nothing, it reports.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Child } from '../test/interop/peers.js';
@@ -338,6 +338,8 @@ async function main(): Promise<void> {
   say(`# QUIC bulk transfer, loopback ${HOST}, one connection, one stream, server -> client`);
   say(`size ${o.sizeMB} MB (${size} B, MB = 10^6 B), runs ${o.runs}, ours --datagram ${o.datagram} (maxDatagramSize on both sides)`);
   say(`nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
+  // Other processes on the host share the CPUs; the load average tells how quiet it was.
+  say(`load average before: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: RunResult[] = [];
   try {
     if (o.only !== 'gtls') {
@@ -381,6 +383,7 @@ async function main(): Promise<void> {
     const label = impl === 'ours' ? `ours (node, dgram ${o.datagram})` : 'ngtcp2 gtlsserver/gtlsclient (GSO on)';
     rows.push([`${label}${good.length < rs.length ? ` [${good.length}/${rs.length} ok]` : ''}`, fmt(m.mbPerSec, 1), fmt(m.clientCpu), fmt(m.serverCpu), fmt(m.clientRssMB, 0), fmt(m.serverRssMB, 0)]);
   }
+  say(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   say('');
   say(`medians of ${o.runs} run(s):`);
   say(table(rows));
