@@ -30,6 +30,8 @@ export interface UdpEndpointOptions extends EndpointOptions {
 export class UdpEndpoint extends EventEmitter {
   readonly endpoint: Endpoint;
   private readonly sockets: Socket[] = [];
+  /** Per socket: true for IPv6 (cached: Socket.address() is costly on the send path). */
+  private readonly socketIsV6: boolean[] = [];
   private readonly handles = new Map<Connection, QuicConnection>();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
@@ -65,8 +67,12 @@ export class UdpEndpoint extends EventEmitter {
       }
       ep.recvBufferSizes.push(sock.getRecvBufferSize());
       sock.on('message', (msg, rinfo) => ep.onMessage(msg, { address: rinfo.address, port: rinfo.port }));
-      sock.on('error', (err) => ep.emit('error', err));
+      // Socket errors (e.g. ICMP-triggered ones) must not crash the process: report them to listeners only.
+      sock.on('error', (err) => {
+        if (ep.listenerCount('error')) ep.emit('error', err);
+      });
       ep.sockets.push(sock);
+      ep.socketIsV6.push(sock.address().family === 'IPv6');
     }
     return ep;
   }
@@ -157,8 +163,11 @@ export class UdpEndpoint extends EventEmitter {
   }
 
   private sendDatagram(data: Buffer, to: Address): void {
-    const v6 = isIPv6(to.address);
-    const sock = this.sockets.find((s) => (s.address().family === 'IPv6') === v6) ?? this.sockets[0];
+    let sock = this.sockets[0];
+    if (this.sockets.length > 1) {
+      const i = this.socketIsV6.indexOf(to.address.includes(':'));
+      if (i >= 0) sock = this.sockets[i];
+    }
     sock.send(data, to.port, to.address);
   }
 

@@ -109,6 +109,7 @@ const AEAD_TAG = 16;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
 const MAX_UNDECRYPTABLE = 16;
 const MAX_DATAGRAM_LIMIT = 65527;
+const PACING_GRANULARITY = 1;
 
 const LEVEL_KIND: PacketKind[] = ['initial', 'handshake', '1rtt'];
 
@@ -125,6 +126,8 @@ export class Connection {
   remote: Address;
   /** Our connection IDs by sequence number. */
   readonly localCids = new Map<number, Buffer>();
+  /** Incremented whenever localCids changes (the endpoint re-syncs its routing table then). */
+  cidVersion = 0;
   /** The connection ID the client first sent to (server: used for routing until the client switches). */
   readonly originalDcid: Buffer;
   closeInfo: CloseInfo | null = null;
@@ -662,6 +665,7 @@ export class Connection {
         const cid = this.localCids.get(f.seq);
         if (cid) {
           this.localCids.delete(f.seq);
+          this.cidVersion++;
           this.issueConnectionIds();
         }
         return;
@@ -957,6 +961,7 @@ export class Connection {
       const seq = this.nextLocalCidSeq++;
       const cid = randomBytes(this.cfg.cidLength);
       this.localCids.set(seq, cid);
+      this.cidVersion++;
       this.pendingNewCids.push(seq);
     }
   }
@@ -1293,7 +1298,9 @@ export class Connection {
     let congestionOk = probing || this.cc.canSend(mds);
     if (congestionOk && this.cfg.pacing && !probing && this.rtt.hasSample) {
       const t = this.pacer.nextSendTime(mds, this.cc.cwnd, this.rtt.smoothed, now);
-      if (t > now) {
+      // Timers cannot wake us sooner than about a millisecond: within that, send now on credit (the pacer's
+      // tokens go negative and later packets wait longer), so pacing never runs below the congestion rate.
+      if (t > now + PACING_GRANULARITY) {
         congestionOk = false;
         this.pacingUntil = t;
       }

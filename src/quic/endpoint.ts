@@ -123,6 +123,8 @@ export class Endpoint {
       for (const [k, v] of this.byCid) if (v === c) this.byCid.delete(k);
       return;
     }
+    if (this.synced.get(c) === c.cidVersion) return;
+    this.synced.set(c, c.cidVersion);
     for (const cid of c.localCids.values()) {
       const k = key(cid);
       if (!this.byCid.has(k)) this.byCid.set(k, c);
@@ -151,6 +153,7 @@ export class Endpoint {
   }
 
   private readonly idle = new Set<Connection>();
+  private readonly synced = new WeakMap<Connection, number>();
 
   /** Marks a connection as possibly having output (after the application wrote to it). */
   wake(c: Connection): void {
