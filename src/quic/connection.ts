@@ -461,6 +461,7 @@ export class Connection {
 
   /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
   receive(dgram: Buffer, from: Address, now: number): void {
+    this.lastNow = now;
     if (this.state === 'closed' || this.state === 'draining') return;
     this.bytesReceived += dgram.length;
     this.stats.bytesReceived += dgram.length;
@@ -1128,6 +1129,7 @@ export class Connection {
     this.sendCloseNow = true;
     this.closeDeadline = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
     this.clearSendState();
+    this.emitClosed();
   }
 
   private enterDraining(now: number): void {
@@ -1138,6 +1140,7 @@ export class Connection {
     this.state = 'draining';
     this.closeDeadline = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
     this.clearSendState();
+    this.emitClosed();
   }
 
   private clearSendState(): void {
@@ -1150,10 +1153,16 @@ export class Connection {
   private finishClose(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.events.push({
-      type: 'closed',
-      info: this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' },
-    });
+    this.emitClosed();
+  }
+
+  private closedEmitted = false;
+
+  /** The application hears of the close at once; the connection lingers through closing/draining (RFC 9000 §10.2). */
+  private emitClosed(): void {
+    if (this.closedEmitted) return;
+    this.closedEmitted = true;
+    this.events.push({ type: 'closed', info: this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' } });
   }
 
   private resetIdle(now: number): void {
@@ -1169,7 +1178,7 @@ export class Connection {
     let t = Infinity;
     const idle = this.idleDeadline();
     if (idle !== null) t = Math.min(t, idle);
-    const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastActivity);
+    const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow);
     if (lossT !== null) t = Math.min(t, lossT);
     for (const sp of this.spaces) {
       if (sp.discarded || !sp.write) continue;
@@ -1182,6 +1191,8 @@ export class Connection {
   }
 
   private pacingUntil = 0;
+  /** The latest `now` we were given (timer queries take no time argument). */
+  private lastNow = 0;
 
   private idleDeadline(): number | null {
     if (!this.idleTimeout && !(this.state === 'handshake' && this.localParams.maxIdleTimeout)) return null;
@@ -1197,6 +1208,7 @@ export class Connection {
   }
 
   handleTimeout(now: number): void {
+    this.lastNow = now;
     if (this.state === 'closed') return;
     if (this.state === 'closing' || this.state === 'draining') {
       if (now >= this.closeDeadline) this.finishClose();
@@ -1241,6 +1253,7 @@ export class Connection {
    * (check `nextTimeout()` for when to try again).
    */
   poll(now: number): Buffer | null {
+    this.lastNow = now;
     if (this.replay) {
       const r = this.replay;
       this.replay = null;

@@ -357,7 +357,6 @@ export class LossDetector<T> {
     if (largest < 0) return lost;
     const rtt = this.rtt;
     const lossDelay = Math.max(TIME_THRESHOLD * Math.max(rtt.latest, rtt.smoothed), GRANULARITY_MS);
-    const lostSendTime = now - lossDelay;
     const pcDuration =
       checkPersistent && rtt.hasSample
         ? rtt.pto(this.opts.maxAckDelay(), true) * PERSISTENT_CONGESTION_THRESHOLD
@@ -371,7 +370,9 @@ export class LossDetector<T> {
         if (s.state[i] === ACKED) runStart = NaN;
         continue;
       }
-      if (p.timeSent <= lostSendTime || largest >= p.pn + PACKET_THRESHOLD) {
+      // Compare with the same expression that sets lossTime: `now - lossDelay` can round below timeSent when the
+      // timer fires exactly at timeSent + lossDelay, and the timer would then fire again and again at the same time.
+      if (p.timeSent + lossDelay <= now || largest >= p.pn + PACKET_THRESHOLD) {
         this.remove(s, i, GONE);
         lost.push(p);
         if (p.ackEliciting && p.timeSent > this.firstRttSampleTime) {
