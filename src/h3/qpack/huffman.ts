@@ -160,7 +160,7 @@ export function huffmanEncodedLengthLatin1(s: string): number {
 /**
  * Writes the code of each symbol produced by `at(i)` for i < n into out at off; returns the new offset.
  * The caller has checked the room (huffmanEncodedLength). The accumulator keeps < 8 pending bits, and codes longer
- * than 24 bits are fed in two parts, so it never needs more than 31 bits.
+ * than 24 bits are fed and flushed in two parts, so it never needs more than 31 bits.
  */
 function encodeInto(n: number, at: (i: number) => number, out: Uint8Array, off: number): number {
   let acc = 0;
@@ -173,6 +173,11 @@ function encodeInto(n: number, at: (i: number) => number, out: Uint8Array, off: 
       const hiLen = len - 24;
       acc = (acc << hiLen) | (code >>> 24);
       pending += hiLen;
+      while (pending >= 8) {
+        pending -= 8;
+        out[off++] = (acc >>> pending) & 0xff;
+      }
+      acc &= (1 << pending) - 1;
       code &= 0xffffff;
       len = 24;
     }
