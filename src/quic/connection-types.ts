@@ -34,7 +34,11 @@ export interface ConnectionConfig {
   initialMaxStreamDataUni?: number;
   initialMaxStreamsBidi?: number;
   initialMaxStreamsUni?: number;
-  /** Largest UDP payload we send. Default 1200 (the QUIC minimum); loopback-only deployments may raise it. */
+  /**
+   * Largest UDP payload we may send. Connections start at 1200 bytes (the QUIC minimum) and probe upwards to this
+   * ceiling after the handshake (PMTU discovery, RFC 9000 §14.3). Default 1452 (a 1500-byte Ethernet path); the
+   * I/O driver raises it for loopback peers.
+   */
   maxDatagramSize?: number;
   /** Length of the connection IDs we issue. Default 8. */
   cidLength?: number;

@@ -69,7 +69,8 @@ type SentFrame =
   | { k: 'handshake_done' }
   | { k: 'new_cid'; seq: number }
   | { k: 'retire_cid'; seq: number }
-  | { k: 'ping' };
+  | { k: 'ping' }
+  | { k: 'pmtu'; size: number };
 
 interface PacketInfo {
   level: Level;
@@ -110,6 +111,13 @@ const AEAD_TAG = 16;
 const MAX_UNDECRYPTABLE = 16;
 const MAX_DATAGRAM_LIMIT = 65527;
 const PACING_GRANULARITY = 1;
+/** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
+const PMTU_STEPS = [1452, 4096, 8192, 16384];
+const LOOPBACK_MAX_DATAGRAM = 16384;
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
+}
 
 const LEVEL_KIND: PacketKind[] = ['initial', 'handshake', '1rtt'];
 
@@ -212,7 +220,8 @@ export class Connection {
     this.role = role;
     this.cfg = {
       maxIdleTimeout: 30_000,
-      maxDatagramSize: MIN_INITIAL_DATAGRAM,
+      // Loopback paths carry 64 KiB datagrams; elsewhere assume a 1500-byte Ethernet MTU.
+      maxDatagramSize: isLoopback(remote.address) ? LOOPBACK_MAX_DATAGRAM : 1452,
       cidLength: 8,
       maxAckDelay: 25,
       pacing: true,
@@ -225,8 +234,8 @@ export class Connection {
     this.localCids.set(0, localCid);
     this.lastActivity = now;
     this.addressValidated = role === 'client';
-    this.cc = new NewReno(this.cfg.maxDatagramSize);
-    this.pacer = new Pacer(this.cfg.maxDatagramSize);
+    this.cc = new NewReno(MIN_INITIAL_DATAGRAM);
+    this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
     this.loss = new LossDetector<PacketInfo>(this.rtt, this.cc, {
       maxAckDelay: () => this.peerParams?.maxAckDelay ?? 25,
       isServer: role === 'server',
@@ -735,6 +744,9 @@ export class Connection {
           }
           break;
         }
+        case 'pmtu':
+          this.onPmtuProbeAcked(f.size);
+          break;
         default:
           break;
       }
@@ -804,6 +816,9 @@ export class Connection {
           break;
         case 'retire_cid':
           this.pendingRetireCids.push(f.seq);
+          break;
+        case 'pmtu':
+          this.onPmtuProbeLost(f.size);
           break;
         case 'ack':
         case 'ping':
@@ -1191,6 +1206,76 @@ export class Connection {
   }
 
   private pacingUntil = 0;
+
+  // ---------------------------------------------------------------- path MTU discovery (RFC 9000 §14.3)
+
+  /** The datagram size in use: 1200 until a larger probe is acknowledged. */
+  private mtu = MIN_INITIAL_DATAGRAM;
+  /** Sizes still to try, ascending; the probe in flight, and failures of the current size. */
+  private pmtuCandidates: number[] | null = null;
+  private pmtuProbing = 0;
+  private pmtuFailures = 0;
+
+  get datagramSize(): number {
+    return this.mtu;
+  }
+
+  private pmtuProbeDue(): boolean {
+    if (!this.handshakeConfirmed || this.state !== 'established' || this.pmtuProbing || !this.peerParams) return false;
+    if (this.pmtuCandidates === null) {
+      const ceiling = Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize);
+      this.pmtuCandidates = PMTU_STEPS.filter((s) => s > this.mtu && s < ceiling);
+      if (ceiling > this.mtu) this.pmtuCandidates.push(ceiling);
+    }
+    return this.pmtuCandidates.length > 0;
+  }
+
+  /** A PMTU probe: one 1-RTT packet with PING and PADDING filling a datagram of the candidate size. */
+  private buildPmtuProbe(now: number): Buffer | null {
+    const size = this.pmtuCandidates![0];
+    const sp = this.spaces[Level.OneRtt];
+    if (!sp.write) return null;
+    const buf = Buffer.allocUnsafe(size);
+    const end = this.writePacket(buf, 0, sp, size, (b, o, e) => {
+      b[o] = 0x01; // PING
+      b.fill(0, o + 1, e); // PADDING to the end
+      return e;
+    });
+    if (end === null) return null;
+    const pn = sp.nextPn - 1;
+    this.sealPackets(buf);
+    this.pmtuProbing = size;
+    // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
+    this.loss.onPacketSent({
+      pn,
+      space: Level.OneRtt,
+      timeSent: now,
+      size: end,
+      ackEliciting: true,
+      inFlight: false,
+      info: { level: Level.OneRtt, frames: [{ k: 'pmtu', size }], keyPhase: this.keyPhase },
+    });
+    return this.finishDatagram(buf, end);
+  }
+
+  private onPmtuProbeAcked(size: number): void {
+    if (size !== this.pmtuProbing) return;
+    this.pmtuProbing = 0;
+    this.pmtuFailures = 0;
+    this.pmtuCandidates!.shift();
+    if (size > this.mtu) {
+      this.mtu = size;
+      this.cc.setMaxDatagramSize(size);
+      this.pacer.maxDatagramSize = size;
+    }
+  }
+
+  private onPmtuProbeLost(size: number): void {
+    if (size !== this.pmtuProbing) return;
+    this.pmtuProbing = 0;
+    // Three losses in a row: this size does not pass; stop searching (RFC 8899 MAX_PROBES).
+    if (++this.pmtuFailures >= 3) this.pmtuCandidates = [];
+  }
   /** The latest `now` we were given (timer queries take no time argument). */
   private lastNow = 0;
 
@@ -1267,7 +1352,9 @@ export class Connection {
     }
     if (this.state === 'closed' || this.state === 'draining') return null;
     if (this.state === 'closing') return this.buildClose();
-    return this.buildDatagram(now);
+    const d = this.buildDatagram(now);
+    if (d || !this.pmtuProbeDue()) return d;
+    return this.buildPmtuProbe(now);
   }
 
   private amplificationBudget(): number {
@@ -1278,7 +1365,7 @@ export class Connection {
   private buildClose(): Buffer | null {
     if (!this.sendCloseNow || !this.pendingClose) return null;
     this.sendCloseNow = false;
-    const buf = Buffer.allocUnsafe(this.cfg.maxDatagramSize);
+    const buf = Buffer.allocUnsafe(this.mtu);
     let off = 0;
     const budget = this.amplificationBudget();
     // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
@@ -1303,7 +1390,7 @@ export class Connection {
   }
 
   private buildDatagram(now: number): Buffer | null {
-    const mds = this.cfg.maxDatagramSize;
+    const mds = this.mtu;
     const budget = this.amplificationBudget();
     if (budget < 64) return null;
     const limit = Math.min(mds, budget);

@@ -32,6 +32,8 @@ export interface LinkOptions {
   rate?: number;
   /** Queue limit in bytes before tail drop (with rate). */
   queueLimit?: number;
+  /** Datagrams larger than this many bytes are dropped (a path MTU). */
+  mtu?: number;
   /** Windows [from, to) in ms of simulated time where every datagram is lost. */
   blackouts?: [number, number][];
 }
@@ -81,7 +83,7 @@ export class SimNetwork {
       this.stats.lost++;
       return;
     }
-    if (l.loss && this.rand() < l.loss) {
+    if ((l.mtu && data.length > l.mtu) || (l.loss && this.rand() < l.loss)) {
       this.stats.lost++;
       return;
     }

@@ -38,17 +38,24 @@ export class NewReno implements CongestionController {
   ssthresh = Infinity;
   /** Set by the sender while it has less to send than the window allows: the window then does not grow (§7.8). */
   appLimited = false;
-  readonly minWindow: number;
+  minWindow: number;
   readonly initialWindow: number;
   /** Start of the current recovery period; -Infinity when not in recovery. */
   private recoveryStart = -Infinity;
   /** Bytes acknowledged in congestion avoidance not yet turned into window growth. */
   private avoidanceAcked = 0;
 
-  constructor(readonly maxDatagramSize = 1200) {
+  constructor(public maxDatagramSize = 1200) {
     this.initialWindow = Math.min(10 * maxDatagramSize, Math.max(14720, 2 * maxDatagramSize));
     this.minWindow = 2 * maxDatagramSize;
     this.cwnd = this.initialWindow;
+  }
+
+  /** The path allows larger datagrams now (PMTU discovery, RFC 9000 §14.3): window arithmetic uses the new size. */
+  setMaxDatagramSize(bytes: number): void {
+    this.maxDatagramSize = bytes;
+    this.minWindow = 2 * bytes;
+    if (this.cwnd < this.minWindow) this.cwnd = this.minWindow;
   }
 
   onPacketSent(bytes: number, _now: number): void {

@@ -16,7 +16,7 @@ export class Pacer {
   private rate = 0;
   private lastRefill = NaN;
 
-  constructor(readonly maxDatagramSize: number) {
+  constructor(public maxDatagramSize: number) {
     this.capacity = MAX_BURST_PACKETS * maxDatagramSize;
     this.tokens = this.capacity;
   }
