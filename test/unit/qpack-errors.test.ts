@@ -91,12 +91,8 @@ test('a huge literal beyond maxFieldSectionSize is rejected before it is read', 
   assert.equal(caught.fieldSectionTooLarge, true);
   assert.equal(caught.code, FAILED);
   assert.equal(caught.streamId, 0);
-  // Huffman-coded: 400 bytes of 'a' coded (250 bytes) fit in 1000 but not in 300.
-  const coded = Buffer.from([0x00, 0x00, 0x50, 0xff, 250 - 127, ...Buffer.alloc(250, 0x18)]);
-  coded[coded.length - 1] = 0x1f; // last byte: 'a'(00011) + 3 pad ones
-  // 250 bytes = 2000 bits = 400 symbols of 5 bits exactly; rebuild properly.
+  // Huffman-coded: 400 x 'a' (00011) take 250 bytes: they fit in 1000 but not in 300. Eight symbols = 5 bytes.
   const body = Buffer.alloc(250);
-  // 'a' = 00011: eight symbols = 40 bits = 5 bytes 0x18 0xc6 0x31 0x8c 0x63
   for (let i = 0; i < 250; i += 5) body.set([0x18, 0xc6, 0x31, 0x8c, 0x63], i);
   const huff = Buffer.concat([Buffer.from([0x00, 0x00, 0x50, 0xff, 250 - 127]), body]);
   const ok = dec(220, 4, 1000).decode(0, huff);
