@@ -135,3 +135,20 @@ test('our encoder produces the RFC B.2 encoder-stream bytes and accepts the RFC 
   assert.deepEqual(d.decode(4, hex('028010')), [[':authority', 'www.example.com']]);
   assert.deepEqual(d.decode(8, hex('020080')), [[':authority', 'www.example.com']]);
 });
+
+test('entries survive the encoder raising the table capacity', () => {
+  const d = new QpackDecoder({ maxTableCapacity: 4096, maxBlockedStreams: 0 });
+  // Capacity 64, insert x=y, capacity 4096, insert x=z.
+  d.onEncoderStreamData(hex('3f21 4178 0179 3fe11f 4178 017a'));
+  assert.equal(d.tableSize, 68);
+  // RIC 2 (MaxEntries 128 -> encoded 3), Base 2.
+  assert.deepEqual(d.decode(0, hex('0300 80 81')), [
+    ['x', 'z'],
+    ['x', 'y'],
+  ]);
+  // Lowering the capacity evicts from the oldest end.
+  d.onEncoderStreamData(hex('3f03')); // capacity 34
+  assert.equal(d.tableSize, 34);
+  assert.throws(() => d.decode(4, hex('0300 81')), QpackError);
+  assert.deepEqual(d.decode(8, hex('0300 80')), [['x', 'z']]);
+});

@@ -48,10 +48,11 @@ export class QpackDecoder {
   readonly maxBlockedBytes: number;
   private readonly maxEntries: number;
 
-  // Dynamic table as a ring indexed by absolute index modulo ringSize (no more than maxEntries entries fit).
-  private readonly ringSize: number;
-  private readonly names: string[];
-  private readonly values: string[];
+  // Dynamic table as a ring indexed by absolute index modulo ringSize. It holds floor(capacity / 32) entries and
+  // grows when the encoder raises the capacity, so advertising a large maximum costs nothing until it is used.
+  private ringSize = 1;
+  private names: string[] = [''];
+  private values: string[] = [''];
   private capacity = 0;
   private size = 0;
   /** Total number of insertions (the Insert Count). */
@@ -75,9 +76,6 @@ export class QpackDecoder {
     this.maxFieldSectionSize = opts.maxFieldSectionSize ?? 64 * 1024;
     this.maxBlockedBytes = opts.maxBlockedBytes ?? 1024 * 1024;
     this.maxEntries = Math.floor(this.maxTableCapacity / ENTRY_OVERHEAD);
-    this.ringSize = Math.max(1, this.maxEntries);
-    this.names = new Array<string>(this.ringSize).fill('');
-    this.values = new Array<string>(this.ringSize).fill('');
   }
 
   /** Number of insertions so far (for tests and diagnostics). */
@@ -173,6 +171,7 @@ export class QpackDecoder {
       }
       this.capacity = cap;
       this.evictTo(cap);
+      this.growRing(Math.floor(cap / ENTRY_OVERHEAD));
       return true;
     }
     // Duplicate: 000 index(5)
@@ -215,6 +214,19 @@ export class QpackDecoder {
     this.values[slot] = value;
     this.insertCount++;
     this.size += size;
+  }
+
+  private growRing(entries: number): void {
+    if (entries <= this.ringSize) return;
+    const names = new Array<string>(entries).fill('');
+    const values = new Array<string>(entries).fill('');
+    for (let abs = this.dropped; abs < this.insertCount; abs++) {
+      names[abs % entries] = this.names[abs % this.ringSize];
+      values[abs % entries] = this.values[abs % this.ringSize];
+    }
+    this.names = names;
+    this.values = values;
+    this.ringSize = entries;
   }
 
   private evictTo(limit: number): void {
