@@ -110,12 +110,12 @@ function serveStream(s: QuicStream, chunk: Buffer, onError: (e: Error) => void):
 }
 
 async function server(args: string[]): Promise<void> {
-  const datagram = intFlag(args, '--datagram', 1200);
+  const datagram = intFlag(args, '--datagram', 0);
   const config: ConnectionConfig = {
     alpn: ['qsr-bench'],
     certChain: loadPemChain(readFileSync(`${CERTS}ecdsa.pem`, 'utf8')),
     privateKey: loadPrivateKey(readFileSync(`${CERTS}ecdsa.key`, 'utf8')),
-    maxDatagramSize: datagram,
+    ...(datagram ? { maxDatagramSize: datagram } : {}),
   };
   const chunk = patternChunk();
   const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config });
@@ -149,14 +149,14 @@ async function server(args: string[]): Promise<void> {
 async function client(args: string[]): Promise<void> {
   const port = intFlag(args, '--port', 0);
   const size = intFlag(args, '--size', 0);
-  const datagram = intFlag(args, '--datagram', 1200);
+  const datagram = intFlag(args, '--datagram', 0);
   const wantSha = args.includes('--sha');
   if (port === 0) throw new Error('client needs --port');
   const config: ConnectionConfig = {
     alpn: ['qsr-bench'],
     serverName: 'localhost',
     ca: loadPemChain(readFileSync(`${CERTS}ca.pem`, 'utf8')),
-    maxDatagramSize: datagram,
+    ...(datagram ? { maxDatagramSize: datagram } : {}),
   };
   const ep = await UdpEndpoint.open();
   const t0 = performance.now();

@@ -55,7 +55,7 @@ function usage(msg?: string): never {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { sizeMB: 100, runs: 3, only: null, datagram: 1200, json: null };
+  const o: Options = { sizeMB: 100, runs: 3, only: null, datagram: 0, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -73,7 +73,7 @@ function parseArgs(argv: string[]): Options {
         o.runs = Math.floor(num(1, 100));
         break;
       case '--datagram':
-        o.datagram = Math.floor(num(1200, 65527));
+        o.datagram = Math.floor(num(1200, 65527)); // a fixed ceiling; default: PMTU discovery
         break;
       case '--only':
         if (v !== 'ours' && v !== 'gtls') usage('--only takes ours or gtls');
@@ -139,7 +139,7 @@ async function runOurs(o: Options, size: number, run: number, work: string, sha:
     handshakeMs: null, clientCpu: null, serverCpu: null, clientRssMB: null, serverRssMB: null,
   };
   const limit = transferTimeoutMs(size);
-  const dg = String(o.datagram);
+  const dg = String(o.datagram); // 0: the connection's default ceiling (PMTU discovery up to 16 KiB on loopback)
   const srv = spawnBounded({ name: `ours-server-${run}`, cmd: process.execPath, args: [PEER_JS, 'server', '--datagram', dg], workDir: work, timeoutMs: limit + 10_000 });
   let port = 0;
   await waitFor(() => {
@@ -336,7 +336,7 @@ async function main(): Promise<void> {
     console.log(s);
   };
   say(`# QUIC bulk transfer, loopback ${HOST}, one connection, one stream, server -> client`);
-  say(`size ${o.sizeMB} MB (${size} B, MB = 10^6 B), runs ${o.runs}, ours --datagram ${o.datagram} (maxDatagramSize on both sides)`);
+  say(`size ${o.sizeMB} MB (${size} B, MB = 10^6 B), runs ${o.runs}, ours ${o.datagram ? `--datagram ${o.datagram} (maxDatagramSize ceiling on both sides)` : 'PMTU discovery from 1200 up to the loopback ceiling'}`);
   say(`nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
   // Other processes on the host share the CPUs; the load average tells how quiet it was.
   say(`load average before: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -380,7 +380,7 @@ async function main(): Promise<void> {
       runs: rs.length,
     };
     summary[impl] = m;
-    const label = impl === 'ours' ? `ours (node, dgram ${o.datagram})` : 'ngtcp2 gtlsserver/gtlsclient (GSO on)';
+    const label = impl === 'ours' ? `ours (node, ${o.datagram ? `dgram ${o.datagram}` : 'PMTUD'})` : 'ngtcp2 gtlsserver/gtlsclient (GSO on)';
     rows.push([`${label}${good.length < rs.length ? ` [${good.length}/${rs.length} ok]` : ''}`, fmt(m.mbPerSec, 1), fmt(m.clientCpu), fmt(m.serverCpu), fmt(m.clientRssMB, 0), fmt(m.serverRssMB, 0)]);
   }
   say(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
