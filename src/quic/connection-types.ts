@@ -40,6 +40,11 @@ export interface ConnectionConfig {
    * I/O driver raises it for loopback peers.
    */
   maxDatagramSize?: number;
+  /**
+   * Put each QUIC packet in its own UDP datagram instead of coalescing Initial/Handshake/1-RTT packets
+   * (RFC 9000 §12.2), so that every packet in a capture is decodable on its own. Default false.
+   */
+  onePacketPerDatagram?: boolean;
   /** Length of the connection IDs we issue. Default 8. */
   cidLength?: number;
   /** Our max_ack_delay, ms. Default 25. */

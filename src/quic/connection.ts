@@ -1383,6 +1383,7 @@ export class Connection {
       });
       if (r === null) continue;
       off = r;
+      if (this.cfg.onePacketPerDatagram) break;
     }
     if (off === 0) return null;
     this.sealPackets(buf);
@@ -1433,6 +1434,7 @@ export class Connection {
       if (sp.level === Level.Initial) containsInitial = true;
       off = r;
       if (sp.level === Level.Initial && this.role === 'client' && !this.firstHandshakeSent && sp.cryptoSend.unsentBytes > 0) break;
+      if (this.cfg.onePacketPerDatagram) break;
     }
     if (off === 0) return null;
     // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1),

@@ -27,3 +27,31 @@ test('sim: client and server complete the handshake and confirm it', () => {
   assert.equal(server!.alpn, 'h3');
   assert.equal(conn.state, 'established');
 });
+
+test('sim: onePacketPerDatagram puts every packet in its own datagram and the handshake still completes', async () => {
+  const { parseHeader } = await import('../../src/quic/packet/header.js');
+  const { net, sep, cep, conn } = pair(2, {}, { onePacketPerDatagram: true }, { onePacketPerDatagram: true });
+  let packetsPerDatagram = 0;
+  let datagrams = 0;
+  for (const ep of [sep, cep]) {
+    const poll = ep.poll.bind(ep);
+    ep.poll = (now: number) => {
+      const t = poll(now);
+      if (t && (t.data[0] & 0x80) !== 0) {
+        // Count the long-header packets in it (short-header packets run to the end of the datagram anyway).
+        let n = 0;
+        for (let off = 0; off < t.data.length && (t.data[off] & 0x80) !== 0; n++) off = parseHeader(t.data, off, 8).end;
+        packetsPerDatagram = Math.max(packetsPerDatagram, n);
+        datagrams++;
+      }
+      return t;
+    };
+  }
+  let server: Connection | undefined;
+  const ok = net.run(() => conn.isHandshakeComplete && !!server?.isHandshakeComplete, 5000, () => {
+    server ??= sep.pollAccepted();
+  });
+  assert.ok(ok, 'handshake completed');
+  assert.ok(datagrams >= 3, `saw ${datagrams} long-header datagrams`);
+  assert.equal(packetsPerDatagram, 1, 'no datagram carried two packets');
+});
