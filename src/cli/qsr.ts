@@ -58,6 +58,22 @@ program
     process.exitCode = await quicConnect(url, o);
   });
 
+program
+  .command('capture')
+  .description(
+    'capture the loopback traffic of a UDP port with tshark and write a pcapng with the TLS secrets embedded ' +
+      '(Wireshark decrypts it with no settings); stops when COMMAND exits, after --seconds, or on Ctrl-C',
+  )
+  .argument('[command...]', 'run this under the capture (after --), with SSLKEYLOGFILE set to the key log')
+  .option('-o, --output <file>', 'pcapng to write (default ./qsr-capture-<timestamp>.pcapng)')
+  .option('--port <port>', 'UDP port to capture on lo (127.0.0.1 and ::1)', '4433')
+  .option('--keylog <file>', 'NSS key log to embed (default: $SSLKEYLOGFILE, else ./.qsr/keylog.txt)')
+  .option('--seconds <n>', 'stop after N seconds (instead of a command)')
+  .action(async (command: string[], o) => {
+    const { runCapture } = await import('./capture.js');
+    process.exitCode = await runCapture(o, command);
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof UsageError) {
     process.stderr.write(`qsr: ${err.message}\n`);
