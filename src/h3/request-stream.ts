@@ -1,0 +1,351 @@
+/**
+ * One HTTP/3 request stream (RFC 9114 §4.1, §6.1): HEADERS, DATA*, optional trailing HEADERS, in both directions.
+ *
+ * Incoming frames are taken from the QuicStream only when needed: before the header section arrives, and then only
+ * while the body Readable wants data, so a slow consumer holds back QUIC flow control. DATA payloads are passed on as
+ * they arrive. A HEADERS frame that QPACK cannot decode yet (blocked stream, RFC 9204 §2.1.2) parks the stream
+ * until the encoder stream delivers the inserts.
+ *
+ * Errors: a malformed message (§4.1.2) or content-length mismatch is a stream error H3_MESSAGE_ERROR: the stream
+ * is reset and stopped (RESET_STREAM + STOP_SENDING) and nothing else is affected. An invalid frame sequence
+ * (§4.1: DATA before HEADERS, anything after trailers) and frames not allowed on request streams are connection
+ * errors, handed to the session.
+ */
+import { Readable } from 'node:stream';
+import type { QuicStream } from '../io/stream.js';
+import { StreamResetError } from '../io/stream.js';
+import { encodeFrame, encodeFrameHeader, FrameReader, FrameType, type FrameEvent } from './frames.js';
+import { H3Error, H3ErrorCode as E, H3RequestRejectedError, H3StreamError } from './errors.js';
+import {
+  validateRequest,
+  validateResponse,
+  validateTrailers,
+  type HeaderList,
+  type RequestHead,
+  type ResponseHead,
+} from './validate.js';
+import type { Http3Session } from './session.js';
+
+/** A message body arriving on a request stream. `trailers` is set when the body ends. */
+export class IncomingBody extends Readable {
+  trailers: HeaderList | null = null;
+  constructor(readonly h3: H3RequestStream) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+  override _read(): void {
+    this.h3.onBodyRead();
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.h3.onBodyDestroyed();
+    cb(err);
+  }
+}
+
+type Phase = 'head' | 'body' | 'after-trailers';
+
+export class H3RequestStream {
+  readonly id: number;
+  private readonly reader: FrameReader;
+  private phase: Phase = 'head';
+  private blocked = false;
+  private pumping = false;
+  private wantBody = true;
+  private quicEnded = false;
+  private expectedLength: number | null = null;
+  private received = 0;
+  /** The stream was aborted or failed (no further processing). */
+  closed = false;
+  /** Our FIN was written. */
+  localDone = false;
+  /** The peer's message was fully received. */
+  remoteDone = false;
+  private doneReported = false;
+
+  /** Set for responses that carry no content (HEAD, 204, 304): content-length is not checked against DATA. */
+  noBodyExpected = false;
+  request: RequestHead | null = null;
+  response: ResponseHead | null = null;
+  /** Raw header section as received (pseudo-headers included). */
+  rawHeaders: HeaderList | null = null;
+  body: IncomingBody | null = null;
+
+  /** Called once the (final) header section arrived and validated; must return the body object to feed. */
+  onHead: (s: H3RequestStream) => IncomingBody = (s) => new IncomingBody(s);
+  /** Called once when the stream fails (peer reset, our abort, stream or connection error). */
+  onFailure: (err: Error) => void = () => {};
+  /** Called when the peer asked us to stop sending. */
+  onStopped: (code: number) => void = () => {};
+
+  constructor(
+    readonly session: Http3Session,
+    readonly quic: QuicStream,
+  ) {
+    this.id = quic.id;
+    // Any destroy of the QuicStream that we did not code explicitly resets with H3_REQUEST_CANCELLED, not 0.
+    quic.abortCode = E.H3_REQUEST_CANCELLED;
+    const limit = Math.max(session.maxFieldSectionSize, 16 * 1024);
+    this.reader = new FrameReader({ maxFramePayload: (t) => (t === FrameType.HEADERS ? limit : 16 * 1024) });
+    quic.on('readable', () => this.pump());
+    quic.on('end', () => {
+      this.quicEnded = true;
+      this.pump();
+    });
+    quic.on('finish', () => {
+      this.localDone = true;
+      this.checkDone();
+    });
+    quic.on('error', (err: Error) => this.onQuicError(err));
+    quic.on('stopSending', (code: number) => this.onPeerStopSending(code));
+  }
+
+  // -------------------------------------------------------------------------------------------- receiving
+
+  pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.closed && !this.blocked && !this.closedReading) {
+        if (this.phase === 'body' && !this.wantBody) return;
+        if (this.session.isClosing) return;
+        const ev = this.reader.next();
+        if (ev === null) {
+          const chunk = this.quic.read() as Buffer | null;
+          if (chunk) {
+            this.reader.push(chunk);
+            continue;
+          }
+          if (this.quicEnded) this.onFin();
+          return;
+        }
+        this.onFrame(ev);
+      }
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** The QPACK encoder stream delivered what a blocked header section needed. */
+  unblock(): void {
+    if (!this.blocked || this.closed) return;
+    try {
+      const fields = this.session.resumeFieldSection(this.id);
+      if (fields === 'blocked') return;
+      this.blocked = false;
+      this.onFieldSection(fields);
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    this.pump();
+  }
+
+  private onFrame(ev: FrameEvent): void {
+    if (ev.kind === 'unknown') return; // §9: unknown frame types are ignored
+    if (ev.kind === 'data') {
+      // §4.1: DATA before HEADERS or after trailers is an invalid frame sequence.
+      if (this.phase !== 'body') throw new H3Error(E.H3_FRAME_UNEXPECTED, `DATA frame ${this.phase === 'head' ? 'before HEADERS' : 'after trailers'} on stream ${this.id}`);
+      if (ev.chunk.length === 0) return;
+      this.received += ev.chunk.length;
+      if (this.expectedLength !== null && !this.noBodyExpected && this.received > this.expectedLength) {
+        throw new H3Error(E.H3_MESSAGE_ERROR, `more DATA than content-length ${this.expectedLength}`, 'stream');
+      }
+      const b = this.body;
+      if (b && !b.destroyed) this.wantBody = b.push(ev.chunk);
+      return;
+    }
+    switch (ev.type) {
+      case FrameType.HEADERS: {
+        if (this.phase === 'after-trailers') throw new H3Error(E.H3_FRAME_UNEXPECTED, `HEADERS after trailers on stream ${this.id}`);
+        const fields = this.session.decodeFieldSection(this.id, ev.payload);
+        if (fields === 'blocked') {
+          this.blocked = true;
+          return;
+        }
+        this.onFieldSection(fields);
+        return;
+      }
+      case FrameType.PUSH_PROMISE:
+        // §7.2.5: only servers send it; we never sent MAX_PUSH_ID, so any push ID exceeds the maximum.
+        if (this.session.role === 'server') throw new H3Error(E.H3_FRAME_UNEXPECTED, 'PUSH_PROMISE from a client');
+        throw new H3Error(E.H3_ID_ERROR, 'PUSH_PROMISE without MAX_PUSH_ID');
+      default:
+        // SETTINGS, GOAWAY, MAX_PUSH_ID, CANCEL_PUSH (§7.2) and PRIORITY_UPDATE (RFC 9218 §7) belong on the control stream.
+        throw new H3Error(E.H3_FRAME_UNEXPECTED, `frame type 0x${ev.type.toString(16)} on request stream ${this.id}`);
+    }
+  }
+
+  private onFieldSection(fields: HeaderList): void {
+    if (this.phase === 'body') {
+      this.body!.trailers = validateTrailers(fields);
+      this.phase = 'after-trailers';
+      return;
+    }
+    if (this.session.role === 'server') {
+      this.request = validateRequest(fields);
+      this.expectedLength = this.request.contentLength;
+    } else {
+      const r = validateResponse(fields);
+      if (r.status < 200) return; // interim response (§4.1): the final one follows
+      this.response = r;
+      this.expectedLength = r.contentLength;
+      if (r.status === 204 || r.status === 304) this.noBodyExpected = true;
+    }
+    this.rawHeaders = fields;
+    this.phase = 'body';
+    this.body = this.onHead(this);
+  }
+
+  private onFin(): void {
+    this.reader.finish(); // a truncated last frame is H3_FRAME_ERROR (§7.1)
+    if (this.phase === 'head') {
+      // §4.1.2: a request stream that ends without a complete request.
+      throw new H3Error(
+        this.session.role === 'server' ? E.H3_REQUEST_INCOMPLETE : E.H3_MESSAGE_ERROR,
+        `stream ${this.id} ended without a header section`,
+        'stream',
+      );
+    }
+    if (this.expectedLength !== null && !this.noBodyExpected && this.received !== this.expectedLength) {
+      throw new H3Error(E.H3_MESSAGE_ERROR, `content-length ${this.expectedLength} but ${this.received} bytes of DATA`, 'stream');
+    }
+    this.remoteDone = true;
+    this.closedReading = true;
+    this.body!.push(null);
+    this.checkDone();
+  }
+
+  private closedReading = false;
+
+  /**
+   * We answered without needing the rest of the peer's message: ask it to stop with H3_NO_ERROR (§4.1) and end our
+   * interest in the body (destroyed without an error).
+   */
+  discardIncoming(): void {
+    if (this.remoteDone || this.closed) return;
+    this.remoteDone = true;
+    this.closedReading = true;
+    this.session.cancelFieldSections(this.id);
+    this.quic.stopSending(E.H3_NO_ERROR);
+    const b = this.body;
+    if (b && !b.destroyed) b.destroy();
+    this.checkDone();
+  }
+
+  onBodyRead(): void {
+    this.wantBody = true;
+    this.pump();
+  }
+
+  onBodyDestroyed(): void {
+    // The application abandoned the body before its end: cancel the request (RFC 9114 §4.1.1).
+    if (!this.remoteDone && !this.closed) this.abort(E.H3_REQUEST_CANCELLED);
+  }
+
+  // -------------------------------------------------------------------------------------------- sending
+
+  /** Sends a header section (or trailers); throws if the peer's MAX_FIELD_SECTION_SIZE would be exceeded. */
+  sendHeaders(fields: HeaderList): void {
+    if (this.closed) return;
+    const block = this.session.encodeFieldSection(this.id, fields);
+    this.quic.write(encodeFrame(FrameType.HEADERS, block));
+  }
+
+  /** Sends one DATA frame; cb runs once the QUIC stream accepted it (backpressure). */
+  writeData(chunk: Buffer, cb: (err?: Error | null) => void): void {
+    if (this.closed || this.localDone || this.quic.stopSendingCode !== null) return cb();
+    if (chunk.length === 0) return cb();
+    this.quic.write(encodeFrameHeader(FrameType.DATA, chunk.length));
+    this.quic.write(chunk, (err) => cb(this.closed ? null : err));
+  }
+
+  /** Sends trailers (if any) and FIN. */
+  finish(trailers?: HeaderList | null): void {
+    if (this.closed || this.quic.writableEnded || this.quic.stopSendingCode !== null) return;
+    if (trailers && trailers.length) this.sendHeaders(trailers);
+    this.quic.end();
+  }
+
+  // -------------------------------------------------------------------------------------------- errors and end
+
+  /** Aborts the stream with a stream error: RESET_STREAM + STOP_SENDING with `code` (§8). */
+  abort(code: number, err: Error = new H3StreamError(this.id, code, 'aborted locally')): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.remoteDone) this.session.cancelFieldSections(this.id);
+    this.quic.abortCode = code;
+    if (!this.quic.destroyed) this.quic.destroy();
+    this.failBody(err);
+    this.report();
+  }
+
+  private fail(e: unknown): void {
+    if (e instanceof H3Error && e.scope === 'stream') {
+      this.abort(e.code, e);
+      return;
+    }
+    if (e instanceof H3Error) {
+      this.session.connectionError(e);
+      return;
+    }
+    this.session.connectionError(e instanceof Error ? e : new Error(String(e)));
+  }
+
+  private onQuicError(err: Error): void {
+    if (this.closed) return;
+    if (err instanceof StreamResetError) {
+      if (!this.remoteDone) this.session.cancelFieldSections(this.id);
+      const code = err.errorCode;
+      // §4.1.1 and §5.2: H3_REQUEST_REJECTED means the server did not process the request.
+      const e = this.session.role === 'client' && code === E.H3_REQUEST_REJECTED ? new H3RequestRejectedError(this.id, 'H3_REQUEST_REJECTED') : new H3StreamError(this.id, code, 'reset by peer');
+      this.closed = true;
+      this.failBody(e);
+      this.report();
+      return;
+    }
+    this.closed = true;
+    this.failBody(err);
+    this.report();
+  }
+
+  private onPeerStopSending(code: number): void {
+    // The transport answers STOP_SENDING with RESET_STREAM itself (RFC 9000 §3.5). With H3_NO_ERROR the peer
+    // only declines the rest of our message (§4.1): the response can still complete.
+    this.localDone = true;
+    this.onStopped(code);
+    if (code !== E.H3_NO_ERROR && !this.remoteDone) {
+      const e = this.session.role === 'client' && code === E.H3_REQUEST_REJECTED ? new H3RequestRejectedError(this.id, 'H3_REQUEST_REJECTED') : new H3StreamError(this.id, code, 'stopped by peer');
+      this.abort(code === E.H3_REQUEST_REJECTED ? E.H3_REQUEST_CANCELLED : code, e);
+      return;
+    }
+    this.checkDone();
+  }
+
+  /** The connection went away. */
+  onConnectionClosed(err: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failBody(err);
+    this.report();
+  }
+
+  private failBody(err: Error): void {
+    const b = this.body;
+    if (b && !b.readableEnded && !b.destroyed) b.destroy(err);
+    this.onFailure(err);
+  }
+
+  private checkDone(): void {
+    if (this.localDone && this.remoteDone) {
+      this.closed = true;
+      this.report();
+    }
+  }
+
+  private report(): void {
+    if (this.doneReported) return;
+    this.doneReported = true;
+    this.session.onStreamDone(this);
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * The HTTP/3 server (RFC 9114) with a Node API modelled on node:http2's compatibility API: a 'request' event with
+ * (req, res), the request body as a Readable and the response body as a Writable, both with backpressure from
+ * QUIC flow control. close() is graceful (§5.2): GOAWAY to every session, in-flight requests finish (bounded by
+ * drainMs), then the connections close with H3_NO_ERROR.
+ */
+import { EventEmitter } from 'node:events';
+import type { KeyObject } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
+import type { Address, ConnectionConfig } from '../quic/connection-types.js';
+import { H3ErrorCode as E } from './errors.js';
+import { H3RequestStream, IncomingBody } from './request-stream.js';
+import { Http3Session } from './session.js';
+import { checkField, toHeaderList, toRecord, type HeaderList } from './validate.js';
+
+export type { HeaderList };
+
+export interface Http3ServerOptions {
+  listen: Address[];
+  certChain: Buffer[];
+  privateKey: KeyObject;
+  keyLog?: (line: string) => void;
+  quic?: Partial<ConnectionConfig>;
+  maxFieldSectionSize?: number;
+  qpackMaxTableCapacity?: number;
+  qpackBlockedStreams?: number;
+}
+
+/** An incoming request: its head as properties, its body as the Readable itself. */
+export class Http3Request extends IncomingBody {
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly scheme: string;
+  readonly headers: Record<string, string>;
+  readonly rawHeaders: HeaderList;
+  readonly streamId: number;
+  readonly session: Http3Session;
+  readonly remoteAddress: Address;
+
+  constructor(s: H3RequestStream) {
+    super(s);
+    const r = s.request!;
+    this.method = r.method;
+    this.path = r.path;
+    this.authority = r.authority;
+    this.scheme = r.scheme;
+    this.rawHeaders = s.rawHeaders!;
+    this.headers = toRecord(r.fields);
+    this.streamId = s.id;
+    this.session = s.session;
+    this.remoteAddress = s.session.quic.remoteAddress;
+  }
+}
+
+/** The response: respond() sends the header section, the Writable side is the body, end() sends trailers and FIN. */
+export class Http3Response extends Writable {
+  private trailers: HeaderList | null = null;
+  private sent = false;
+
+  constructor(readonly stream: H3RequestStream) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  get headersSent(): boolean {
+    return this.sent;
+  }
+
+  /** Sends the response header section. 1xx statuses are interim and may precede the final one. */
+  respond(status: number, headers?: HeaderList | Record<string, string | number | string[]>): void {
+    if (this.sent) throw new Error('response headers already sent');
+    if (!Number.isInteger(status) || status < 100 || status > 599 || status === 101) throw new RangeError(`invalid status ${status}`);
+    const list = toHeaderList(headers);
+    for (const [n, v] of list) checkField(n, v);
+    if (status >= 200) this.sent = true;
+    this.stream.sendHeaders([[':status', String(status)], ...list]);
+  }
+
+  /** Trailers sent after the last DATA frame (§4.1). */
+  addTrailers(headers: HeaderList | Record<string, string>): void {
+    const list = toHeaderList(headers);
+    for (const [n, v] of list) checkField(n, v);
+    this.trailers = [...(this.trailers ?? []), ...list];
+  }
+
+  /** Aborts the response stream (RESET_STREAM + STOP_SENDING). */
+  reset(code: number = E.H3_REQUEST_CANCELLED): void {
+    this.stream.abort(code);
+    this.destroy();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    try {
+      if (!this.sent) this.respond(200);
+    } catch (e) {
+      return cb(e as Error);
+    }
+    this.stream.writeData(chunk, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    try {
+      if (!this.sent) this.respond(200);
+      this.stream.finish(this.trailers);
+    } catch (e) {
+      return cb(e as Error);
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.writableFinished && !this.stream.closed && !this.stream.localDone) {
+      this.stream.abort(err ? E.H3_INTERNAL_ERROR : E.H3_REQUEST_CANCELLED);
+    }
+    cb(err);
+  }
+}
+
+/** Events: 'request' (Http3Request, Http3Response), 'session' (Http3Session), 'error'. */
+export class Http3Server extends EventEmitter {
+  private readonly sessions = new Set<Http3Session>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    readonly endpoint: UdpEndpoint,
+    private readonly opts: Http3ServerOptions,
+  ) {
+    super();
+    endpoint.on('error', (e: Error) => {
+      if (this.listenerCount('error')) this.emit('error', e);
+    });
+    endpoint.on('connection', (c: QuicConnection) => this.onConnection(c));
+  }
+
+  static async listen(opts: Http3ServerOptions, onRequest?: (req: Http3Request, res: Http3Response) => void): Promise<Http3Server> {
+    const ep = await UdpEndpoint.open({
+      bind: opts.listen,
+      server: { ...opts.quic, alpn: ['h3'], certChain: opts.certChain, privateKey: opts.privateKey, keyLog: opts.keyLog ?? opts.quic?.keyLog },
+    });
+    const srv = new Http3Server(ep, opts);
+    if (onRequest) srv.on('request', onRequest);
+    return srv;
+  }
+
+  addresses(): Address[] {
+    return this.endpoint.addresses();
+  }
+
+  private onConnection(c: QuicConnection): void {
+    const session = new Http3Session(c, 'server', {
+      maxFieldSectionSize: this.opts.maxFieldSectionSize,
+      qpackMaxTableCapacity: this.opts.qpackMaxTableCapacity,
+      qpackBlockedStreams: this.opts.qpackBlockedStreams,
+    });
+    this.sessions.add(session);
+    session.createRequestBody = (s) => new Http3Request(s);
+    session.on('request', (s: H3RequestStream) => this.onRequest(s));
+    session.on('close', () => this.sessions.delete(session));
+    if (this.closing) session.goaway();
+    this.emit('session', session);
+  }
+
+  private onRequest(s: H3RequestStream): void {
+    const req = s.body as Http3Request;
+    const res = new Http3Response(s);
+    res.on('error', () => {});
+    // A finished response no longer needs the rest of the request body (§4.1).
+    res.on('finish', () => {
+      if (!req.readableEnded && req.readableFlowing === null) s.discardIncoming();
+    });
+    if (!this.listenerCount('request')) {
+      res.respond(404);
+      res.end();
+      return;
+    }
+    this.emit('request', req, res);
+  }
+
+  /**
+   * Graceful close: GOAWAY to every session; each closes with H3_NO_ERROR once its requests are done or after
+   * drainMs (default 5000), then the sockets close.
+   */
+  close(opts: { drainMs?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(opts.drainMs ?? 5000);
+    return this.closing;
+  }
+
+  private async shutdown(drainMs: number): Promise<void> {
+    const waits: Promise<void>[] = [];
+    const deadline = Date.now() + drainMs;
+    for (const s of this.sessions) {
+      s.goaway();
+      waits.push(
+        new Promise<void>((resolve) => {
+          let fired = false;
+          const done = async (): Promise<void> => {
+            if (fired) return;
+            fired = true;
+            clearTimeout(timer);
+            // Let the last response bytes be acknowledged before CONNECTION_CLOSE discards them.
+            while (!s.closedError && !s.allSettled() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+            s.close(E.H3_NO_ERROR, 'server closing');
+            resolve();
+          };
+          const timer = setTimeout(done, drainMs);
+          if (s.activeStreams === 0 || s.closedError) done();
+          else {
+            s.once('drained', done);
+            s.once('close', done);
+          }
+        }),
+      );
+    }
+    await Promise.all(waits);
+    await this.endpoint.close(E.H3_NO_ERROR, 'server closing', 1000);
+  }
+}
