@@ -1,0 +1,43 @@
+/**
+ * `qsr service video|text|control [--port N] [--host ADDR] [--delay-ms MS]`: run one service in the foreground,
+ * print one "listening" line on stdout (logs go to stderr as JSON lines), close gracefully on SIGINT/SIGTERM
+ * (a second signal drops in-flight connections at once).
+ */
+import { UsageError, parseIntFlag } from '../cli/args.js';
+import { DEFAULT_PORTS, SERVICE_NAMES, isServiceName, startService } from './index.js';
+
+export interface ServiceCommandOptions {
+  port?: string;
+  host?: string;
+  delayMs?: string;
+}
+
+/** Resolves once the service has closed after a signal. Usage errors throw UsageError (exit 2). */
+export async function serviceCommand(name: string, o: ServiceCommandOptions): Promise<void> {
+  if (!isServiceName(name)) {
+    throw new UsageError(`<name>: unknown service '${name}' (expected ${SERVICE_NAMES.join(', ')})`);
+  }
+  const port = o.port === undefined ? DEFAULT_PORTS[name] : parseIntFlag('--port', o.port, 0, 65535);
+  const delayMs = o.delayMs === undefined ? 0 : parseIntFlag('--delay-ms', o.delayMs, 0, 3_600_000);
+  const host = o.host ?? '127.0.0.1';
+  if (host.trim() === '') throw new UsageError('--host: expected an address');
+  const { server, url } = await startService(name, { port, host, delayMs });
+  process.stdout.write(`${name} service listening on ${url}\n`);
+  await new Promise<void>((resolve) => {
+    let signalled = false;
+    const onSignal = (): void => {
+      if (signalled) {
+        server.closeAllConnections();
+        return;
+      }
+      signalled = true;
+      server.close(() => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        resolve();
+      });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
