@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `qsr` command. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { UsageError, parseIntFlag } from './args.js';
 import { quicListen, quicConnect } from './quic-tools.js';
 
@@ -58,6 +58,47 @@ program
     process.exitCode = await quicConnect(url, o);
   });
 
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+/** serve/get: commander's own usage errors (unknown option, missing argument, bad value) exit 2 like UsageError. */
+const usageExit2 = (err: CommanderError): never => process.exit(err.exitCode === 0 ? 0 : 2);
+
+program
+  .command('serve')
+  .description('serve static files over HTTP/3 (GET, HEAD); without --cert/--key uses a development certificate')
+  .requiredOption('--dir <dir>', 'directory to serve')
+  .option('--listen <addr>', 'HOST:PORT to listen on, repeatable (default 127.0.0.1:4433 and [::1]:4433)', collect)
+  .option('--cert <file>', 'certificate chain (PEM); needs --key')
+  .option('--key <file>', 'private key (PEM); needs --cert')
+  .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--data-dir <dir>', 'where the development certificate is kept (in DIR/certs)', '.qsr')
+  .exitOverride(usageExit2)
+  .action(async (o) => {
+    const { runServe } = await import('./serve.js');
+    await runServe(o);
+    process.exit(0);
+  });
+
+program
+  .command('get')
+  .description('HTTP/3 client: all URLs (one origin) over one connection, requests multiplexed; prints a table')
+  .argument('<url...>', 'https:// URLs, all on the same origin')
+  .option('-n, --repeat <n>', 'request each URL N times', intArg('-n', 1, 100_000), 1)
+  .option('-X, --request <method>', 'request method (default GET, or POST with -d)')
+  .option('-d, --data <data>', 'request body: a string, or @FILE to stream a file')
+  .option('-H, --header <header>', "request header 'name: value', repeatable", collect)
+  .option('-o, --output-dir <dir>', 'save each body as DIR/<name> (index.html for /, .k suffix for repeats)')
+  .option('--insecure', 'do not verify the server certificate (development only)')
+  .option('--ca <file>', 'trust this CA or certificate (PEM) instead of the system roots')
+  .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
+  .option('--json', 'print a JSON document instead of the table')
+  .option('--timeout <ms>', 'give up on the whole run after this long', intArg('--timeout', 1), 30_000)
+  .exitOverride(usageExit2)
+  .action(async (urls: string[], o) => {
+    const { runGet } = await import('./get.js');
+    process.exitCode = await runGet(urls, o);
+  });
+
 program
   .command('capture')
   .description(
@@ -72,6 +113,19 @@ program
   .action(async (command: string[], o) => {
     const { runCapture } = await import('./capture.js');
     process.exitCode = await runCapture(o, command);
+  });
+
+program
+  .command('service')
+  .description('run one backend service over HTTP/1.1 (video 5001, text 5002, control 5003) until SIGINT/SIGTERM')
+  .argument('<name>', 'video, text or control')
+  .option('--port <n>', 'port to listen on (default: the service port)')
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--delay-ms <ms>', 'hold every response back this long, except GET /healthz (proxy timeout tests)')
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (name: string, o) => {
+    const { serviceCommand } = await import('../services/command.js');
+    await serviceCommand(name, o);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
