@@ -8,7 +8,14 @@ import { createVideoService } from './video.js';
 import { createTextService } from './text.js';
 import { createControlService } from './control.js';
 
-export { SERVICE_NAMES, ServiceServer, type ServiceName, type ServiceOptions, type ServiceStats } from './common.js';
+export {
+  SERVICE_NAMES,
+  ServiceServer,
+  type ServiceName,
+  type ServiceOptions,
+  type ServiceStats,
+  type ServiceLogEvent,
+} from './common.js';
 export { createVideoService } from './video.js';
 export { createTextService, countText } from './text.js';
 export { createControlService } from './control.js';
