@@ -217,6 +217,14 @@ test('get -X HEAD: content-length and no body', { timeout: 60_000 }, async () =>
   assert.equal(x.bytes, 0);
 });
 
+test('get -d @FILE: the request body is streamed from the file (GET with a body is served, the body drained)', { timeout: 60_000 }, async () => {
+  const r = await qsr(['get', `${origin}/docs/api/nested.json`, '-X', 'GET', '-d', '@' + join(work, 'www', 'big.bin'), '--ca', ca, '--json'], work);
+  assert.equal(r.code, 0, r.stderr);
+  const [x] = (JSON.parse(r.stdout) as JsonDoc).requests;
+  assert.equal(x.status, 200);
+  assert.equal(x.bytes, Buffer.byteLength(NESTED));
+});
+
 test('get: other methods get 405 with allow', { timeout: 60_000 }, async () => {
   const r = await qsr(['get', `${origin}/`, '-d', 'hello', '--ca', ca, '--json'], work);
   assert.equal(r.code, 1);
