@@ -273,8 +273,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
   const handler = staticHandler(o.dir, {
     onDone: (e) => log(`${e.method} ${e.path} ${e.status || '-'} ${e.bytes} ${e.ms.toFixed(1)}ms`),
   });
-  const onRequest = (req: Http3Request, res: Http3Response): void =>
-    handler(req as unknown as StaticRequest, res as unknown as StaticResponse);
+  const onRequest = (req: Http3Request, res: Http3Response): void => handler(req, res);
   const { Http3Server: Server } = await import('../h3/server.js');
   const start = (addrs: { address: string; port: number }[]): Promise<Http3Server> =>
     Server.listen({ listen: addrs, ...tls, keyLog: keyLogSink(o.keylog) }, onRequest);
