@@ -330,9 +330,16 @@ export class H3RequestStream {
     this.report();
   }
 
+  /**
+   * Ends the body early: 'aborted' (err), then destroyed with err when someone listens for 'error' (as node:http
+   * does for an aborted IncomingMessage), else without it, so an unwatched body cannot crash the process.
+   */
   private failBody(err: Error): void {
     const b = this.body;
-    if (b && !b.readableEnded && !b.destroyed) b.destroy(err);
+    if (b && !b.readableEnded && !b.destroyed) {
+      b.emit('aborted', err);
+      b.destroy(b.listenerCount('error') > 0 ? err : undefined);
+    }
     this.onFailure(err);
   }
 

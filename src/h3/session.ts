@@ -446,7 +446,8 @@ export class Http3Session extends EventEmitter {
   connectionError(e: Error): void {
     if (this.closedError || this.closing) return;
     this.closing = true;
-    const code = e instanceof H3Error ? e.code : E.H3_INTERNAL_ERROR;
+    // QPACK errors on the encoder/decoder streams carry their own codes (RFC 9204 §6).
+    const code = e instanceof H3Error || e instanceof QpackError ? e.code : E.H3_INTERNAL_ERROR;
     this.quic.close(code, e.message.slice(0, 200));
   }
 
