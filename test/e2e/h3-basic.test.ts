@@ -249,3 +249,26 @@ test('GOAWAY: server.close() lets a slow response finish; new requests are then 
     await t.done();
   }
 });
+
+test('aborting a request (AbortSignal) resets its stream with H3_REQUEST_CANCELLED; the connection goes on', { timeout: 20_000 }, async () => {
+  let seen!: (code: number) => void;
+  const serverSaw = new Promise<number>((r) => (seen = r));
+  const t = await start((req, res) => {
+    if (req.path !== '/forever') return routes(req, res);
+    req.on('aborted', (e: { code?: number }) => seen(e.code ?? -1));
+    res.respond(200);
+    res.write('start');
+  });
+  try {
+    const ac = new AbortController();
+    const r = await within(t.client.request('/forever', { method: 'POST', body: new Readable({ read() {} }), signal: ac.signal }), 5000, 'head');
+    const failed = assert.rejects(readAll(r.body));
+    ac.abort();
+    await within(failed, 5000, 'body failure');
+    assert.equal(await within(serverSaw, 5000, 'server abort'), 0x10c);
+    const ok = await t.client.request('/hello');
+    assert.equal((await readAll(ok.body)).toString(), 'hello world');
+  } finally {
+    await t.done();
+  }
+});
