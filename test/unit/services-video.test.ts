@@ -163,6 +163,36 @@ test('GET /video/stream: fractional seconds and a tiny rate', { timeout: 20_000 
   assert.equal(r.body.length, Math.round(0.3 * 125)); // 37.5 -> 38 bytes
 });
 
+test('GET /video/stream: a reader that stops reading loses data (live) instead of growing the queue', { timeout: 30_000 }, async () => {
+  // 1 Gbit/s for 0.5 s is 62.5 MB; the client does not read until the server has finished.
+  const before = events.length;
+  const received = await within(
+    new Promise<number>((resolve, reject) => {
+      http
+        .get(new URL('/video/stream?seconds=0.5&kbps=1000000', svc.url), (res) => {
+          res.pause();
+          waitFor(() => events.slice(before).some((e) => e.event === 'stream-done'), 'the feed to finish', 15_000)
+            .then(() => {
+              let n = 0;
+              res.on('data', (c: Buffer) => (n += c.length));
+              res.on('end', () => resolve(n));
+              res.resume();
+            })
+            .catch(reject);
+        })
+        .on('error', reject);
+    }),
+    25_000,
+    'the fast stream',
+  );
+  const done = events.slice(before).find((e) => e.event === 'stream-done');
+  assert.ok(done);
+  const total = 1_000_000 * 125 * 0.5;
+  assert.equal((done.sent as number) + (done.dropped as number), total);
+  assert.ok((done.dropped as number) > 0, 'a stalled reader must cause drops');
+  assert.equal(received, done.sent);
+});
+
 test('GET /video/stream: invalid parameters give 400 naming the parameter', async () => {
   const cases: [string, string][] = [
     ['?kbps=800', 'seconds'],
