@@ -103,6 +103,7 @@ export class ServiceServer extends http.Server {
   readonly startedAt = Date.now();
   readonly log: (event: ServiceLogEvent) => void;
   private closing = false;
+  private closed = false;
   private readonly closeHooks = new Set<() => void>();
   private readonly pending = new Set<http.ServerResponse>();
 
@@ -122,6 +123,7 @@ export class ServiceServer extends http.Server {
         // a logger must never break a request
       }
     };
+    this.once('close', () => (this.closed = true));
     this.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.dispatch(req, res));
   }
 
@@ -137,7 +139,10 @@ export class ServiceServer extends http.Server {
 
   override close(callback?: (err?: Error) => void): this {
     if (this.closing) {
-      if (callback) this.once('close', () => callback());
+      if (callback) {
+        if (this.closed) queueMicrotask(() => callback());
+        else this.once('close', () => callback());
+      }
       return this;
     }
     this.closing = true;

@@ -186,6 +186,7 @@ test('close(): stops accepting, lets an in-flight request finish, closes idle ke
     await within(closed, 5000, 'close()');
     assert.equal(s.server.listening, false);
     await assert.rejects(request(s.url, '/healthz', {}, 5000), /ECONNREFUSED/);
+    await within(s.server.shutdown(), 1000, 'a second close() after the first finished');
   } finally {
     agent.destroy();
   }
