@@ -1,0 +1,356 @@
+/**
+ * Upstream pools: the HTTP/1.1 backends of one route, load balancing between the healthy ones, active health
+ * checks, and forwarding one request with streaming in both directions (undici, one keep-alive Pool per origin).
+ *
+ * Balancing: `round-robin` takes the healthy upstreams in turn; `least-outstanding` takes the healthy upstream
+ * with the fewest requests in flight (a request counts until its response body ends, fails or is destroyed),
+ * ties broken in turn.
+ *
+ * Health: every `intervalMs` (timers unref'd, one check in flight per upstream) GET <path>; a 2xx within
+ * `timeoutMs` is a success. `unhealthyAfter` failures in a row take an upstream out, `healthyAfter` successes in a
+ * row bring it back. Upstreams start healthy. Changes are emitted as 'health' events (and onHealthChange).
+ *
+ * Errors: every failure is an UpstreamError with a kind and the status the client should get:
+ * connect (refused/unreachable, 502), timeout (connect, headers or idle body, 504), reset (connection closed or
+ * broken mid-request, 502), aborted (our side cancelled, 502), unavailable (no healthy upstream, 503).
+ */
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import type { BalancePolicy, HealthCheckConfig } from './config.js';
+import type { UpstreamHeaders } from './headers.js';
+
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'aborted' | 'unavailable';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: UpstreamErrorKind,
+    readonly status: 502 | 503 | 504,
+    message: string,
+    /** The upstream origin involved, null for 'unavailable'. */
+    readonly upstream: string | null,
+    /** The underlying error code (e.g. ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT), when there was one. */
+    readonly code: string | null = null,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamTimeouts {
+  connectMs: number;
+  headersMs: number;
+  idleBodyMs: number;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  /** Path with query, as it should reach the upstream. */
+  path: string;
+  headers: UpstreamHeaders;
+  /** Request body, piped with backpressure; null for none. */
+  body: Readable | null;
+  /** Aborting cancels the upstream request (before or after the response headers). */
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  /** The origin that answered. */
+  upstream: string;
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Response body (a Readable, with undici's text()/dump() helpers). Consume or destroy it: the request counts as
+   * outstanding until it ends, fails or closes. */
+  body: Dispatcher.ResponseData['body'];
+  /** Trailers once the body has ended ({} when none); rejects with an UpstreamError when the body fails. */
+  trailers: Promise<Record<string, string>>;
+}
+
+export interface HealthChange {
+  route: string;
+  upstream: string;
+  healthy: boolean;
+  /** Why: the failing check ("status 500", "ECONNREFUSED", ...) or "check passed". */
+  reason: string;
+}
+
+export interface UpstreamHealth {
+  upstream: string;
+  healthy: boolean;
+  outstanding: number;
+  consecutiveFailures: number;
+  consecutiveSuccesses: number;
+  lastError: string | null;
+}
+
+export interface UpstreamPoolOptions {
+  /** Route name (for events and messages). */
+  name: string;
+  /** Origins "http://host:port". */
+  upstreams: readonly string[];
+  balance: BalancePolicy;
+  timeouts: UpstreamTimeouts;
+  /** null: no health checks, every upstream is always healthy. */
+  healthCheck: HealthCheckConfig | null;
+  onHealthChange?: (change: HealthChange) => void;
+  /** Keep-alive time for idle upstream connections (default 4000 ms). */
+  keepAliveTimeoutMs?: number;
+  /** Connection limit per origin (default: unlimited). */
+  connectionsPerOrigin?: number;
+}
+
+interface Upstream {
+  origin: string;
+  pool: Pool;
+  healthy: boolean;
+  outstanding: number;
+  fails: number;
+  oks: number;
+  lastError: string | null;
+  timer: NodeJS.Timeout | null;
+  check: AbortController | null;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EADDRINUSE', 'ECONNABORTED']);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+function errorCode(err: unknown): string | null {
+  if (err instanceof AggregateError && err.errors.length > 0) return errorCode(err.errors[0]);
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : null;
+}
+
+/** Maps any failure of an upstream request (or of its response body) to an UpstreamError. */
+export function toUpstreamError(err: unknown, upstream: string, signal?: AbortSignal): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  const code = errorCode(err);
+  const detail = err instanceof Error ? err.message : String(err);
+  if (signal?.aborted || code === 'UND_ERR_ABORTED' || (err as Error | null)?.name === 'AbortError') {
+    return new UpstreamError('aborted', 502, `request to ${upstream} aborted`, upstream, code, { cause: err });
+  }
+  if (code !== null && TIMEOUT_CODES.has(code)) {
+    const phase = code === 'UND_ERR_CONNECT_TIMEOUT' ? 'connect' : code === 'UND_ERR_HEADERS_TIMEOUT' ? 'response headers' : code === 'UND_ERR_BODY_TIMEOUT' ? 'response body' : 'response';
+    return new UpstreamError('timeout', 504, `${upstream}: timed out waiting for ${phase}`, upstream, code, { cause: err });
+  }
+  if (code !== null && CONNECT_CODES.has(code)) {
+    return new UpstreamError('connect', 502, `${upstream}: cannot connect (${code})`, upstream, code, { cause: err });
+  }
+  return new UpstreamError('reset', 502, `${upstream}: connection failed mid-request (${code ?? detail})`, upstream, code, { cause: err });
+}
+
+export class UpstreamPool extends EventEmitter {
+  readonly name: string;
+  private readonly upstreams: Upstream[];
+  private readonly balance: BalancePolicy;
+  private readonly timeouts: UpstreamTimeouts;
+  private readonly healthCheck: HealthCheckConfig | null;
+  private readonly onHealthChange: ((change: HealthChange) => void) | undefined;
+  private next = 0;
+  private running = false;
+
+  constructor(options: UpstreamPoolOptions) {
+    super();
+    if (options.upstreams.length === 0) throw new Error(`route ${options.name}: no upstreams`);
+    this.name = options.name;
+    this.balance = options.balance;
+    this.timeouts = { ...options.timeouts };
+    this.healthCheck = options.healthCheck;
+    this.onHealthChange = options.onHealthChange;
+    this.upstreams = [...new Set(options.upstreams)].map((origin) => ({
+      origin,
+      pool: new Pool(origin, {
+        connect: { timeout: options.timeouts.connectMs },
+        headersTimeout: options.timeouts.headersMs,
+        bodyTimeout: options.timeouts.idleBodyMs,
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? 4000,
+        connections: options.connectionsPerOrigin ?? null,
+        pipelining: 1,
+      }),
+      healthy: true,
+      outstanding: 0,
+      fails: 0,
+      oks: 0,
+      lastError: null,
+      timer: null,
+      check: null,
+    }));
+  }
+
+  /** The origin the next request would go to, or null when none is healthy. Advances the rotation. */
+  pick(): string | null {
+    return this.pickUpstream()?.origin ?? null;
+  }
+
+  private pickUpstream(): Upstream | null {
+    const ups = this.upstreams;
+    const n = ups.length;
+    let best: Upstream | null = null;
+    let bestIdx = -1;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.next + i) % n;
+      const u = ups[idx]!;
+      if (!u.healthy) continue;
+      if (this.balance === 'round-robin') {
+        best = u;
+        bestIdx = idx;
+        break;
+      }
+      if (best === null || u.outstanding < best.outstanding) {
+        best = u;
+        bestIdx = idx;
+      }
+    }
+    if (best !== null) this.next = (bestIdx + 1) % n;
+    return best;
+  }
+
+  /**
+   * Sends a request to `upstream` (an origin of this pool) or to the one pick() chooses. Resolves when the
+   * response headers arrive; rejects with an UpstreamError.
+   */
+  async request(req: UpstreamRequest, timeouts: Partial<UpstreamTimeouts> = {}, upstream?: string): Promise<UpstreamResponse> {
+    const u = upstream === undefined ? this.pickUpstream() : this.upstreams.find((x) => x.origin === upstream);
+    if (u === undefined) throw new Error(`route ${this.name}: ${upstream} is not one of its upstreams`);
+    if (u === null) throw new UpstreamError('unavailable', 503, `route ${this.name}: no healthy upstream`, null);
+    if (req.signal?.aborted) throw new UpstreamError('aborted', 502, `request to ${u.origin} aborted`, u.origin);
+
+    u.outstanding++;
+    let released = false;
+    const release = (): void => {
+      if (!released) {
+        released = true;
+        u.outstanding--;
+      }
+    };
+    let res;
+    try {
+      res = await u.pool.request({
+        method: req.method as 'GET',
+        path: req.path,
+        headers: req.headers,
+        body: req.body,
+        signal: req.signal,
+        headersTimeout: timeouts.headersMs ?? this.timeouts.headersMs,
+        bodyTimeout: timeouts.idleBodyMs ?? this.timeouts.idleBodyMs,
+      });
+    } catch (err) {
+      release();
+      // A request body that is still flowing has nowhere to go now.
+      if (req.body && !req.body.destroyed) req.body.destroy();
+      throw toUpstreamError(err, u.origin, req.signal);
+    }
+    const body = res.body;
+    const trailers = new Promise<Record<string, string>>((resolve, reject) => {
+      let ended = false;
+      body.once('end', () => {
+        ended = true;
+        release();
+        resolve(res.trailers);
+      });
+      body.once('error', (err) => {
+        release();
+        reject(toUpstreamError(err, u.origin, req.signal));
+      });
+      body.once('close', () => {
+        release();
+        if (!ended) reject(new UpstreamError('aborted', 502, `response body from ${u.origin} closed before its end`, u.origin));
+      });
+    });
+    trailers.catch(() => undefined); // settled for whoever awaits it; never an unhandled rejection
+    return { upstream: u.origin, statusCode: res.statusCode, headers: res.headers, body, trailers };
+  }
+
+  /** Snapshot of every upstream's state. */
+  health(): UpstreamHealth[] {
+    return this.upstreams.map((u) => ({
+      upstream: u.origin,
+      healthy: u.healthy,
+      outstanding: u.outstanding,
+      consecutiveFailures: u.fails,
+      consecutiveSuccesses: u.oks,
+      lastError: u.lastError,
+    }));
+  }
+
+  /** Starts health checks (the first runs at once). No-op without a healthCheck configuration. */
+  start(): void {
+    if (this.running || this.healthCheck === null) return;
+    this.running = true;
+    for (const u of this.upstreams) void this.runCheck(u);
+  }
+
+  /** Stops health checks, cancelling any in flight. */
+  stop(): void {
+    this.running = false;
+    for (const u of this.upstreams) {
+      if (u.timer) clearTimeout(u.timer);
+      u.timer = null;
+      u.check?.abort();
+      u.check = null;
+    }
+  }
+
+  /** Stops checks and closes the connection pools, waiting for requests in flight. */
+  async close(): Promise<void> {
+    this.stop();
+    await Promise.all(this.upstreams.map((u) => u.pool.close()));
+  }
+
+  /** Stops checks and destroys the connection pools, failing requests in flight. */
+  async destroy(): Promise<void> {
+    this.stop();
+    await Promise.all(this.upstreams.map((u) => u.pool.destroy()));
+  }
+
+  private async runCheck(u: Upstream): Promise<void> {
+    const hc = this.healthCheck!;
+    const ac = new AbortController();
+    u.check = ac;
+    const timer = setTimeout(() => ac.abort(), hc.timeoutMs);
+    timer.unref();
+    let failure: string | null = null;
+    try {
+      const res = await u.pool.request({
+        method: 'GET',
+        path: hc.path,
+        headers: { 'user-agent': 'quic-stream-router health check' },
+        signal: ac.signal,
+        headersTimeout: hc.timeoutMs,
+        bodyTimeout: hc.timeoutMs,
+      });
+      await res.body.dump();
+      if (res.statusCode < 200 || res.statusCode > 299) failure = `status ${res.statusCode}`;
+    } catch (err) {
+      failure = ac.signal.aborted ? 'timeout' : (errorCode(err) ?? (err instanceof Error ? err.message : String(err)));
+    } finally {
+      clearTimeout(timer);
+      if (u.check === ac) u.check = null;
+    }
+    if (!this.running) return;
+    this.record(u, failure);
+    u.timer = setTimeout(() => void this.runCheck(u), hc.intervalMs);
+    u.timer.unref();
+  }
+
+  private record(u: Upstream, failure: string | null): void {
+    const hc = this.healthCheck!;
+    if (failure === null) {
+      u.oks++;
+      u.fails = 0;
+      if (!u.healthy && u.oks >= hc.healthyAfter) this.change(u, true, 'check passed');
+    } else {
+      u.fails++;
+      u.oks = 0;
+      u.lastError = failure;
+      if (u.healthy && u.fails >= hc.unhealthyAfter) this.change(u, false, failure);
+    }
+  }
+
+  private change(u: Upstream, healthy: boolean, reason: string): void {
+    u.healthy = healthy;
+    const change: HealthChange = { route: this.name, upstream: u.origin, healthy, reason };
+    this.onHealthChange?.(change);
+    this.emit('health', change);
+  }
+}

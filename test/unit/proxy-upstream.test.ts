@@ -1,0 +1,341 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { UpstreamError, UpstreamPool, type HealthChange, type UpstreamPoolOptions } from '../../src/proxy/upstream.js';
+
+const TIMEOUTS = { connectMs: 2000, headersMs: 5000, idleBodyMs: 5000 };
+
+interface TestServer {
+  server: Server;
+  origin: string;
+  close(): Promise<void>;
+}
+
+async function startServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<TestServer> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    origin: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+function pool(o: Partial<UpstreamPoolOptions> & Pick<UpstreamPoolOptions, 'upstreams'>): UpstreamPool {
+  return new UpstreamPool({ name: 'r', balance: 'round-robin', timeouts: TIMEOUTS, healthCheck: null, ...o });
+}
+
+const GET = (path = '/') => ({ method: 'GET', path, headers: {}, body: null });
+
+async function text(p: UpstreamPool, path = '/'): Promise<string> {
+  const res = await p.request(GET(path));
+  return await res.body.text();
+}
+
+/** A port nothing listens on (bound then released). */
+async function deadPort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+test('round-robin alternates across two upstreams', { timeout: 20000 }, async () => {
+  const a = await startServer((_req, res) => res.end('a'));
+  const b = await startServer((_req, res) => res.end('b'));
+  const p = pool({ upstreams: [a.origin, b.origin] });
+  try {
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) seen.push(await text(p));
+    assert.deepEqual(seen, ['a', 'b', 'a', 'b', 'a', 'b']);
+    assert.deepEqual(
+      p.health().map((h) => h.outstanding),
+      [0, 0],
+    );
+  } finally {
+    await p.destroy();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('least-outstanding avoids the upstream with a slow request in flight', { timeout: 20000 }, async () => {
+  let releaseSlow: () => void = () => undefined;
+  let slowCalls = 0;
+  const slow = await startServer((_req, res) => {
+    if (slowCalls++ > 0) return void res.end('slow'); // only the first request is slow
+    res.writeHead(200);
+    res.write('sl');
+    releaseSlow = () => res.end('ow');
+  });
+  const fast = await startServer((_req, res) => res.end('fast'));
+  const p = pool({ upstreams: [slow.origin, fast.origin], balance: 'least-outstanding' });
+  try {
+    const held = await p.request(GET()); // both idle: the first in turn, the slow one, gets it
+    assert.equal(held.upstream, slow.origin);
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) seen.push(await text(p));
+    assert.deepEqual(seen, ['fast', 'fast', 'fast', 'fast']);
+    assert.deepEqual(
+      p.health().map((h) => h.outstanding),
+      [1, 0],
+    );
+    releaseSlow();
+    assert.equal(await held.body.text(), 'slow');
+    assert.deepEqual(
+      p.health().map((h) => h.outstanding),
+      [0, 0],
+    );
+    // Both idle again: ties are taken in turn.
+    const next = [await text(p), await text(p)].sort();
+    assert.deepEqual(next, ['fast', 'slow'].sort());
+  } finally {
+    await p.destroy();
+    await slow.close();
+    await fast.close();
+  }
+});
+
+test('health checks take a failing upstream out and bring it back', { timeout: 20000 }, async () => {
+  const a = await startServer((_req, res) => res.end('a'));
+  let bHealthy = true;
+  const b = await startServer((req, res) => {
+    if (req.url === '/healthz') {
+      res.statusCode = bHealthy ? 200 : 500;
+      res.end();
+    } else res.end('b');
+  });
+  const changes: HealthChange[] = [];
+  const p = pool({
+    upstreams: [a.origin, b.origin],
+    healthCheck: { path: '/healthz', intervalMs: 20, timeoutMs: 20, unhealthyAfter: 2, healthyAfter: 2 },
+    onHealthChange: (c) => changes.push(c),
+  });
+  try {
+    p.start();
+    bHealthy = false;
+    const [down] = (await once(p, 'health')) as [HealthChange];
+    assert.deepEqual(down, { route: 'r', upstream: b.origin, healthy: false, reason: 'status 500' });
+    const snap = p.health().find((h) => h.upstream === b.origin)!;
+    assert.equal(snap.healthy, false);
+    assert.ok(snap.consecutiveFailures >= 2);
+    assert.equal(snap.lastError, 'status 500');
+    for (let i = 0; i < 4; i++) assert.equal(await text(p), 'a');
+    bHealthy = true;
+    const [up] = (await once(p, 'health')) as [HealthChange];
+    assert.deepEqual(up, { route: 'r', upstream: b.origin, healthy: true, reason: 'check passed' });
+    const seen = [await text(p), await text(p)].sort();
+    assert.deepEqual(seen, ['a', 'b']);
+    assert.deepEqual(changes, [down, up]);
+  } finally {
+    await p.destroy();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('no healthy upstream: pick() is null and request fails with kind unavailable (503)', { timeout: 20000 }, async () => {
+  const port = await deadPort();
+  const p = pool({
+    upstreams: [`http://127.0.0.1:${port}`],
+    healthCheck: { path: '/healthz', intervalMs: 10, timeoutMs: 10, unhealthyAfter: 1, healthyAfter: 1 },
+  });
+  try {
+    p.start();
+    const [c] = (await once(p, 'health')) as [HealthChange];
+    assert.equal(c.healthy, false);
+    assert.equal(c.reason, 'ECONNREFUSED');
+    assert.equal(p.pick(), null);
+    await assert.rejects(p.request(GET()), (err: unknown) => err instanceof UpstreamError && err.kind === 'unavailable' && err.status === 503);
+  } finally {
+    await p.destroy();
+  }
+});
+
+test('connection refused -> kind connect, 502', { timeout: 20000 }, async () => {
+  const port = await deadPort();
+  const p = pool({ upstreams: [`http://127.0.0.1:${port}`] });
+  try {
+    await assert.rejects(p.request(GET()), (err: unknown) => {
+      assert.ok(err instanceof UpstreamError);
+      assert.equal(err.kind, 'connect');
+      assert.equal(err.status, 502);
+      assert.equal(err.code, 'ECONNREFUSED');
+      assert.equal(err.upstream, `http://127.0.0.1:${port}`);
+      return true;
+    });
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+  }
+});
+
+test('no response headers in time -> kind timeout, 504', { timeout: 20000 }, async () => {
+  const s = await startServer(() => undefined); // never answers
+  const p = pool({ upstreams: [s.origin], timeouts: { ...TIMEOUTS, headersMs: 100 } });
+  try {
+    await assert.rejects(p.request(GET()), (err: unknown) => {
+      assert.ok(err instanceof UpstreamError);
+      assert.equal(err.kind, 'timeout');
+      assert.equal(err.status, 504);
+      assert.equal(err.code, 'UND_ERR_HEADERS_TIMEOUT');
+      return true;
+    });
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('upstream closing mid-body -> trailers reject with kind reset', { timeout: 20000 }, async () => {
+  const s = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('partial');
+    setImmediate(() => res.socket?.destroy());
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    const res = await p.request(GET());
+    res.body.resume();
+    res.body.on('error', () => undefined);
+    await assert.rejects(res.trailers, (err: unknown) => err instanceof UpstreamError && err.kind === 'reset' && err.status === 502);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('aborting the signal cancels the upstream request (the upstream sees close)', { timeout: 20000 }, async () => {
+  let sawRequest: () => void = () => undefined;
+  const requested = new Promise<void>((r) => (sawRequest = r));
+  let sawClose: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (sawClose = r));
+  const s = await startServer((_req, res) => {
+    res.on('close', () => {
+      if (!res.writableFinished) sawClose();
+    });
+    sawRequest();
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    const ac = new AbortController();
+    const pending = p.request({ ...GET('/wait'), signal: ac.signal });
+    await requested;
+    assert.equal(p.health()[0]!.outstanding, 1);
+    ac.abort();
+    await assert.rejects(pending, (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
+    await closed;
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('aborting after the headers cancels the response body too', { timeout: 20000 }, async () => {
+  let sawClose: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (sawClose = r));
+  const s = await startServer((_req, res) => {
+    res.on('close', () => {
+      if (!res.writableFinished) sawClose();
+    });
+    res.writeHead(200);
+    res.write('first');
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    const ac = new AbortController();
+    const res = await p.request({ ...GET(), signal: ac.signal });
+    res.body.on('error', () => undefined);
+    ac.abort();
+    await assert.rejects(res.trailers, (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
+    await closed;
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('20 MB streamed up and back down with backpressure; request headers and trailers pass', { timeout: 60000 }, async () => {
+  const TOTAL = 20 * 1024 * 1024;
+  const CHUNK = 64 * 1024;
+  let received = 0;
+  let sentDown = 0;
+  let seenHeader: string | undefined;
+  const s = await startServer((req, res) => {
+    seenHeader = req.headers['x-test'] as string | undefined;
+    res.writeHead(200, { trailer: 'x-sha256' });
+    const h = createHash('sha256');
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      h.update(chunk);
+      sentDown += chunk.length;
+      if (!res.write(chunk)) {
+        req.pause();
+        res.once('drain', () => req.resume());
+      }
+    });
+    req.on('end', () => {
+      res.addTrailers({ 'x-sha256': h.digest('hex') });
+      res.end();
+    });
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    let produced = 0;
+    let maxAheadUp = 0;
+    const up = createHash('sha256');
+    const body = Readable.from(
+      (function* () {
+        for (let i = 0; produced < TOTAL; i++) {
+          maxAheadUp = Math.max(maxAheadUp, produced - received);
+          const chunk = Buffer.alloc(CHUNK, i & 0xff);
+          up.update(chunk);
+          produced += chunk.length;
+          yield chunk;
+        }
+      })(),
+      { objectMode: false, highWaterMark: CHUNK },
+    );
+    const res = await p.request({ method: 'POST', path: '/echo', headers: { 'x-test': 'yes' }, body });
+    assert.equal(res.statusCode, 200);
+    let got = 0;
+    let maxAheadDown = 0;
+    const down = createHash('sha256');
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      got += chunk.length;
+      down.update(chunk);
+      maxAheadDown = Math.max(maxAheadDown, sentDown - got);
+      // A slow consumer: the server must wait for us instead of buffering everything.
+      if (got % (1024 * 1024) < chunk.length) await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(got, TOTAL);
+    assert.equal(received, TOTAL);
+    assert.equal(seenHeader, 'yes');
+    const digest = up.digest('hex');
+    assert.equal(down.digest('hex'), digest);
+    assert.deepEqual(await res.trailers, { 'x-sha256': digest });
+    // With backpressure neither side gets far ahead of the other (socket and stream buffers only).
+    assert.ok(maxAheadUp < 8 * 1024 * 1024, `producer ran ${maxAheadUp} bytes ahead of the upstream`);
+    assert.ok(maxAheadDown < 8 * 1024 * 1024, `upstream ran ${maxAheadDown} bytes ahead of the reader`);
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
