@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAccessLog, createLogger, type AccessLogFields } from '../../src/proxy/access-log.js';
+
+const FIELDS: AccessLogFields = {
+  connectionId: '8f3a9c',
+  streamId: 4,
+  client: '[::1]:52311',
+  method: 'GET',
+  authority: 'localhost:4433',
+  path: '/video/1?q=2',
+  route: 'video',
+  upstream: 'http://127.0.0.1:5001',
+  status: 200,
+  bytesIn: 0,
+  bytesOut: 1048576,
+  durationMs: 12.5,
+  error: null,
+};
+
+test('access log: one JSON line per stream, exactly the documented fields in order, appended to a file', { timeout: 10000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qsr-log-'));
+  try {
+    const file = join(dir, 'sub', 'access.log'); // directory created on demand
+    const log = createAccessLog(file);
+    log.logStream(FIELDS);
+    log.logStream({ ...FIELDS, streamId: 8, route: null, upstream: null, status: 404, error: 'no route', protocol: 'http/1.1' });
+    await log.close();
+    const lines = readFileSync(file, 'utf8').split('\n');
+    assert.equal(lines.length, 3);
+    assert.equal(lines[2], '');
+    const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(first), [
+      'time',
+      'connectionId',
+      'streamId',
+      'client',
+      'method',
+      'authority',
+      'path',
+      'route',
+      'upstream',
+      'status',
+      'bytesIn',
+      'bytesOut',
+      'durationMs',
+      'error',
+    ]);
+    assert.match(first.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.deepEqual({ ...first, time: undefined }, { ...FIELDS, time: undefined });
+    const second = JSON.parse(lines[1]!) as Record<string, unknown>;
+    assert.equal(second.protocol, 'http/1.1');
+    assert.equal(Object.keys(second)[4], 'protocol');
+    assert.equal(second.route, null);
+    assert.equal(second.upstream, null);
+    assert.equal(second.status, 404);
+    assert.equal(second.error, 'no route');
+
+    // A second logger appends rather than truncating.
+    const again = createAccessLog(file);
+    again.logStream(FIELDS);
+    await again.close();
+    assert.equal(readFileSync(file, 'utf8').split('\n').length, 4);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('router log: level names, no pid/hostname', { timeout: 10000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qsr-log-'));
+  try {
+    const file = join(dir, 'router.log');
+    const { logger, close } = createLogger(file);
+    logger.warn({ upstream: 'http://127.0.0.1:5001' }, 'unhealthy');
+    logger.debug('not written at info level');
+    await close();
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 1);
+    const rec = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.equal(rec.level, 'warn');
+    assert.equal(rec.msg, 'unhealthy');
+    assert.equal(rec.upstream, 'http://127.0.0.1:5001');
+    assert.equal(rec.pid, undefined);
+    assert.equal(rec.hostname, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
