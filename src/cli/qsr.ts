@@ -128,6 +128,23 @@ program
     await serviceCommand(name, o);
   });
 
+program
+  .command('check-config')
+  .description('validate a YAML configuration: prints "FILE: ok (N routes)", or every problem on stderr and exits 2')
+  .argument('<file>', 'configuration file')
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .action(async (file: string) => {
+    const { loadConfig, ConfigError } = await import('../proxy/config.js');
+    try {
+      const n = loadConfig(file).routes.length;
+      process.stdout.write(`${file}: ok (${n} route${n === 1 ? '' : 's'})\n`);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      process.exitCode = 2;
+    }
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof UsageError) {
     process.stderr.write(`qsr: ${err.message}\n`);
