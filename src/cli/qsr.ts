@@ -18,12 +18,39 @@ const intArg = (flag: string, min: number, max?: number) => (v: string) => {
 
 program
   .command('up')
-  .description('start the router and its three services (not built yet)')
-  .action(() => {
-    process.stdout.write(
-      'qsr up: the stream router is not built yet. The QUIC transport is: try\n' +
-        '  qsr quic-listen --cert CERT --key KEY   and   qsr quic-connect https://127.0.0.1:4433/ --insecure\n',
-    );
+  .description('start the three services (video 5001, text 5002, control 5003) and the router on 4433 (UDP HTTP/3 + TCP HTTPS)')
+  .option('--config <file>', 'YAML configuration (default: the built-in one)')
+  .action(async (o: { config?: string }) => {
+    const { runUp } = await import('./up.js');
+    await runUp({ config: o.config, services: true });
+  });
+
+program
+  .command('proxy')
+  .description('run the router alone (the upstream services run elsewhere)')
+  .option('--config <file>', 'YAML configuration (default: the built-in one)')
+  .action(async (o: { config?: string }) => {
+    const { runUp } = await import('./up.js');
+    await runUp({ config: o.config, services: false });
+  });
+
+program
+  .command('client')
+  .description('send sample traffic to all three services at once over one QUIC connection and print a table')
+  .option('--url <url>', 'the router', 'https://localhost:4433')
+  .option('--streams <n>', 'number of streams, spread over the routes', '9')
+  .option('--size <bytes>', 'upload size per video/text stream', '65536')
+  .option('--keylog <file>', 'append TLS secrets to this key log (default: $SSLKEYLOGFILE)')
+  .option('--insecure', 'do not verify the certificate (development only)')
+  .option('--ca <file>', 'trust this CA / certificate (PEM); default for qsr up: ./.qsr/certs/cert.pem when present')
+  .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
+  .option('--json', 'print JSON instead of a table')
+  .action(async (o) => {
+    const { runClient } = await import('./client.js');
+    const { existsSync } = await import('node:fs');
+    // The dev certificate that `qsr up` made in this directory is trusted by default.
+    if (!o.ca && !o.insecure && existsSync('.qsr/certs/cert.pem')) o.ca = '.qsr/certs/cert.pem';
+    process.exitCode = await runClient(o);
   });
 
 program

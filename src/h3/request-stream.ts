@@ -314,7 +314,9 @@ export class H3RequestStream {
     // only declines the rest of our message (§4.1): the response can still complete.
     this.localDone = true;
     this.onStopped(code);
-    if (code !== E.H3_NO_ERROR && !this.remoteDone) {
+    // Any other code cancels our side (§4.1.1): also after the peer's message was complete, e.g. a client that
+    // cancels while the response is still streaming.
+    if (code !== E.H3_NO_ERROR) {
       const e = this.session.role === 'client' && code === E.H3_REQUEST_REJECTED ? new H3RequestRejectedError(this.id, 'H3_REQUEST_REJECTED') : new H3StreamError(this.id, code, 'stopped by peer');
       this.abort(code === E.H3_REQUEST_REJECTED ? E.H3_REQUEST_CANCELLED : code, e);
       return;

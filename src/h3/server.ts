@@ -165,6 +165,10 @@ export class Http3Server extends EventEmitter {
     const req = s.body as Http3Request;
     const res = new Http3Response(s);
     res.on('error', () => {});
+    // A stream that fails (client cancel, reset, connection loss) ends the response: writers see 'close'/'error'.
+    s.onFailure = (err) => {
+      if (!res.destroyed && !res.writableFinished) res.destroy(err);
+    };
     // A finished response no longer needs the rest of the request body (§4.1).
     res.on('finish', () => {
       if (!req.readableEnded && req.readableFlowing === null) s.discardIncoming();

@@ -1,0 +1,105 @@
+/**
+ * `qsr up` (the three services and the router, one command) and `qsr proxy` (the router alone).
+ * SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop (exit 0).
+ */
+import { pino } from 'pino';
+import { loadConfig, defaultConfig, ConfigError, type Config } from '../proxy/config.js';
+import { ProxyServer, type ProxyInfo } from '../proxy/server.js';
+import { Supervisor } from '../proxy/supervisor.js';
+import { createAccessLog } from '../proxy/access-log.js';
+import { UsageError } from './args.js';
+
+export interface UpOptions {
+  config?: string;
+  /** Start the services too (qsr up) or not (qsr proxy). */
+  services: boolean;
+}
+
+function readConfig(path: string | undefined): Config {
+  if (!path) return defaultConfig();
+  try {
+    return loadConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+const SERVICE_PORTS = { video: 5001, text: 5002, control: 5003 } as const;
+
+function describe(info: ProxyInfo, config: Config, services: Record<string, number>): string {
+  const h3 = info.udp.map((a) => `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
+  const lines = [
+    `quic-stream-router is up (${config.source})`,
+    `  HTTP/3 (UDP):          ${h3.join('  ')}`,
+    `  HTTPS h2/h1.1 (TCP):   ${info.tcp.map((a) => `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`).join('  ')}  (alt-svc: h3)`,
+  ];
+  for (const r of config.routes) lines.push(`  route ${(r.exact ?? r.prefix ?? '').padEnd(16)} -> ${r.upstreams.join(', ')}`);
+  for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
+  lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
+  if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
+  const port = info.udp[0]?.port ?? 4433;
+  lines.push('', 'Try:');
+  lines.push(`  qsr client --url https://localhost:${port}             # streams to all three services on one connection`);
+  lines.push(`  qsr capture --port ${port} -- qsr client --url https://localhost:${port}   # a pcapng Wireshark decrypts`);
+  return lines.join('\n') + '\n';
+}
+
+export async function runUp(o: UpOptions): Promise<void> {
+  const config = readConfig(o.config);
+  const log = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
+  if (config.keylog) {
+    process.stderr.write(`WARNING: TLS secrets are being logged to ${config.keylog} (anyone with this file can decrypt the traffic)\n`);
+  }
+  const supervisor = new Supervisor(log);
+  const services: Record<string, number> = {};
+  if (o.services) {
+    // The services the configuration lists, or all three on their default ports when it lists none.
+    const listed = Object.keys(config.services).length > 0;
+    const specs = (Object.keys(SERVICE_PORTS) as (keyof typeof SERVICE_PORTS)[])
+      .filter((n) => !listed || config.services[n])
+      .map((name) => ({ name, port: config.services[name]?.port ?? SERVICE_PORTS[name] }));
+    for (const s of specs) services[s.name] = s.port;
+    await supervisor.start(specs);
+  }
+  const accessLog = config.accessLog === false ? null : createAccessLog(config.accessLog);
+  const proxy = new ProxyServer(config, log, accessLog);
+  let info: ProxyInfo;
+  try {
+    info = await proxy.start();
+  } catch (err) {
+    await supervisor.stop();
+    throw new Error(`cannot start the router: ${(err as Error).message}`);
+  }
+  process.stdout.write(describe(info, config, services));
+
+  process.on('SIGHUP', () => {
+    if (!o.config) {
+      log.warn({}, 'SIGHUP: running on the built-in configuration, nothing to reload');
+      return;
+    }
+    try {
+      const next = loadConfig(o.config);
+      proxy.reload(next);
+      log.info({ config: o.config, routes: next.routes.length }, 'configuration reloaded');
+    } catch (err) {
+      log.error({ config: o.config, error: (err as Error).message }, 'configuration reload rejected; keeping the previous one');
+    }
+  });
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig, drainMs: config.timeouts.drainMs }, 'shutting down: GOAWAY sent, draining streams');
+      void (async () => {
+        await proxy.close(config.timeouts.drainMs);
+        await supervisor.stop();
+        log.info({}, 'stopped');
+        resolve();
+      })();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

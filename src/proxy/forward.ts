@@ -1,0 +1,178 @@
+/**
+ * Forwarding one request stream to its upstream and the answer back, the same for HTTP/3 streams and for the TCP
+ * listener's HTTP/2 and HTTP/1.1 requests. Errors stay on that stream: no route 404, upstream unreachable 502,
+ * timeout 504; a client that cancels aborts the upstream request; bodies stream both ways with backpressure.
+ */
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type { Router } from './routes.js';
+import type { RouteConfig, TimeoutsConfig } from './config.js';
+import { upstreamRequestHeaders, downstreamResponseHeaders, type FieldList } from './headers.js';
+import { UpstreamError, type UpstreamPool } from './upstream.js';
+import type { AccessLog } from './access-log.js';
+
+/** One request as the forwarder sees it, whatever protocol it came in on. */
+export interface Exchange {
+  protocol: 'h3' | 'h2' | 'http/1.1';
+  method: string;
+  authority: string;
+  /** :path with its query. */
+  path: string;
+  /** Request fields without pseudo-headers, lower-case names. */
+  fields: FieldList;
+  body: Readable;
+  client: { address: string; port: number };
+  connectionId: string;
+  streamId: number | null;
+  respond(status: number, headers: [string, string][]): void;
+  readonly headersSent: boolean;
+  /** The response body. */
+  out: Writable;
+  addTrailers(t: [string, string][]): void;
+  /** Aborts the client's stream (used when the upstream fails mid-body). */
+  reset(): void;
+  /** Calls `cb` once if the client cancels before the exchange finished. */
+  onClientAbort(cb: () => void): void;
+}
+
+/** What the forwarder needs from the running configuration (swapped atomically on reload). */
+export interface ForwardState {
+  router: Router<RouteConfig>;
+  pools: Map<string, UpstreamPool>;
+  timeouts: TimeoutsConfig;
+}
+
+const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
+
+function jsonError(ex: Exchange, status: number, body: Record<string, unknown>): number {
+  const text = Buffer.from(JSON.stringify(body) + '\n');
+  if (!ex.headersSent) {
+    ex.respond(status, [
+      ['content-type', 'application/json'],
+      ['content-length', String(text.length)],
+    ]);
+    ex.out.end(ex.method === 'HEAD' ? undefined : text);
+  } else ex.reset();
+  // The request body is not needed any more.
+  ex.body.resume();
+  return text.length;
+}
+
+export class Forwarder {
+  constructor(
+    private state: ForwardState,
+    private readonly log: AccessLog | null,
+  ) {}
+
+  /** Installs a new configuration; requests in flight keep the state they started with. */
+  setState(state: ForwardState): void {
+    this.state = state;
+  }
+
+  async handle(ex: Exchange): Promise<void> {
+    const state = this.state;
+    const t0 = performance.now();
+    let status = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let routeName: string | null = null;
+    let upstream: string | null = null;
+    let error: string | null = null;
+    const countOut = (d: Buffer): void => {
+      bytesOut += d.length;
+    };
+    try {
+      const m = state.router.match({ method: ex.method, authority: ex.authority, path: ex.path });
+      if (!m) {
+        status = 404;
+        error = 'no route';
+        bytesOut = jsonError(ex, 404, { error: 'no route', path: ex.path });
+        return;
+      }
+      routeName = m.route.name;
+      const pool = state.pools.get(m.route.name);
+      if (!pool) throw new Error(`no upstream pool for route ${m.route.name}`);
+      const abort = new AbortController();
+      ex.onClientAbort(() => abort.abort(new Error('client cancelled the stream')));
+      const headers = upstreamRequestHeaders(ex.fields, {
+        authority: ex.authority,
+        clientAddress: ex.client.address,
+        rules: m.route.headers,
+      });
+      const hasBody = !METHODS_WITHOUT_BODY.has(ex.method) || ex.fields.some(([n]) => n === 'content-length' || n === 'content-type');
+      // Count the request body on its way to the upstream (a 'data' listener on the body itself would start it
+      // flowing before the upstream client reads it).
+      const body = hasBody
+        ? ex.body.pipe(
+            new Transform({
+              transform(chunk: Buffer, _enc, cb) {
+                bytesIn += chunk.length;
+                cb(null, chunk);
+              },
+            }),
+          )
+        : null;
+      if (body) ex.body.once('aborted', () => body.destroy(new Error('client aborted the request body')));
+      let res;
+      try {
+        res = await pool.request(
+          { method: ex.method, path: m.forwardPath, headers, body, signal: abort.signal },
+          state.timeouts,
+        );
+      } catch (err) {
+        if (abort.signal.aborted) {
+          error = 'client cancelled';
+          status = 499;
+          return;
+        }
+        const ue = err instanceof UpstreamError ? err : null;
+        status = ue?.status ?? 502;
+        upstream = ue?.upstream ?? null;
+        error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
+        bytesOut = jsonError(ex, status, {
+          error: status === 504 ? 'upstream timeout' : 'upstream unavailable',
+          route: m.route.name,
+          detail: (err as Error).message,
+        });
+        return;
+      }
+      upstream = res.upstream;
+      status = res.statusCode;
+      ex.respond(res.statusCode, downstreamResponseHeaders(res.headers));
+      res.body.on('data', countOut);
+      try {
+        await pipeline(res.body, ex.out, { end: false });
+        const trailers = await res.trailers;
+        const t = Object.entries(trailers ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)] as [string, string]);
+        if (t.length) ex.addTrailers(t);
+        ex.out.end();
+      } catch (err) {
+        error = abort.signal.aborted ? 'client cancelled' : `upstream body: ${(err as Error).message}`;
+        if (!abort.signal.aborted) ex.reset();
+      }
+    } catch (err) {
+      error = (err as Error).message;
+      if (!status) status = 500;
+      if (!ex.headersSent) bytesOut = jsonError(ex, 500, { error: 'internal error' });
+      else ex.reset();
+    } finally {
+      this.log?.logStream({
+        connectionId: ex.connectionId,
+        streamId: ex.streamId ?? -1,
+        client: `${ex.client.address}:${ex.client.port}`,
+        protocol: ex.protocol,
+        method: ex.method,
+        authority: ex.authority,
+        path: ex.path,
+        route: routeName,
+        upstream,
+        status,
+        bytesIn,
+        bytesOut,
+        durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
+        error,
+      });
+    }
+  }
+}

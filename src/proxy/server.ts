@@ -1,0 +1,239 @@
+/**
+ * The stream router: an HTTP/3 server on UDP and an HTTPS server (HTTP/2 + HTTP/1.1, advertising Alt-Svc h3) on
+ * TCP, both feeding the Forwarder. Holds the routing state built from a Config and swaps it on reload.
+ */
+import { readFileSync } from 'node:fs';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { Http3Server, type Http3Request, type Http3Response } from '../h3/server.js';
+import { H3ErrorCode } from '../h3/errors.js';
+import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
+import { keyLogSink } from '../obs/keylog.js';
+import { ensureDevCert } from '../cli/devcert.js';
+import type { Config } from './config.js';
+import { Router } from './routes.js';
+import { UpstreamPool } from './upstream.js';
+import { Forwarder, type Exchange, type ForwardState } from './forward.js';
+import type { AccessLog } from './access-log.js';
+
+export interface ProxyLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+  error(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface ProxyInfo {
+  udp: { address: string; port: number }[];
+  tcp: { address: string; port: number }[];
+  certPath: string;
+  spkiSha256: string | null;
+  keylog: string | null;
+}
+
+function buildState(config: Config, log: ProxyLog): ForwardState {
+  const pools = new Map<string, UpstreamPool>();
+  for (const r of config.routes) {
+    const pool = new UpstreamPool({
+      name: r.name,
+      upstreams: r.upstreams,
+      balance: r.balance,
+      healthCheck: config.healthCheck,
+      timeouts: config.timeouts,
+      onHealthChange: (ch) =>
+        (ch.healthy ? log.info : log.warn).call(
+          log,
+          { route: ch.route, upstream: ch.upstream, healthy: ch.healthy, reason: ch.reason },
+          `upstream ${ch.upstream} of route ${ch.route} is ${ch.healthy ? 'healthy again' : 'unhealthy'} (${ch.reason})`,
+        ),
+    });
+    pool.start();
+    pools.set(r.name, pool);
+  }
+  return { router: new Router(config.routes), pools, timeouts: config.timeouts };
+}
+
+function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
+  const conn = req.session.quic.conn;
+  const fields = req.rawHeaders.filter(([n]) => !n.startsWith(':'));
+  return {
+    protocol: 'h3',
+    method: req.method,
+    authority: req.authority,
+    path: req.path,
+    fields,
+    body: req,
+    client: req.remoteAddress,
+    connectionId: conn.originalDcid.toString('hex'),
+    streamId: req.streamId,
+    respond: (status, headers) => res.respond(status, headers),
+    get headersSent() {
+      return res.headersSent;
+    },
+    out: res,
+    addTrailers: (t) => res.addTrailers(t),
+    reset: () => res.reset(H3ErrorCode.H3_INTERNAL_ERROR),
+    onClientAbort: (cb) => {
+      let done = false;
+      const once = (): void => {
+        if (!done && !res.writableFinished) {
+          done = true;
+          cb();
+        }
+      };
+      req.once('aborted', once);
+      res.once('error', once);
+      res.once('close', () => {
+        if (!res.writableFinished) once();
+      });
+    },
+  };
+}
+
+function tcpExchange(
+  req: Http2ServerRequest | IncomingMessage,
+  res: Http2ServerResponse | ServerResponse,
+  altSvc: string,
+  connIds: WeakMap<object, string>,
+): Exchange {
+  const h2 = 'stream' in req && (req as Http2ServerRequest).stream !== undefined;
+  const fields: [string, string][] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) if (!raw[i].startsWith(':')) fields.push([raw[i].toLowerCase(), raw[i + 1]]);
+  const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+  const sock = req.socket;
+  let id = connIds.get(sock);
+  if (!id) {
+    id = `tcp-${sock.remotePort}-${Date.now().toString(36)}`;
+    connIds.set(sock, id);
+  }
+  const r = res as ServerResponse;
+  return {
+    protocol: h2 ? 'h2' : 'http/1.1',
+    method: req.method ?? 'GET',
+    authority,
+    path: req.url ?? '/',
+    fields,
+    body: req,
+    client: { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0 },
+    connectionId: id,
+    streamId: h2 ? ((req as Http2ServerRequest).stream.id ?? null) : null,
+    respond: (status, headers) => {
+      const h: Record<string, string | string[]> = {};
+      for (const [n, v] of headers) {
+        const cur = h[n];
+        h[n] = cur === undefined ? v : Array.isArray(cur) ? [...cur, v] : [cur, v];
+      }
+      h['alt-svc'] = altSvc;
+      r.writeHead(status, h);
+    },
+    get headersSent() {
+      return r.headersSent;
+    },
+    out: r,
+    addTrailers: (t) => r.addTrailers(Object.fromEntries(t)),
+    reset: () => {
+      if (h2) (req as Http2ServerRequest).stream.close(0x2 /* INTERNAL_ERROR */);
+      else sock.destroy();
+    },
+    onClientAbort: (cb) => {
+      r.once('close', () => {
+        if (!r.writableFinished) cb();
+      });
+    },
+  };
+}
+
+export class ProxyServer {
+  private h3: Http3Server | null = null;
+  private readonly tcp: Http2SecureServer[] = [];
+  private state: ForwardState;
+  private readonly forwarder: Forwarder;
+  private info: ProxyInfo | null = null;
+  private readonly tcpConnIds = new WeakMap<object, string>();
+
+  constructor(
+    private config: Config,
+    private readonly log: ProxyLog,
+    accessLog: AccessLog | null,
+  ) {
+    this.state = buildState(config, log);
+    this.forwarder = new Forwarder(this.state, accessLog);
+  }
+
+  /** Binds UDP (HTTP/3) and TCP (HTTPS with Alt-Svc) on every listen address. */
+  async start(): Promise<ProxyInfo> {
+    const c = this.config;
+    let certPath: string;
+    let keyPath: string;
+    let spki: string | null = null;
+    if (c.tls) {
+      certPath = c.tls.cert;
+      keyPath = c.tls.key;
+    } else {
+      const dev = await ensureDevCert(join(c.dataDir, 'certs'));
+      certPath = dev.certPath;
+      keyPath = dev.keyPath;
+      spki = dev.spkiSha256;
+    }
+    const certPem = readFileSync(certPath, 'utf8');
+    const keyPem = readFileSync(keyPath, 'utf8');
+    const listen = c.listen.map((l) => ({ address: l.host === 'localhost' ? '127.0.0.1' : l.host, port: l.port }));
+    this.h3 = await Http3Server.listen({
+      listen,
+      certChain: loadPemChain(certPem),
+      privateKey: loadPrivateKey(keyPem),
+      keyLog: c.keylog ? keyLogSink(c.keylog) : keyLogSink(null),
+      quic: { maxIdleTimeout: c.quic.maxIdleTimeoutMs, onePacketPerDatagram: c.quic.onePacketPerDatagram },
+    });
+    this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
+    const udp = this.h3.addresses();
+    const altSvc = `h3=":${udp[0].port}"; ma=86400`;
+    const tcp: { address: string; port: number }[] = [];
+    for (const [i, l] of listen.entries()) {
+      const srv = createSecureServer({ cert: certPem, key: keyPem, allowHTTP1: true });
+      srv.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) =>
+        void this.forwarder.handle(tcpExchange(req, res, altSvc, this.tcpConnIds)),
+      );
+      srv.on('sessionError', () => {});
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(l.port === 0 ? udp[i].port : l.port, l.address, () => {
+          srv.off('error', reject);
+          resolve();
+        });
+      });
+      const a = srv.address();
+      if (a && typeof a === 'object') tcp.push({ address: a.address, port: a.port });
+      this.tcp.push(srv);
+    }
+    this.info = { udp, tcp, certPath, spkiSha256: spki, keylog: c.keylog };
+    return this.info;
+  }
+
+  get config_(): Config {
+    return this.config;
+  }
+
+  /**
+   * Applies a new configuration: routes, upstreams, timeouts and health checks change at once for new requests;
+   * open connections and in-flight streams are untouched. Listen addresses and certificates need a restart.
+   */
+  reload(next: Config): void {
+    const old = this.state;
+    const changedListen = JSON.stringify(next.listen) !== JSON.stringify(this.config.listen) || JSON.stringify(next.tls) !== JSON.stringify(this.config.tls);
+    if (changedListen) this.log.warn({}, 'listen addresses or TLS files changed: they take effect after a restart');
+    this.state = buildState(next, this.log);
+    this.forwarder.setState(this.state);
+    this.config = next;
+    // Old pools finish their in-flight requests; their health checks stop now.
+    for (const p of old.pools.values()) p.stop();
+  }
+
+  /** GOAWAY to HTTP/3 clients; in-flight streams finish within drainMs; then everything closes. */
+  async close(drainMs = this.config.timeouts.drainMs): Promise<void> {
+    for (const s of this.tcp) s.close();
+    await this.h3?.close({ drainMs });
+    for (const p of this.state.pools.values()) await p.close();
+  }
+}
