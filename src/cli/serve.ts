@@ -19,7 +19,7 @@ import type { Http3Server, Http3Request, Http3Response } from '../h3/server.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { UsageError, parseHostPort } from './args.js';
-import { ensureDevCert } from './devcert.js';
+import { ensureDevCert } from '../io/devcert.js';
 import { contentType } from './mime.js';
 
 /** What the handler needs from an HTTP/3 request (Http3Request satisfies it). */

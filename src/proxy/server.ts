@@ -10,7 +10,7 @@ import { Http3Server, type Http3Request, type Http3Response } from '../h3/server
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { keyLogSink } from '../obs/keylog.js';
-import { ensureDevCert } from '../cli/devcert.js';
+import { ensureDevCert } from '../io/devcert.js';
 import type { Config } from './config.js';
 import { Router } from './routes.js';
 import { UpstreamPool } from './upstream.js';

@@ -9,7 +9,7 @@ import { X509Certificate, createHash, createPrivateKey, generateKeyPairSync } fr
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDevCert, devCertProblem, spkiSha256 } from '../../src/cli/devcert.js';
+import { ensureDevCert, devCertProblem, spkiSha256 } from '../../src/io/devcert.js';
 import { verifyCertificateChain } from '../../src/quic/tls/verify.js';
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import { UdpEndpoint, type QuicConnection } from '../../src/io/udp.js';
