@@ -1579,9 +1579,10 @@ export class Connection {
     let eliciting = false;
     // ACK first, whenever one is due or we are sending anything else (piggybacked).
     const wantAck = sp.acks.needsAck(now);
-    const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.localParams.ackDelayExponent) : null;
     const probe = this.ptoProbes[sp.level] > 0;
     const writeAck = (): void => {
+      // Built only when written: most packets of a bulk sender carry no ACK.
+      const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.localParams.ackDelayExponent) : null;
       if (!ack) return;
       const f: Frame = { type: 'ack', ranges: ack.ranges, ackDelay: sp.level === Level.OneRtt ? ack.ackDelay : 0 };
       if (frameLength(f) > end - o) return;
@@ -1600,8 +1601,8 @@ export class Connection {
         sent.push({ k: 'ping' });
         eliciting = true;
       }
-      if (!wantAck && eliciting && ack && sent[0]?.k !== 'ack') {
-        // Piggyback an ACK when there is room: move the frames? Simpler: append it after the data.
+      if (!wantAck && eliciting && sp.acks.ackDeadline() !== null && end - o >= 16) {
+        // Piggyback a pending ACK in whatever room the data left.
         writeAck();
       }
     }
