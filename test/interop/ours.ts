@@ -89,11 +89,119 @@ export function ourClientCommand(opts: OurClientOptions): OurCommand | null {
   return qsr(args);
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// HTTP/3 commands: `qsr serve`, `qsr get`, and the upload sink (h3-upload-server.ts). They have no JSON-lines event
+// stream (qsr serve logs to stderr and binds its port; qsr get --json prints one JSON document at the end), so the
+// harness judges them by their port, exit code, output document and the bytes they moved. The gtls stand-in
+// (QSR_INTEROP_FAKE_OURS) does not cover them: they return null then, and run.ts leaves the HTTP/3 cases out.
+
+const hostPort = (addr: string, port: number): string => `${addr.includes(':') ? `[${addr}]` : addr}:${port}`;
+
+export interface OurServeOptions {
+  addr: string;
+  port: number;
+  /** Document root. */
+  dir: string;
+  certFile: string;
+  keyFile: string;
+  keylogFile: string;
+  workDir: string;
+}
+
+/** `qsr serve --dir DIR --listen ADDR:PORT --cert F --key F --keylog F` (static files over HTTP/3). */
+export function ourServeCommand(o: OurServeOptions): OurCommand | null {
+  if (fakeOurs()) return null;
+  return qsr(['serve', '--dir', o.dir, '--listen', hostPort(o.addr, o.port), '--cert', o.certFile, '--key', o.keyFile, '--keylog', o.keylogFile]);
+}
+
+export interface OurUploadServerOptions {
+  addr: string;
+  port: number;
+  certFile: string;
+  keyFile: string;
+  keylogFile: string;
+  workDir: string;
+}
+
+/** test/interop/h3-upload-server.ts: answers every POST with "<bytes> <sha256hex>"; prints a JSON "listening" line. */
+export function ourUploadServerCommand(o: OurUploadServerOptions): OurCommand | null {
+  if (fakeOurs()) return null;
+  const script = fileURLToPath(new URL('./h3-upload-server.js', import.meta.url));
+  return {
+    cmd: process.execPath,
+    args: [script, '--listen', hostPort(o.addr, o.port), '--cert', o.certFile, '--key', o.keyFile, '--keylog', o.keylogFile],
+  };
+}
+
+export interface OurGetOptions {
+  /** All on one origin: one connection. */
+  urls: string[];
+  caFile: string;
+  serverName: string;
+  keylogFile: string;
+  /** -o DIR: save each body. */
+  outputDir?: string;
+  /** -X METHOD */
+  method?: string;
+  /** -d @FILE: stream this file as the request body. */
+  dataFile?: string;
+  /** --timeout for the whole run, ms (qsr get's own limit; the harness adds a hard one). */
+  timeoutMs?: number;
+  workDir: string;
+}
+
+/** `qsr get URL... --json --ca F --server-name N --keylog F [-o DIR] [-X M] [-d @FILE]`. */
+export function ourGetCommand(o: OurGetOptions): OurCommand | null {
+  if (fakeOurs()) return null;
+  const args = ['get', ...o.urls, '--json', '--ca', o.caFile, '--server-name', o.serverName, '--keylog', o.keylogFile];
+  if (o.outputDir !== undefined) args.push('-o', o.outputDir);
+  if (o.method !== undefined) args.push('-X', o.method);
+  if (o.dataFile !== undefined) args.push('-d', `@${o.dataFile}`);
+  if (o.timeoutMs !== undefined) args.push('--timeout', String(o.timeoutMs));
+  return qsr(args);
+}
+
+/** One request in `qsr get --json` output (src/cli/get.ts GetResult). */
+export interface GetJsonRequest {
+  url: string;
+  path: string;
+  method: string;
+  streamId: number | null;
+  status: number | null;
+  bytes: number;
+  ms: number;
+  ok: boolean;
+  file?: string;
+  error?: string;
+}
+
+export interface GetJson {
+  origin: string;
+  method: string;
+  error?: string;
+  requests: GetJsonRequest[];
+  summary: { requests: number; ok: number; failed: number; bytes: number; wallMs: number; mbPerSec: number };
+}
+
+/** The JSON document `qsr get --json` printed (the whole of stdout), or an Error saying why it is not one. */
+export function parseGetJson(stdout: string): GetJson | Error {
+  let v: unknown;
+  try {
+    v = JSON.parse(stdout);
+  } catch (e) {
+    return new Error(`qsr get --json output is not JSON (${(e as Error).message}): ${stdout.slice(0, 300)}`);
+  }
+  if (typeof v !== 'object' || v === null || !Array.isArray((v as { requests?: unknown }).requests)) {
+    return new Error(`qsr get --json output has no requests array: ${stdout.slice(0, 300)}`);
+  }
+  return v as GetJson;
+}
+
 /**
  * QSR_INTEROP_FAKE_OURS=gtls puts gtls-adapter.ts (gtlsserver/gtlsclient translated to the contract above) in place of
  * our side, to validate the harness's own code paths. Never set it in CI: the results would not be about our stack.
  */
-function fakeOurs(): boolean {
+export function fakeOurs(): boolean {
   return process.env.QSR_INTEROP_FAKE_OURS === 'gtls';
 }
 
