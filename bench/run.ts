@@ -1,18 +1,26 @@
 /**
- * Bulk-transfer benchmark: one QUIC connection (RFC 9000), one bidi stream, server -> client, over loopback.
- * Ours: bench/quic-peer.ts as two separate node processes. Reference: ngtcp2's gtlsserver serving /<N> to gtlsclient
- * (GnuTLS, default GSO). Prints per-run figures, a side-by-side table of medians and the target line.
+ * The benchmark entry point (`npm run bench`). Suites:
+ *   transport - bulk transfer: one QUIC connection (RFC 9000), one bidi stream, server -> client, over loopback.
+ *               Ours: bench/quic-peer.ts as two separate node processes. Reference: ngtcp2's gtlsserver serving /<N>
+ *               to gtlsclient (GnuTLS, default GSO).
+ *   h3        - bench/h3.ts: qsr serve / qsr get vs gtlsserver / gtlsclient (100 MB download, 10,000 small GETs).
+ *   router    - bench/router.ts: our router (h3, h2) vs Caddy 2.6 (h3) vs direct (h1) in front of the same services.
+ * Each prints per-run figures, a side-by-side table of medians and the targets with whether they are met.
  *
- *   node dist/bench/run.js [--size MB] [--runs N] [--only ours|gtls] [--datagram BYTES] [--json FILE]
+ *   node dist/bench/run.js [--suite transport|h3|router|all] [--runs N] [--json FILE] [--profile DIR]
+ *                          [--size MB] [--only ours|gtls] [--datagram BYTES]   (the last three: transport only)
  *
  * MB = 10^6 bytes. Every child has a hard timeout and is killed by its own PID only; loopback only; temp files removed.
  * This is a measurement tool, not a test: it asserts nothing, it reports.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Child } from '../test/interop/peers.js';
+import { describeExit, fmt, jsonLines, median, num, readTextOr, readTimeFile, spawnTimed, childPidOf, table, type Say, type SuiteOptions } from './common.js';
+import { runH3Suite } from './h3.js';
+import { runRouterSuite } from './router.js';
 
 const HOST = '127.0.0.1';
 const TARGET_MBPS = 60;
@@ -20,7 +28,11 @@ const PEER_JS = fileURLToPath(new URL('./quic-peer.js', import.meta.url));
 const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
 const TIME = '/usr/bin/time';
 
+type Suite = 'transport' | 'h3' | 'router' | 'all';
+
 interface Options {
+  suite: Suite;
+  profileDir: string | null;
   sizeMB: number;
   runs: number;
   only: 'ours' | 'gtls' | null;
@@ -50,12 +62,12 @@ interface RunResult {
 
 function usage(msg?: string): never {
   if (msg !== undefined) process.stderr.write(`${msg}\n`);
-  process.stderr.write('usage: node dist/bench/run.js [--size MB] [--runs N] [--only ours|gtls] [--datagram BYTES] [--json FILE]\n');
+  process.stderr.write('usage: node dist/bench/run.js [--suite transport|h3|router|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES]\n');
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { sizeMB: 100, runs: 3, only: null, datagram: 0, json: null };
+  const o: Options = { suite: 'all', profileDir: null, sizeMB: 100, runs: 3, only: null, datagram: 0, json: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -80,6 +92,16 @@ function parseArgs(argv: string[]): Options {
         o.only = v;
         i++;
         break;
+      case '--suite':
+        if (v !== 'transport' && v !== 'h3' && v !== 'router' && v !== 'all') usage('--suite takes transport, h3, router or all');
+        o.suite = v;
+        i++;
+        break;
+      case '--profile':
+        if (v === undefined) usage('--profile needs a directory');
+        o.profileDir = v;
+        i++;
+        break;
       case '--json':
         if (v === undefined) usage('--json needs a file name');
         o.json = v;
@@ -96,38 +118,9 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-function readTextOr(path: string, dflt: string): string {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return dflt;
-  }
-}
-
-/** JSON lines (starting with '{') that a child printed. */
-function jsonLines(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial line from a killed child
-    }
-  }
-  return out;
-}
-
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
 /** Hard limit for one transfer: generous, so a slow run is measured rather than killed, but always bounded. */
 function transferTimeoutMs(sizeBytes: number): number {
   return 30_000 + Math.ceil(sizeBytes / 1e6) * 1000; // allows ~1 MB/s
-}
-
-function describeExit(c: Child, e: { code: number | null; signal: string | null; timedOut: boolean }): string {
-  const tail = c.stderr().trim().split('\n').slice(-3).join(' | ');
-  return `${c.name} exited code=${e.code} signal=${e.signal}${e.timedOut ? ' (hard timeout)' : ''}${tail ? `: ${tail}` : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -180,35 +173,6 @@ async function runOurs(o: Options, size: number, run: number, work: string, sha:
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Reference: gtlsserver / gtlsclient (ngtcp2 + GnuTLS)
-
-/** `/usr/bin/time -f '%e %U %S %M' -o FILE`: wall s, user s, sys s, max RSS KiB. */
-interface TimeFigures {
-  wall: number;
-  cpu: number;
-  rssMB: number;
-}
-
-function readTimeFile(path: string): TimeFigures | null {
-  // GNU time may print "Command exited with non-zero status N" / "Command terminated by signal N" first.
-  const lines = readTextOr(path, '').split('\n').filter((l) => /^[\d.]+ [\d.]+ [\d.]+ \d+$/.test(l.trim()));
-  const last = lines.at(-1);
-  if (last === undefined) return null;
-  const [e, u, s, m] = last.trim().split(' ').map(Number) as [number, number, number, number];
-  return { wall: e, cpu: u + s, rssMB: (m * 1024) / 1e6 };
-}
-
-/** Spawns `prog args` under /usr/bin/time when it exists. */
-function spawnTimed(name: string, prog: string, args: string[], work: string, timeoutMs: number, timeFile: string | null): Child {
-  if (timeFile === null) return spawnBounded({ name, cmd: prog, args, workDir: work, timeoutMs });
-  return spawnBounded({ name, cmd: TIME, args: ['-f', '%e %U %S %M', '-o', timeFile, prog, ...args], workDir: work, timeoutMs });
-}
-
-/** The PID of the direct child of `parent` (the program /usr/bin/time runs), from /proc. */
-function childPidOf(parent: number | undefined): number | null {
-  if (parent === undefined) return null;
-  const list = readTextOr(`/proc/${parent}/task/${parent}/children`, '').split(/\s+/).filter(Boolean);
-  return list.length > 0 ? Number(list[0]) : null;
-}
 
 /** Stops the gtlsserver we started: SIGINT to its own PID (ngtcp2's examples exit cleanly on it), then SIGKILL. */
 async function stopTimedServer(srv: Child, timed: boolean): Promise<void> {
@@ -295,21 +259,6 @@ async function runGtls(o: Options, size: number, run: number, work: string): Pro
 // ---------------------------------------------------------------------------------------------------------------------
 // Report
 
-function median(xs: (number | null)[]): number | null {
-  const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
-  if (v.length === 0) return null;
-  const m = v.length >> 1;
-  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
-const fmt = (x: number | null, digits = 2): string => (x === null ? 'n/a' : x.toFixed(digits));
-
-function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]): string => `| ${r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join(' | ')} |`;
-  return [line(rows[0]!), `|${w.map((n, i) => (i === 0 ? '-'.repeat(n + 1) + '-' : '-'.repeat(n + 1) + ':')).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
-}
-
 function perRun(r: RunResult): string {
   const hs = r.handshakeMs === null ? '' : ` handshake ${r.handshakeMs.toFixed(1)} ms,`;
   const tc = r.clientTransferCpu != null ? ` (transfer ${r.clientTransferCpu.toFixed(2)})` : '';
@@ -317,50 +266,28 @@ function perRun(r: RunResult): string {
   return r.error !== undefined ? `${head}\n    error: ${r.error}` : head;
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+/** The transport suite: our QUIC peers vs gtlsserver/gtlsclient, one bulk stream. */
+async function runTransport(o: Options, work: string, say: Say): Promise<Record<string, unknown>> {
   const size = Math.round(o.sizeMB * 1e6);
-  const work = mkdtempSync(join(tmpdir(), 'qsr-bench-'));
-  const sys = {
-    nproc: availableParallelism(),
-    node: process.version,
-    kernel: readTextOr('/proc/sys/kernel/osrelease', 'n/a'),
-    rmemMax: readTextOr('/proc/sys/net/core/rmem_max', 'n/a'),
-    wmemMax: readTextOr('/proc/sys/net/core/wmem_max', 'n/a'),
-    loMtu: readTextOr('/sys/class/net/lo/mtu', 'n/a'),
-    time: existsSync(TIME) ? TIME : null,
-  };
-  const out: string[] = [];
-  const say = (s: string): void => {
-    out.push(s);
-    console.log(s);
-  };
   say(`# QUIC bulk transfer, loopback ${HOST}, one connection, one stream, server -> client`);
   say(`size ${o.sizeMB} MB (${size} B, MB = 10^6 B), runs ${o.runs}, ours ${o.datagram ? `--datagram ${o.datagram} (maxDatagramSize ceiling on both sides)` : 'PMTU discovery from 1200 up to the loopback ceiling'}`);
-  say(`nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
-  // Other processes on the host share the CPUs; the load average tells how quiet it was.
-  say(`load average before: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const results: RunResult[] = [];
-  try {
-    if (o.only !== 'gtls') {
-      // Warm-up and integrity check (not timed): a smaller transfer hashed with SHA-256 by the client.
-      const v = await runOurs(o, Math.min(size, 8_000_000), 0, work, true);
-      say(`ours integrity check (${Math.min(size, 8_000_000)} B, SHA-256 of the pattern): ${v.ok ? 'ok' : `FAILED: ${v.error}`}`);
-      for (let i = 1; i <= o.runs; i++) {
-        const r = await runOurs(o, size, i, work, false);
-        results.push(r);
-        say(perRun(r));
-      }
+  if (o.only !== 'gtls') {
+    // Warm-up and integrity check (not timed): a smaller transfer hashed with SHA-256 by the client.
+    const v = await runOurs(o, Math.min(size, 8_000_000), 0, work, true);
+    say(`ours integrity check (${Math.min(size, 8_000_000)} B, SHA-256 of the pattern): ${v.ok ? 'ok' : `FAILED: ${v.error}`}`);
+    for (let i = 1; i <= o.runs; i++) {
+      const r = await runOurs(o, size, i, work, false);
+      results.push(r);
+      say(perRun(r));
     }
-    if (o.only !== 'ours') {
-      for (let i = 1; i <= o.runs; i++) {
-        const r = await runGtls(o, size, i, work);
-        results.push(r);
-        say(perRun(r));
-      }
+  }
+  if (o.only !== 'ours') {
+    for (let i = 1; i <= o.runs; i++) {
+      const r = await runGtls(o, size, i, work);
+      results.push(r);
+      say(perRun(r));
     }
-  } finally {
-    rmSync(work, { recursive: true, force: true });
   }
 
   const rows = [['implementation', 'MB/s', 'client CPU s', 'server CPU s', 'client peak RSS MB', 'server peak RSS MB']];
@@ -383,18 +310,50 @@ async function main(): Promise<void> {
     const label = impl === 'ours' ? `ours (node, ${o.datagram ? `dgram ${o.datagram}` : 'PMTUD'})` : 'ngtcp2 gtlsserver/gtlsclient (GSO on)';
     rows.push([`${label}${good.length < rs.length ? ` [${good.length}/${rs.length} ok]` : ''}`, fmt(m.mbPerSec, 1), fmt(m.clientCpu), fmt(m.serverCpu), fmt(m.clientRssMB, 0), fmt(m.serverRssMB, 0)]);
   }
-  say(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   say('');
-  say(`medians of ${o.runs} run(s):`);
+  say(`transport medians of ${o.runs} run(s):`);
   say(table(rows));
   const ours = summary.ours as { mbPerSec: number | null; handshakeMs: number | null } | undefined;
   if (ours) say(`ours: handshake (separate, median) ${fmt(ours.handshakeMs, 1)} ms; MB/s is stream open -> last byte; CPU/RSS are whole-process (node start + handshake included)`);
   if (summary.gtls) say('gtls: MB/s is gtlsclient wall clock incl. process start and handshake; body saved to tmpfs (--download) and size-checked; CPU/RSS from /usr/bin/time');
   const best = ours?.mbPerSec ?? null;
   say(`target: >= ${TARGET_MBPS} MB/s on one connection -> ours ${fmt(best, 1)} MB/s: ${best === null ? 'n/a' : best >= TARGET_MBPS ? 'met' : 'NOT met'}`);
+  return { results, summary };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const sys = {
+    nproc: availableParallelism(),
+    node: process.version,
+    kernel: readTextOr('/proc/sys/kernel/osrelease', 'n/a'),
+    rmemMax: readTextOr('/proc/sys/net/core/rmem_max', 'n/a'),
+    wmemMax: readTextOr('/proc/sys/net/core/wmem_max', 'n/a'),
+    loMtu: readTextOr('/sys/class/net/lo/mtu', 'n/a'),
+    time: existsSync(TIME) ? TIME : null,
+  };
+  const say: Say = (s) => console.log(s);
+  say(`suite ${o.suite}, runs ${o.runs}; nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
+  if (o.profileDir !== null) mkdirSync(o.profileDir, { recursive: true });
+  const report: Record<string, unknown> = { options: o, system: sys };
+  const suites: Suite[] = o.suite === 'all' ? ['transport', 'h3', 'router'] : [o.suite];
+  for (const suite of suites) {
+    // Every suite gets its own scratch directory (children's logs, generated files), removed afterwards.
+    const work = mkdtempSync(join(tmpdir(), `qsr-bench-${suite}-`));
+    const so: SuiteOptions = { runs: o.runs, profileDir: o.profileDir, work };
+    // Other processes on the host share the CPUs; the load average tells how quiet it was.
+    say('');
+    say(`load average before ${suite}: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    try {
+      report[suite] = suite === 'transport' ? await runTransport(o, work, say) : suite === 'h3' ? await runH3Suite(so, say) : await runRouterSuite(so, say);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    say(`load average after ${suite}: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  }
 
   if (o.json !== null) {
-    writeFileSync(o.json, JSON.stringify({ options: o, system: sys, results, summary }, null, 2) + '\n');
+    writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
     console.log(`wrote ${o.json}`);
   }
 }
