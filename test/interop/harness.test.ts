@@ -91,15 +91,16 @@ test('selfcheck: gtlsclient -> gtlsserver, captured and decrypted', { skip: skip
   assert.equal(none.http3Frames.size, 0);
 });
 
-test('interop: our QUIC client and server against ngtcp2 (handshake, chacha20, keyupdate, decrypt)', { skip: skipReason, timeout: 240_000 }, async () => {
+test('interop: our QUIC/HTTP/3 client and server against ngtcp2 (handshake, chacha20, keyupdate, http3, upload, transferloss, decrypt)', { skip: skipReason, timeout: 240_000 }, async () => {
   assert.deepEqual(missing, [], hint);
   const res = await runInterop({ ci });
   const mine = res.filter((r) => r.peer === PEER_OUR_SERVER || r.peer === PEER_OUR_CLIENT);
   const bad = mine.filter((r) => r.status !== 'pass').map((r) => `${r.case} [${r.peer}] ${r.status}: ${r.reason}`);
   assert.deepEqual(bad, [], formatMatrix(res));
-  for (const c of ['handshake', 'chacha20', 'keyupdate', 'decrypt/handshake', 'decrypt/chacha20', 'decrypt/keyupdate'])
+  const h3 = ['http3', 'decrypt/http3', 'upload', 'decrypt/upload'];
+  for (const c of ['handshake', 'chacha20', 'keyupdate', 'decrypt/handshake', 'decrypt/chacha20', 'decrypt/keyupdate', ...h3, 'transferloss', 'decrypt/transferloss'])
     assert.ok(mine.some((r) => r.case === c && r.peer === PEER_OUR_SERVER), `case ${c} ran against our server`);
-  for (const c of ['handshake', 'chacha20', 'decrypt/handshake'])
+  for (const c of ['handshake', 'chacha20', 'decrypt/handshake', 'decrypt/chacha20', ...h3])
     assert.ok(mine.some((r) => r.case === c && r.peer === PEER_OUR_CLIENT), `case ${c} ran with our client`);
 });
 

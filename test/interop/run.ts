@@ -6,8 +6,10 @@
 // Prints a matrix and writes <out>/results.json (default interop-results/). Exit code 1 if anything failed.
 //
 // Columns: "gtlsclient->ours" (our server), "ours->gtlsserver" (our client), "gtlsclient->gtlsserver" (selfcheck of the
-// harness itself). Rows: handshake, chacha20, keyupdate, decrypt/<case> (tshark decrypts the capture with OUR key log,
-// zero undecrypted packets), selfcheck[-chacha20|-keyupdate].
+// harness itself). Rows: handshake, chacha20, keyupdate (QUIC level: `qsr quic-listen` / `quic-connect`), http3,
+// upload, transferloss (HTTP/3: `qsr serve`, `qsr get`, h3-upload-server.ts; bytes checked end to end, see the
+// HTTP/3 section below), decrypt/<case> (tshark decrypts the capture with OUR key log, zero undecrypted packets; for
+// the HTTP/3 cases also HEADERS on every request stream and DATA on at least one), selfcheck[-chacha20|-keyupdate].
 
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
