@@ -121,7 +121,7 @@ test('health checks take a failing upstream out and bring it back', { timeout: 2
   const changes: HealthChange[] = [];
   const p = pool({
     upstreams: [a.origin, b.origin],
-    healthCheck: { path: '/healthz', intervalMs: 20, timeoutMs: 20, unhealthyAfter: 2, healthyAfter: 2 },
+    healthCheck: { path: '/healthz', intervalMs: 20, timeoutMs: 2000, unhealthyAfter: 2, healthyAfter: 2 },
     onHealthChange: (c) => changes.push(c),
   });
   try {
