@@ -23,6 +23,8 @@ program
   .action(async (o: { config?: string }) => {
     const { runUp } = await import('./up.js');
     await runUp({ config: o.config, services: true });
+    // Drained and stopped: lingering keep-alive sockets (a browser's TCP connection) must not hold the exit.
+    process.exit(0);
   });
 
 program
@@ -32,6 +34,7 @@ program
   .action(async (o: { config?: string }) => {
     const { runUp } = await import('./up.js');
     await runUp({ config: o.config, services: false });
+    process.exit(0);
   });
 
 program
