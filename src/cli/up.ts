@@ -95,6 +95,7 @@ export async function runUp(o: UpOptions): Promise<void> {
       void (async () => {
         await proxy.close(config.timeouts.drainMs);
         await supervisor.stop();
+        await accessLog?.flush();
         log.info({}, 'stopped');
         resolve();
       })();
