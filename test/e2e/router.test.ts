@@ -225,14 +225,20 @@ test(
   'qsr capture of qsr client through the router: every QUIC packet decrypts from the embedded secrets, HEADERS and DATA on the request streams',
   { timeout: 120_000, skip: skipUnless(['tshark', 'editcap']) },
   async () => {
-    await withRouter({}, async (r) => {
+    // tshark 4.0 shows an HTTP/3 frame only when it starts and ends inside one STREAM frame it can pair with an http3
+    // layer (no reassembly), and test/interop/capture.ts skips datagrams whose STREAM frames and http3 layers do not
+    // pair up. So: one QUIC packet per datagram from the router (coalesced packets made whole streams vanish from the
+    // report in about one run in four), and --size 1000 so request and response bodies fit in one STREAM frame (with
+    // the default 64 KiB bodies only the control streams and sometimes the video replies showed DATA).
+    await withRouter({ set: { quic: { onePacketPerDatagram: true } } }, async (r) => {
       const out = join(r.dir, 'router.pcapng');
       const run = await runQsr(
-        ['capture', '-o', out, '--port', String(r.port), '--keylog', r.keylogPath, '--', process.execPath, QSR, 'client', '--url', `https://localhost:${r.port}`, '--ca', r.certPath, '--streams', '6'],
+        ['capture', '-o', out, '--port', String(r.port), '--keylog', r.keylogPath, '--', process.execPath, QSR, 'client', '--url', `https://localhost:${r.port}`, '--ca', r.certPath, '--streams', '6', '--size', '1000'],
         { workDir: r.dir, timeoutMs: 90_000, name: 'capture', env: { SSLKEYLOGFILE: undefined } },
       );
       const why = `qsr capture: ${JSON.stringify(run.exit)}\nstdout: ${run.stdout.slice(-2000)}\nstderr: ${run.stderr.slice(-2000)}`;
       assert.equal(run.exit.code, 0, why);
+      assert.match(run.stdout, /6 streams on one connection, 6 ok, 0 failed/, why);
       // No key log option: only the secrets embedded in the pcapng can decrypt.
       const rep = await decryptReport(out, null, join(r.dir, 'tshark'));
       const summary = `${formatReport(rep)} unpaired=${rep.unpaired}\n${why}`;
@@ -360,3 +366,29 @@ test('SIGHUP reloads the routes for new requests on the same connection; an inva
     }
   });
 });
+
+test(
+  'the services end when qsr up itself is killed (SIGKILL), so a new qsr up can bind their ports',
+  {
+    timeout: 60_000,
+    todo: 'src bug: services started by qsr up outlive a killed/crashed qsr up and keep their ports (see report: supervise with a stdin/IPC lifeline)',
+  },
+  async () => {
+    const r = await startRouter({});
+    try {
+      r.proc.signal('SIGKILL');
+      await r.proc.exited;
+      const svc = [r.ports.video, r.ports.text, r.ports.control];
+      let free: boolean[] = [];
+      for (let i = 0; i < 50 && !free.every(Boolean); i++) {
+        free = await Promise.all(svc.map((p) => portFree(p)));
+        if (!free.every(Boolean)) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.deepEqual(free, [true, true, true], 'video, text, control ports free after qsr up was killed');
+    } finally {
+      // The helper ends orphaned services by the PIDs qsr up logged.
+      await r.stop();
+      await assertPortsFree(r.ports);
+    }
+  },
+);
