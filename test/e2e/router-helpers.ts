@@ -10,7 +10,7 @@
  */
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +162,8 @@ export interface RunningRouter {
   accessLog(): Record<string, unknown>[];
   /** SIGTERM, SIGKILL after graceMs (default 8 s); then makes sure no service is left. Idempotent. */
   stop(graceMs?: number): Promise<ExitInfo>;
+  /** Deletes `dir` (call after stop(), typically only when the test passed, so failures leave their logs). */
+  remove(): void;
 }
 
 /** PIDs of the services as `qsr up` logged them ("<name> service started"). */
@@ -249,6 +251,9 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
         return exit;
       })();
       return stopped;
+    },
+    remove() {
+      if (!proc.isRunning()) rmSync(dir, { recursive: true, force: true });
     },
   };
   const ok = await waitFor(() => !proc.isRunning() || /is up/.test(proc.stdout()), opts.readyMs ?? 20_000);

@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, createWriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Http3Client } from '../../src/h3/client.js';
@@ -71,7 +71,10 @@ async function withRouter(opts: Parameters<typeof startRouter>[0], body: (r: Run
     failed = false;
   } finally {
     if (failed) await r.stop();
-    else await stopAndCheck(r);
+    else {
+      await stopAndCheck(r);
+      r.remove(); // kept when the test failed: logs, config and captures stay in r.dir
+    }
   }
 }
 
@@ -284,6 +287,7 @@ test('a bad configuration: qsr up and qsr check-config exit 2 naming the file an
   assert.ok(run2.stderr.includes(`${bad2}: services.control.port: expected a port number`), run2.stderr);
   assert.ok(run2.stderr.includes(`${bad2}: colour: unknown key`), run2.stderr);
   await assertPortsFree(ports);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** Body of a response as text. */
@@ -389,6 +393,7 @@ test(
       // The helper ends orphaned services by the PIDs qsr up logged.
       await r.stop();
       await assertPortsFree(r.ports);
+      r.remove();
     }
   },
 );
