@@ -146,6 +146,7 @@ function target(p: Path, st: Stack, path: string): string {
 }
 
 const protoOf = (p: Path): string => (p === 'direct' ? 'h1' : p === 'h2' ? 'h2' : 'h3');
+const LABEL: Record<Path, string> = { router: 'router h3', caddy: 'Caddy h3', direct: 'direct h1', h2: 'router h2' };
 
 async function load(o: SuiteOptions, st: Stack, p: Path, name: string, path: string, n: number, c: number, extra: string[] = []): Promise<LoadResult> {
   return runLoad(o.work, name, ['--proto', protoOf(p), '--url', target(p, st, path), '-n', String(n), '--concurrency', String(c), '--ca', `${CERTS}ca.pem`, '--server-name', 'localhost', ...extra], LOAD_TIMEOUT);
@@ -247,7 +248,7 @@ export async function runRouterSuite(o: SuiteOptions, say: Say): Promise<Record<
     for (const [p, port] of [['router', st.routerPort], ['caddy', st.caddyPort]] as const) {
       if (!live.includes(p)) continue;
       const chk = await gtlsCheck(o.work, port, `https://${HOST}:${port}/text/sample`);
-      say(`check ${p} GET /text/sample with gtlsclient: ${chk ?? 'ok (200, H3_NO_ERROR)'}`);
+      say(`check ${LABEL[p]} GET /text/sample with gtlsclient: ${chk ?? 'ok (200, H3_NO_ERROR)'}`);
     }
     // Warm-up (untimed): JIT, upstream keep-alive connections.
     for (const p of live) await load(o, st, p, `warm-${p}`, '/text/sample', 1000, INFLIGHT);
@@ -255,17 +256,17 @@ export async function runRouterSuite(o: SuiteOptions, say: Say): Promise<Record<
     for (let run = 1; run <= o.runs; run++) {
       say(`run ${run}:`);
       for (const p of live) {
-        if (p === 'router' || p === 'caddy') note(s, `gtls-get:${p}`, await gtlsGets(o, `gc-get-${p}-${run}`, p === 'router' ? st.routerPort : st.caddyPort, GTLS_N), say, `${p} h3 gtlsclient -n ${GTLS_N} GET`, 'req/s');
+        if (p === 'router' || p === 'caddy') note(s, `gtls-get:${p}`, await gtlsGets(o, `gc-get-${p}-${run}`, p === 'router' ? st.routerPort : st.caddyPort, GTLS_N), say, `${LABEL[p]} gtlsclient -n ${GTLS_N} GET`, 'req/s');
       }
       for (const p of live) {
         const n = protoOf(p) === 'h3' ? H3_N : TCP_N;
-        noteLoad(s, `many:${p}`, await load(o, st, p, `many-${p}-${run}`, '/text/sample', n, INFLIGHT), say, `${p} ${protoOf(p)} own client ${n} GET, ${INFLIGHT} in flight`, 'rps');
+        noteLoad(s, `many:${p}`, await load(o, st, p, `many-${p}-${run}`, '/text/sample', n, INFLIGHT), say, `${LABEL[p]} own client ${n} GET, ${INFLIGHT} in flight`, 'rps');
       }
       for (const p of live) {
-        if (p === 'router' || p === 'caddy') note(s, `gtls-post:${p}`, await gtlsPost(o, `gc-post-${p}-${run}`, p === 'router' ? st.routerPort : st.caddyPort, upload), say, `${p} h3 gtlsclient POST 100 MB`, 'MB/s');
+        if (p === 'router' || p === 'caddy') note(s, `gtls-post:${p}`, await gtlsPost(o, `gc-post-${p}-${run}`, p === 'router' ? st.routerPort : st.caddyPort, upload), say, `${LABEL[p]} gtlsclient POST 100 MB`, 'MB/s');
       }
-      for (const p of live) noteLoad(s, `post:${p}`, await load(o, st, p, `post-${p}-${run}`, '/video', 1, 1, ['--method', 'POST', '--body-file', upload]), say, `${p} ${protoOf(p)} own client POST 100 MB`, 'mb');
-      for (const p of live) noteLoad(s, `seq:${p}`, await load(o, st, p, `seq-${p}-${run}`, '/text/sample', SEQ_N, 1, ['--warmup', String(SEQ_WARM)]), say, `${p} ${protoOf(p)} ${SEQ_N} sequential GET`, 'lat');
+      for (const p of live) noteLoad(s, `post:${p}`, await load(o, st, p, `post-${p}-${run}`, '/video', 1, 1, ['--method', 'POST', '--body-file', upload]), say, `${LABEL[p]} own client POST 100 MB`, 'mb');
+      for (const p of live) noteLoad(s, `seq:${p}`, await load(o, st, p, `seq-${p}-${run}`, '/text/sample', SEQ_N, 1, ['--warmup', String(SEQ_WARM)]), say, `${LABEL[p]} ${SEQ_N} sequential GET`, 'lat');
     }
   } finally {
     for (const c of children.reverse()) await stopServer(c, 'SIGTERM');
