@@ -88,7 +88,7 @@ interface ClientJson {
 
 test('qsr client --streams 12: every stream 200 from the service its route names, all on one connection', { timeout: 90_000 }, async () => {
   await withRouter({}, async (r) => {
-    const run = await runQsr(['client', '--url', `https://localhost:${r.port}`, '--ca', r.certPath, '--streams', '12', '--size', '20000', '--json'], {
+    const run = await runQsr(['client', '--url', `https://localhost:${r.port}`, '--ca', r.certPath, '--streams', '12', '--json'], {
       workDir: r.dir,
       timeoutMs: 45_000,
       name: 'client',
