@@ -47,6 +47,12 @@ function describe(info: ProxyInfo, config: Config, services: Record<string, numb
 
 export async function runUp(o: UpOptions): Promise<void> {
   const config = readConfig(o.config);
+  // Until the router runs, a SIGHUP is remembered instead of killing the process (its default action).
+  let earlyHup = false;
+  const onEarlyHup = (): void => {
+    earlyHup = true;
+  };
+  process.on('SIGHUP', onEarlyHup);
   const log = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2));
   if (config.keylog) {
     process.stderr.write(`WARNING: TLS secrets are being logged to ${config.keylog} (anyone with this file can decrypt the traffic)\n`);
@@ -73,7 +79,7 @@ export async function runUp(o: UpOptions): Promise<void> {
   }
   process.stdout.write(describe(info, config, services));
 
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     if (!o.config) {
       log.warn({}, 'SIGHUP: running on the built-in configuration, nothing to reload');
       return;
@@ -85,7 +91,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     } catch (err) {
       log.error({ config: o.config, error: (err as Error).message }, 'configuration reload rejected; keeping the previous one');
     }
-  });
+  };
+  process.off('SIGHUP', onEarlyHup);
+  process.on('SIGHUP', reload);
+  if (earlyHup) reload();
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (sig: string): void => {

@@ -78,13 +78,15 @@ export class Http3Client extends EventEmitter {
       keyLog: opts.keyLog ?? opts.quic?.keyLog,
     };
     const conn = ep.connect(cfg, { address, port: Number(base.port || 443) });
+    // The session exists before the handshake completes: a server sends its control and QPACK streams in the same
+    // flight, and they must not arrive before anyone listens for them.
+    const session = new Http3Session(conn, 'client');
     try {
       await conn.ready;
     } catch (e) {
       await ep.close(0, '', 200);
       throw e;
     }
-    const session = new Http3Session(conn, 'client');
     return new Http3Client(ep, session, base);
   }
 

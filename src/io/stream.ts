@@ -141,6 +141,8 @@ export class QuicStream extends Duplex {
   }
 
   onConnectionClosed(err: Error | null): void {
-    if (!this.destroyed && !(this.readableEnded && this.writableFinished)) this.destroy(err ?? undefined);
+    // Without an 'error' listener nobody can act on the error: end the stream without one rather than crash.
+    if (!this.destroyed && !(this.readableEnded && this.writableFinished))
+      this.destroy(err && this.listenerCount('error') > 0 ? err : undefined);
   }
 }

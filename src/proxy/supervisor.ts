@@ -66,7 +66,9 @@ export class Supervisor {
     const { name, port, host } = r.spec;
     const args = [...this.command.args, 'service', name, '--port', String(port)];
     if (host) args.push('--host', host);
-    const child = spawn(this.command.cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The 'ipc' channel is the service's lifeline: it closes when this process dies, and the service then exits.
+    const child = spawn(this.command.cmd, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    child.channel?.unref();
     r.child = child;
     r.startedAt = Date.now();
     r.ready = new Promise<void>((resolve) => {

@@ -39,5 +39,13 @@ export async function serviceCommand(name: string, o: ServiceCommandOptions): Pr
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Under `qsr up` the supervisor holds an IPC channel: when it goes away (killed, crashed), so do we, so that
+    // a service never outlives its router and keeps the port.
+    if (process.send) {
+      process.once('disconnect', () => {
+        onSignal();
+        setTimeout(() => process.exit(0), 2000).unref();
+      });
+    }
   });
 }

@@ -375,7 +375,6 @@ test(
   'the services end when qsr up itself is killed (SIGKILL), so a new qsr up can bind their ports',
   {
     timeout: 60_000,
-    todo: 'src bug: services started by qsr up outlive a killed/crashed qsr up and keep their ports (see report: supervise with a stdin/IPC lifeline)',
   },
   async () => {
     const r = await startRouter({});
@@ -383,7 +382,7 @@ test(
       r.proc.signal('SIGKILL');
       await r.proc.exited;
       const svc = [r.ports.video, r.ports.text, r.ports.control];
-      let free: boolean[] = [];
+      let free: boolean[] = [false, false, false];
       for (let i = 0; i < 50 && !free.every(Boolean); i++) {
         free = await Promise.all(svc.map((p) => portFree(p)));
         if (!free.every(Boolean)) await new Promise((res) => setTimeout(res, 100));
