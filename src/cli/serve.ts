@@ -96,12 +96,36 @@ function inside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
+const CACHE_TTL_MS = 1000;
+const CACHE_FILE_MAX = 64 * 1024;
+const CACHE_ENTRIES = 1000;
+const CACHE_BYTES = 32 * 1024 * 1024;
+
 const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 500: 'Internal Server Error' };
 
 /** The request handler serving files under `root` (which must exist). */
 export function staticHandler(root: string, opts: StaticHandlerOptions = {}): (req: StaticRequest, res: StaticResponse) => void {
   const realRoot = realpathSync(root);
   if (!statSync(realRoot).isDirectory()) throw new Error(`${root} is not a directory`);
+
+  // Small files are kept in memory for a second (like nginx's open_file_cache): a hot file is then served with no
+  // file-system call at all, which is most of the cost of a small response. Bounded in entries and bytes.
+  const cache = new Map<string, { path: string; type: string; mtime: string; body: Buffer; expires: number }>();
+  let cachedBytes = 0;
+  const remember = (key: string, path: string, st: { size: number; mtime: Date }, body: Buffer): void => {
+    if (cache.size >= CACHE_ENTRIES || cachedBytes + body.length > CACHE_BYTES) {
+      for (const [k, v] of cache) {
+        if (v.expires > Date.now()) continue;
+        cache.delete(k);
+        cachedBytes -= v.body.length;
+      }
+      if (cache.size >= CACHE_ENTRIES || cachedBytes + body.length > CACHE_BYTES) return;
+    }
+    const old = cache.get(key);
+    if (old) cachedBytes -= old.body.length;
+    cache.set(key, { path, type: contentType(path), mtime: st.mtime.toUTCString(), body, expires: Date.now() + CACHE_TTL_MS });
+    cachedBytes += body.length;
+  };
 
   return (req, res) => {
     const started = performance.now();
@@ -133,6 +157,19 @@ export function staticHandler(root: string, opts: StaticHandlerOptions = {}): (r
 
     if (method !== 'GET' && method !== 'HEAD') {
       simple(405, { allow: 'GET, HEAD' });
+      return;
+    }
+
+    const key = req.path ?? '';
+    const hit = cache.get(key);
+    if (hit && hit.expires > Date.now() && !res.destroyed) {
+      status = 200;
+      res.respond(200, { 'content-type': hit.type, 'content-length': String(hit.body.length), 'last-modified': hit.mtime });
+      if (method === 'HEAD') res.end();
+      else {
+        bytes = hit.body.length;
+        res.end(hit.body);
+      }
       return;
     }
 
@@ -169,6 +206,17 @@ export function staticHandler(root: string, opts: StaticHandlerOptions = {}): (r
       if (method === 'HEAD' || size === 0) {
         await fh.close().catch(() => {});
         res.end();
+        return;
+      }
+      if (size <= CACHE_FILE_MAX) {
+        // One read for a small file, kept for the next requests.
+        const body = Buffer.allocUnsafe(size);
+        const { bytesRead } = await fh.read(body, 0, size, 0);
+        await fh.close().catch(() => {});
+        const data = body.subarray(0, bytesRead);
+        remember(key, r.path, { size, mtime }, data);
+        bytes = data.length;
+        res.end(data);
         return;
       }
       const rs = fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: true });
