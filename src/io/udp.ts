@@ -120,9 +120,13 @@ export class UdpEndpoint extends EventEmitter {
       this.handles.set(a, h);
       this.emit('connection', h);
     }
-    if (c) this.dispatch(c);
+    // Events are delivered once per event-loop turn, after every datagram that arrived in it was processed: the
+    // application then reads larger contiguous chunks and the per-datagram cost stays in the protocol core.
+    if (c) this.pendingDispatch.add(c);
     this.scheduleFlush();
   }
+
+  private readonly pendingDispatch = new Set<Connection>();
 
   /** Delivers a connection's events to its handle. */
   private dispatch(c: Connection): void {
@@ -147,6 +151,8 @@ export class UdpEndpoint extends EventEmitter {
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) return;
+    for (const c of this.pendingDispatch) this.dispatch(c);
+    this.pendingDispatch.clear();
     const t = now();
     let n = 0;
     for (let tx = this.endpoint.poll(t); tx; tx = this.endpoint.poll(t)) {
