@@ -252,6 +252,20 @@ function log(line: string): void {
   process.stderr.write(line + '\n');
 }
 
+let pendingLog = '';
+
+/** Access lines are written once per event-loop turn: one write(2) for a burst of requests, not one each. */
+function accessLine(line: string): void {
+  if (!pendingLog) {
+    setImmediate(() => {
+      const out = pendingLog;
+      pendingLog = '';
+      process.stderr.write(out);
+    });
+  }
+  pendingLog += line + '\n';
+}
+
 function readFlagFile(flag: string, path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -319,7 +333,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
   const listen = (explicit ? (o.listen as string[]) : DEFAULT_LISTEN).map((v) => parseHostPort('--listen', v));
   const tls = await tlsMaterial(o);
   const handler = staticHandler(o.dir, {
-    onDone: (e) => log(`${e.method} ${e.path} ${e.status || '-'} ${e.bytes} ${e.ms.toFixed(1)}ms`),
+    onDone: (e) => accessLine(`${e.method} ${e.path} ${e.status || '-'} ${e.bytes} ${e.ms.toFixed(1)}ms`),
   });
   const onRequest = (req: Http3Request, res: Http3Response): void => handler(req, res);
   const { Http3Server: Server } = await import('../h3/server.js');
