@@ -340,6 +340,9 @@ test(`a ${UPLOAD_MB} MB streamed upload through the router arrives intact and th
     `${UPLOAD_MB} MB in ${secs.toFixed(1)} s = ${(UPLOAD_MB / secs).toFixed(1)} MB/s; router RSS baseline ` +
       `${(baseline / MB).toFixed(1)} MB, peak ${(peak / MB).toFixed(1)} MB (growth ${(growth / MB).toFixed(1)} MB, ${samples.length} samples)`,
   );
+  // The shape of the curve: a plateau is heap headroom, a steady climb would be buffering.
+  const q = [0.25, 0.5, 0.75, 1].map((f) => (samples[Math.min(samples.length - 1, Math.floor(f * (samples.length - 1)))]! / MB).toFixed(0));
+  t.diagnostic(`router RSS (MB) at 25/50/75/100% of the samples: ${q.join(' / ')}`);
   assert.ok(samples.length >= 2, `expected RSS samples during and after the upload, got ${samples.length}`);
   assert.ok(growth < 64 * MB, `router RSS grew by ${(growth / MB).toFixed(1)} MB (limit 64 MB)`);
   const line = await waitFor('the access log line of the upload', 5000, () =>
