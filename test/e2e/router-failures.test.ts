@@ -608,9 +608,9 @@ test(
   {
     timeout: 30_000,
     todo:
-      'src bug: for h2 the pipeline to the destroyed response fails (ERR_STREAM_DESTROYED) before the response ' +
-      "'close' that tcpExchange.onClientAbort waits for, so forward.ts logs \"upstream body: ... connection failed " +
-      'mid-request" instead of "client cancelled" (the upstream abort itself works)',
+      'src bug: for h2 the body copy to the cancelled response fails (ERR_STREAM_DESTROYED) before the response ' +
+      "'close' that tcpExchange.onClientAbort waits for, so forward.ts logs \"upstream body: ...\" instead of " +
+      '"client cancelled" (the upstream abort itself works)',
   },
   async () => {
     const video = await service('video');
