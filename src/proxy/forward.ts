@@ -33,6 +33,8 @@ export interface Exchange {
   reset(): void;
   /** Calls `cb` once if the client cancels before the exchange finished. */
   onClientAbort(cb: () => void): void;
+  /** True when the client's stream is gone before the response finished. */
+  clientGone(): boolean;
 }
 
 /** What the forwarder needs from the running configuration (swapped atomically on reload). */
@@ -175,8 +177,15 @@ export class Forwarder {
         if (t.length) ex.addTrailers(t);
         ex.out.end();
       } catch (err) {
-        error = abort.signal.aborted ? 'client cancelled' : `upstream body: ${(err as Error).message}`;
-        if (!abort.signal.aborted) ex.reset();
+        // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
+        // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
+        const clientGone = abort.signal.aborted || ex.clientGone();
+        error = clientGone ? 'client cancelled' : `upstream body: ${(err as Error).message}`;
+        if (clientGone) abort.abort(new Error('client cancelled the stream'));
+        else ex.reset();
+        // The rest of the upstream body is not wanted either way: destroying it ends the upstream request (and
+        // releases its outstanding count in the pool).
+        res.body.destroy();
       }
     } catch (err) {
       error = (err as Error).message;

@@ -87,6 +87,7 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
         if (!res.writableFinished) once();
       });
     },
+    clientGone: () => res.destroyed && !res.writableFinished,
   };
 }
 
@@ -140,7 +141,10 @@ function tcpExchange(
       r.once('close', () => {
         if (!r.writableFinished) cb();
       });
+      if (h2) (req as Http2ServerRequest).stream.once('aborted', cb);
     },
+    clientGone: () =>
+      h2 ? (req as Http2ServerRequest).stream.destroyed && !r.writableFinished : sock.destroyed || (r.destroyed && !r.writableFinished),
   };
 }
 
