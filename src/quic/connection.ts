@@ -449,6 +449,15 @@ export class Connection {
   /** Starts a key update (RFC 9001 §6.1). False when not allowed yet (handshake not confirmed or previous update unacked). */
   initiateKeyUpdate(): boolean {
     if (!this.handshakeConfirmed || !this.keyPhaseAcked || this.state !== 'established') return false;
+    if (!this.rotateKeys('local')) return false;
+    // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
+    this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
+    this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    return true;
+  }
+
+  /** Moves both directions to the next key generation and flips the key phase (RFC 9001 §6). */
+  private rotateKeys(by: 'local' | 'peer'): boolean {
     const app = this.spaces[Level.OneRtt];
     if (!app.write || !app.read) return false;
     this.prevRead = app.read;
@@ -459,10 +468,7 @@ export class Connection {
     this.keyGeneration++;
     this.keyPhaseFirstPn = app.nextPn;
     this.keyPhaseAcked = false;
-    // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
-    this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
-    this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
-    this.events.push({ type: 'key_update', generation: this.keyGeneration, initiatedBy: 'local' });
+    this.events.push({ type: 'key_update', generation: this.keyGeneration, initiatedBy: by });
     return true;
   }
 
@@ -585,23 +591,13 @@ export class Connection {
   private keyPhaseFirstPnRecv = -1;
 
   private onPeerKeyUpdate(pn: number, now: number): void {
-    const app = this.spaces[Level.OneRtt];
-    if (!app.read || !app.write) return;
     if (!this.keyPhaseAcked) {
       // The peer may not update again before acknowledging our update's packets (RFC 9001 §6.2).
       throw new TransportError(E.KEY_UPDATE_ERROR, 'key update before the previous one was acknowledged');
     }
-    this.prevRead = app.read;
-    app.read = this.nextRead ?? nextGenerationKeys(app.read);
-    this.nextRead = nextGenerationKeys(app.read);
-    app.write = nextGenerationKeys(app.write);
-    this.keyPhase ^= 1;
-    this.keyGeneration++;
-    this.keyPhaseFirstPn = app.nextPn;
-    this.keyPhaseAcked = false;
+    if (!this.rotateKeys('peer')) return;
     this.keyPhaseFirstPnRecv = pn;
     this.prevReadDiscardAt = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
-    this.events.push({ type: 'key_update', generation: this.keyGeneration, initiatedBy: 'peer' });
   }
 
   private onFrame(f: Frame, level: Level, now: number): void {
