@@ -1743,12 +1743,6 @@ export class Connection {
     return o;
   }
 
-  /** True when the connection has something it wants to send now (used by drivers to decide whether to poll). */
-  wantsToSend(): boolean {
-    if (this.state === 'closing') return this.sendCloseNow;
-    return this.state !== 'closed' && this.state !== 'draining';
-  }
-
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
   ping(): void {
     this.pendingPing = true;
