@@ -223,6 +223,16 @@ export class UpstreamPool extends EventEmitter {
         u.outstanding--;
       }
     };
+    // Our own response-headers timer: undici's runs on a ~1 s clock, so a 500 ms headersMs would answer after 1 s.
+    const headersMs = timeouts.headersMs ?? this.timeouts.headersMs;
+    const ac = new AbortController();
+    const onCallerAbort = (): void => ac.abort(req.signal?.reason);
+    req.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort(new Error('response headers timeout'));
+    }, headersMs);
     let res;
     try {
       res = await u.pool.request({
@@ -230,15 +240,19 @@ export class UpstreamPool extends EventEmitter {
         path: req.path,
         headers: req.headers,
         body: req.body,
-        signal: req.signal,
-        headersTimeout: timeouts.headersMs ?? this.timeouts.headersMs,
+        signal: ac.signal,
+        headersTimeout: headersMs + 1000, // ours fires first; undici's stays as a backstop
         bodyTimeout: timeouts.idleBodyMs ?? this.timeouts.idleBodyMs,
       });
     } catch (err) {
       release();
+      req.signal?.removeEventListener('abort', onCallerAbort);
       // A request body that is still flowing has nowhere to go now.
       if (req.body && !req.body.destroyed) req.body.destroy();
+      if (timedOut) throw new UpstreamError('timeout', 504, `${u.origin}: timed out waiting for response headers (${headersMs} ms)`, u.origin, 'UND_ERR_HEADERS_TIMEOUT', { cause: err });
       throw toUpstreamError(err, u.origin, req.signal);
+    } finally {
+      clearTimeout(timer);
     }
     const body = res.body;
     const trailers = new Promise<Record<string, string>>((resolve, reject) => {
