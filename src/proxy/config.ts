@@ -182,13 +182,13 @@ function hasControlChar(s: string): boolean {
 /** Header rules may not touch fields the proxy owns. */
 const RESERVED_FIELDS = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'content-length']);
 
-/** "host:port" or "[v6]:port" -> ListenAddress, or null. */
+/** "host:port" or "[v6]:port" -> ListenAddress, or null. Port 0 picks a free port (the summary shows it). */
 export function parseListenAddress(s: string): ListenAddress | null {
   const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(s);
   if (!m) return null;
   const host = m[1]!;
   const port = Number(m[2]);
-  if (!isPort(port)) return null;
+  if (port !== 0 && !isPort(port)) return null;
   if (s.startsWith('[') && isIP(host) !== 6) return null;
   return { host, port };
 }

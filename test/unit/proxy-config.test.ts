@@ -240,3 +240,12 @@ test('loadConfig reads a file, resolves against its directory, and reports a mis
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('listen port 0 asks for any free port; ports above 65535 are still refused', () => {
+  const ok = parseConfig('listen: ["127.0.0.1:0"]\nroutes:\n  - { name: t, prefix: /t, upstreams: ["http://127.0.0.1:1"] }\n', 'p0.yaml');
+  assert.deepEqual(ok.listen, [{ host: '127.0.0.1', port: 0 }]);
+  assert.throws(
+    () => parseConfig('listen: ["127.0.0.1:65536"]\nroutes:\n  - { name: t, prefix: /t, upstreams: ["http://127.0.0.1:1"] }\n', 'p1.yaml'),
+    /p1\.yaml: listen\.0: /,
+  );
+});
