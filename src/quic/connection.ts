@@ -95,6 +95,8 @@ interface Stream {
   recv: RecvStream | null;
   /** bufferedBytes was above the high-water mark: emit stream_drain when it falls. */
   wantDrain: boolean;
+  /** A peer-opened stream whose slot was given back to the peer (MAX_STREAMS). */
+  creditReturned: boolean;
 }
 
 interface PeerCid {
@@ -1018,6 +1020,7 @@ export class Connection {
       send: bidi || local ? new SendStream(id, this.peerStreamLimit(id)) : null,
       recv: bidi || !local ? new RecvStream(id, this.ourStreamLimit(id)) : null,
       wantDrain: false,
+      creditReturned: false,
     };
     this.streams.set(id, st);
     return st;
@@ -1089,24 +1092,37 @@ export class Connection {
 
   /** Forgets a stream once both directions are finished, and returns stream credit to the peer. */
   private maybeRetireStream(st: Stream): void {
+    const recvDone = this.recvDone(st);
+    this.maybeReturnCredit(st, recvDone);
     const sendDone = !st.send || st.send.state === 'data_recvd' || st.send.state === 'reset_recvd';
-    const recvDone =
-      !st.recv || st.recv.state === 'data_read' || st.recv.state === 'reset_read' || st.recv.state === 'reset_recvd' || st.recv.finished;
     if (!sendDone || !recvDone) return;
     if (this.pendingResets.has(st.id) || this.pendingStopSending.has(st.id)) return;
     this.streams.delete(st.id);
     this.sendQueue.delete(st.id);
     this.pendingMaxStreamData.delete(st.id);
     this.pendingStreamBlocked.delete(st.id);
-    if (!isLocal(st.id, this.role)) {
-      const t = this.streamType(st.id);
-      this.remoteStreamsClosed[t]++;
-      // Extend the peer's stream credit when half of the initial window has been used up.
-      const target = this.remoteStreamsClosed[t] + this.maxRemoteStreamsInitial[t];
-      if (target - this.maxRemoteStreams[t] >= Math.max(1, this.maxRemoteStreamsInitial[t] / 2)) {
-        this.maxRemoteStreams[t] = target;
-        this.pendingMaxStreams[t] = true;
-      }
+  }
+
+  private recvDone(st: Stream): boolean {
+    return !st.recv || st.recv.state === 'data_read' || st.recv.state === 'reset_read' || st.recv.state === 'reset_recvd' || st.recv.finished;
+  }
+
+  /**
+   * Gives a peer-opened stream's slot back (MAX_STREAMS) once the application is done with it: everything read and
+   * our side finished sending. Its acknowledgements may still be outstanding; the stream state lives on until then,
+   * but the peer need not wait a round trip for the next stream.
+   */
+  private maybeReturnCredit(st: Stream, recvDone = this.recvDone(st)): void {
+    if (st.creditReturned || isLocal(st.id, this.role) || !recvDone) return;
+    if (st.send && st.send.state !== 'data_sent' && st.send.state !== 'data_recvd' && st.send.state !== 'reset_sent' && st.send.state !== 'reset_recvd') return;
+    st.creditReturned = true;
+    const t = this.streamType(st.id);
+    this.remoteStreamsClosed[t]++;
+    // Extend the peer's stream credit when half of the initial window has been used up.
+    const target = this.remoteStreamsClosed[t] + this.maxRemoteStreamsInitial[t];
+    if (target - this.maxRemoteStreams[t] >= Math.max(1, this.maxRemoteStreamsInitial[t] / 2)) {
+      this.maxRemoteStreams[t] = target;
+      this.pendingMaxStreams[t] = true;
     }
   }
 
@@ -1736,6 +1752,7 @@ export class Connection {
       o += ch.data.length;
       if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
       sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
+      if (ch.fin) this.maybeReturnCredit(st);
       // Rotate: move this stream to the back if it still has data.
       this.sendQueue.delete(id);
       if (st.send.hasSendable(this.flow.sendCredit)) this.sendQueue.add(id);
