@@ -5,49 +5,11 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { Readable } from 'node:stream';
 import { startService, type RunningService } from '../../src/services/index.js';
 import { CONTROL_LIMIT } from '../../src/services/control.js';
+import { request, json } from './services-helpers.js';
 
-// ---- shared test helpers (duplicated in each services-*.test.ts so each file stands alone) ----
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** One request with node:http; `body` may be a Buffer, a string or a Readable (piped, with backpressure). */
-function request(
-  base: string,
-  path: string,
-  opts: { method?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | string | Readable } = {},
-  ms = 10_000,
-): Promise<Reply> {
-  const p = new Promise<Reply>((resolve, reject) => {
-    const req = http.request(new URL(path, base), { method: opts.method ?? 'GET', headers: opts.headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (opts.body instanceof Readable) opts.body.pipe(req);
-    else req.end(opts.body);
-  });
-  return within(p, ms, `${opts.method ?? 'GET'} ${path}`);
-}
-
-const json = (r: Reply): Record<string, unknown> => JSON.parse(r.body.toString('utf8')) as Record<string, unknown>;
-// ---- end of helpers ----
 
 let svc: RunningService;
 let other: RunningService;
