@@ -1605,9 +1605,9 @@ export class Connection {
     if (wantAck) writeAck();
 
     if (congestionOk) {
-      const r = this.fillElicitingFrames(sp, b, o, end, sent);
-      o = r;
-      eliciting = sent.some((f) => f.k !== 'ack');
+      const before = sent.length;
+      o = this.fillElicitingFrames(sp, b, o, end, sent);
+      eliciting = sent.length > before; // everything fillElicitingFrames records is ack-eliciting
       if (probe && !eliciting && end - o >= 1) {
         b[o++] = 0x01; // PING
         sent.push({ k: 'ping' });
