@@ -185,7 +185,9 @@ export class UdpEndpoint extends EventEmitter {
       this.timerAt = Infinity;
       return;
     }
-    if (this.timer && Math.abs(at - this.timerAt) < 0.5) return;
+    // A timer that fires early is harmless (nothing is due yet; it is re-armed then), so a later deadline keeps the
+    // armed timer: re-arming on every event-loop turn costs more than the occasional early wake-up.
+    if (this.timer && at >= this.timerAt - 0.5) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
     this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - now()));

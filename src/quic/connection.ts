@@ -97,6 +97,8 @@ interface Stream {
   wantDrain: boolean;
   /** A peer-opened stream whose slot was given back to the peer (MAX_STREAMS). */
   creditReturned: boolean;
+  /** A stream_readable event is queued and the application has not read since: another would say nothing new. */
+  readableQueued: boolean;
 }
 
 interface PeerCid {
@@ -401,6 +403,7 @@ export class Connection {
   streamRead(id: number, max?: number): Buffer | null {
     const st = this.streams.get(id);
     if (!st?.recv) return null;
+    st.readableQueued = false;
     const b = st.recv.read(max);
     if (b) {
       this.flow.onDataConsumed(b.length);
@@ -591,6 +594,8 @@ export class Connection {
   }
 
   private keyPhaseFirstPnRecv = -1;
+  /** Microseconds per unit of the peer's ACK Delay field: 2^ack_delay_exponent (RFC 9000 §18.2), 8 by default. */
+  private ackDelayUnit = 8;
 
   private onPeerKeyUpdate(pn: number, now: number): void {
     if (!this.keyPhaseAcked) {
@@ -704,8 +709,7 @@ export class Connection {
     const largest = ranges[0][1];
     if (largest >= this.spaces[level].nextPn)
       throw new TransportError(E.PROTOCOL_VIOLATION, `ACK of packet ${largest} that was never sent`, 0x02);
-    const exp = this.peerParams?.ackDelayExponent ?? 3;
-    const delayMs = level === Level.OneRtt ? (rawDelay * 2 ** exp) / 1000 : 0;
+    const delayMs = level === Level.OneRtt ? (rawDelay * this.ackDelayUnit) / 1000 : 0;
     const { acked, lost } = this.loss.onAckReceived(level as 0 | 1 | 2, ranges, delayMs, now, this.handshakeConfirmed);
     for (const p of acked) this.onPacketAcked(p);
     this.onPacketsLost(lost);
@@ -912,6 +916,7 @@ export class Connection {
         throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the client SCID');
     }
     this.peerParams = p;
+    this.ackDelayUnit = 2 ** p.ackDelayExponent;
     this.flow.setPeerMaxData(p.initialMaxData);
     this.peerMaxStreams = [p.initialMaxStreamsUni, p.initialMaxStreamsBidi];
     if (p.statelessResetToken && this.peerCids[0]) this.peerCids[0].resetToken = p.statelessResetToken;
@@ -1021,6 +1026,7 @@ export class Connection {
       recv: bidi || !local ? new RecvStream(id, this.ourStreamLimit(id)) : null,
       wantDrain: false,
       creditReturned: false,
+      readableQueued: false,
     };
     this.streams.set(id, st);
     return st;
@@ -1075,7 +1081,7 @@ export class Connection {
   private onStreamFrame(id: number, offset: number, data: Buffer, fin: boolean): void {
     const st = this.recvStreamFor(id, 'STREAM');
     if (!st?.recv) return;
-    const grew = st.recv.onData(offset, data, fin);
+    const grew = st.recv.onData(offset, data, fin, true);
     if (grew) this.flow.onDataReceived(grew);
     if (st.recv.pendingStopSending !== null) {
       // Data for a stream the application stopped is counted and dropped.
@@ -1086,8 +1092,11 @@ export class Connection {
       }
       return;
     }
-    if (st.recv.readableBytes > 0 || st.recv.finished || (fin && st.recv.readableBytes === 0))
+    if (st.readableQueued) return;
+    if (st.recv.readableBytes > 0 || st.recv.finished || (fin && st.recv.readableBytes === 0)) {
+      st.readableQueued = true;
       this.events.push({ type: 'stream_readable', id });
+    }
   }
 
   /** Forgets a stream once both directions are finished, and returns stream credit to the peer. */

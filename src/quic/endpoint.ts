@@ -29,6 +29,14 @@ function key(cid: Buffer): string {
   return cid.toString('hex');
 }
 
+/** Whether the short-header DCID at dgram[1..] equals cid (the caller checked the datagram is long enough). */
+function sameCid(dgram: Buffer, cid: Buffer): boolean {
+  const n = cid.length;
+  if (n === 0) return false;
+  for (let i = 0; i < n; i++) if (dgram[1 + i] !== cid[i]) return false;
+  return true;
+}
+
 export class Endpoint {
   readonly connections = new Set<Connection>();
   private readonly byCid = new Map<string, Connection>();
@@ -91,11 +99,21 @@ export class Endpoint {
       return this.deliver(c, dgram, from, now);
     }
     if (dgram.length < 1 + this.cidLength) return this.drop();
+    // Most short-header datagrams belong to the connection of the one before: compare the bytes in place before
+    // building a map key.
+    const last = this.lastConn;
+    if (last !== null && last.state !== 'closed' && sameCid(dgram, this.lastCid)) return this.deliver(last, dgram, from, now);
     dcid = dgram.subarray(1, 1 + this.cidLength);
     const conn = this.byCid.get(key(dcid));
     if (!conn) return this.drop(); // stateless reset is not sent yet
+    this.lastCid = Buffer.from(dcid);
+    this.lastConn = conn;
     return this.deliver(conn, dgram, from, now);
   }
+
+  /** The destination CID of the last routed short-header datagram and its connection. */
+  private lastCid = Buffer.alloc(0);
+  private lastConn: Connection | null = null;
 
   private drop(): null {
     this.stats.dropped++;
@@ -118,6 +136,7 @@ export class Endpoint {
   /** Keeps the routing table in step with the connection's IDs, and forgets closed connections. */
   private sync(c: Connection): void {
     if (c.state === 'closed') {
+      if (this.lastConn === c) this.lastConn = null;
       this.connections.delete(c);
       this.active.delete(c);
       for (const [k, v] of this.byCid) if (v === c) this.byCid.delete(k);

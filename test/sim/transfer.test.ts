@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { pair } from './helpers.js';
-import { prng, type LinkOptions } from './network.js';
+import { clientConfig, pair, SERVER_ADDR, serverConfig } from './helpers.js';
+import { prng, SimNetwork, type LinkOptions } from './network.js';
+import { Endpoint } from '../../src/quic/endpoint.js';
 import type { Connection } from '../../src/quic/connection.js';
 
 function randomData(seed: number, size: number): Buffer {
@@ -131,4 +132,79 @@ test('sim: many streams at once in both directions with flow control respected',
   }
   // 40 x ~150 KB with a 64 KB stream window and 512 KB connection window: only possible with working MAX_* updates.
   assert.ok(net.stats.delivered > 100);
+});
+
+test('sim: one stream_readable event per batch of unread data, and a new one once the application has read', () => {
+  const { net, sep, conn } = pair(11, { delay: 2 });
+  let server: Connection | undefined;
+  let sid: number | null = null;
+  const chunk = randomData(3, 200 * 1024);
+  // Phase 1: the client sends 200 KB (well over a hundred packets); the server application does not read.
+  net.run(
+    () => server !== undefined && server.hasEvents() && sid !== null && conn.streamBufferedBytes(sid) === 0,
+    10_000,
+    () => {
+      server ??= sep.pollAccepted();
+      if (sid === null && conn.isHandshakeComplete) {
+        sid = conn.openStream(true);
+        conn.streamWrite(sid!, chunk);
+      }
+      for (let e = conn.pollEvent(); e; e = conn.pollEvent()) void e;
+    },
+  );
+  net.run(() => false, 200);
+  assert.ok(server && sid !== null);
+  const readable = (c: Connection) => {
+    let n = 0;
+    for (let e = c.pollEvent(); e; e = c.pollEvent()) if (e.type === 'stream_readable' && e.id === sid) n++;
+    return n;
+  };
+  assert.equal(readable(server), 1, 'many packets of unread data give one event');
+  let got = 0;
+  for (let b = server.streamRead(sid); b; b = server.streamRead(sid)) got += b.length;
+  assert.equal(got, chunk.length);
+  // Phase 2: after the read, new data gives a new event.
+  conn.streamWrite(sid, chunk.subarray(0, 5000), true);
+  net.run(() => false, 200);
+  assert.equal(readable(server), 1, 'new data after a read is announced again');
+  for (let b = server.streamRead(sid); b; b = server.streamRead(sid)) got += b.length;
+  assert.equal(got, chunk.length + 5000);
+  assert.ok(server.streamFinished(sid));
+});
+
+test('sim: two clients upload at once through one server endpoint and each connection gets only its own data', () => {
+  const net = new SimNetwork(21, { delay: 3, reorder: 0.05 });
+  const sep = new Endpoint({ server: serverConfig('ecdsa') });
+  net.attach(SERVER_ADDR, sep);
+  const clients = [0, 1].map((i) => {
+    const addr = { address: `10.0.0.${10 + i}`, port: 40000 + i };
+    const ep = new Endpoint();
+    net.attach(addr, ep);
+    return { addr, conn: ep.connect(clientConfig(), SERVER_ADDR, net.now), data: randomData(50 + i, 600_000 + i * 1000), sid: null as number | null };
+  });
+  const servers: Connection[] = [];
+  const got = new Map<Connection, Map<number, Received>>();
+  const ok = net.run(
+    () => servers.length === 2 && servers.every((s) => got.get(s)?.get(0)?.fin),
+    60_000,
+    () => {
+      for (let a = sep.pollAccepted(); a; a = sep.pollAccepted()) {
+        servers.push(a);
+        got.set(a, new Map());
+      }
+      for (const c of clients) {
+        if (c.sid === null && c.conn.isHandshakeComplete) {
+          c.sid = c.conn.openStream(true);
+          c.conn.streamWrite(c.sid!, c.data, true);
+        }
+        for (let e = c.conn.pollEvent(); e; e = c.conn.pollEvent()) void e;
+      }
+      for (const s of servers) readAll(s, got.get(s)!);
+    },
+  );
+  assert.ok(ok, 'both uploads finished');
+  for (const s of servers) {
+    const client = clients.find((c) => c.addr.address === s.remote.address)!;
+    assert.equal(sha(got.get(s)!.get(0)!.chunks), sha(client.data), `data for ${client.addr.address}`);
+  }
 });

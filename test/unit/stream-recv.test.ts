@@ -221,3 +221,29 @@ test('recv: STOP_SENDING discards data but keeps flow-control accounting', () =>
   assert.equal(r.pendingStopSending, null);
   assert.equal(r.drainConsumed(), 100);
 });
+
+test('recv: data the caller does not own is copied; an owned buffer mostly filled by the data is kept as a view', () => {
+  // Not owned: the caller may reuse its buffer, so changing it afterwards must not change what is read.
+  const r = new RecvStream(0, 10_000);
+  const scratch = Buffer.from('abcdefgh');
+  r.onData(0, scratch, false);
+  scratch.fill(0x7a);
+  assert.equal(r.read()?.toString(), 'abcdefgh');
+
+  // Owned and filling its buffer (a decrypted packet's STREAM data): no copy.
+  const packet = Buffer.alloc(1400, 0x41);
+  const data = packet.subarray(12);
+  const o = new RecvStream(4, 10_000);
+  o.onData(0, data, false, true);
+  const got = o.read()!;
+  assert.equal(got.length, data.length);
+  assert.equal(got.buffer, packet.buffer, 'the stored piece is a view of the packet');
+
+  // Owned but a small part of a large buffer: copied, so the big buffer is not pinned by a few bytes.
+  const big = Buffer.alloc(64 * 1024, 0x42);
+  const s = new RecvStream(8, 10_000);
+  s.onData(0, big.subarray(100, 110), false, true);
+  const small = s.read()!;
+  assert.equal(small.toString(), 'BBBBBBBBBB');
+  assert.notEqual(small.buffer, big.buffer);
+});

@@ -2,8 +2,9 @@
  * The receiving part of a QUIC stream (RFC 9000 §2.2 reassembly, §3.2 states, §3.5 STOP_SENDING, §4.1-4.2 stream-level
  * flow control and credit updates, §4.5 final size).
  *
- * Data is copied on arrival (so callers may hand us views into a packet buffer they reuse), and only the bytes not
- * already received are kept: duplicates and overlaps are dropped before storage, so nothing is delivered twice.
+ * Data is copied on arrival (so callers may hand us views into a packet buffer they reuse) unless the caller says the
+ * buffer is its own and the data fills most of it (a decrypted packet: keeping the view saves a copy per packet
+ * without pinning much more than the data). Only the bytes not already received are kept: duplicates and overlaps are dropped before storage, so nothing is delivered twice.
  * Stored pieces are disjoint, sorted by offset, and all lie at or above the read offset.
  *
  * Flow-control accounting: onData/onReset return how far the highest received offset grew (feed it to
@@ -92,7 +93,11 @@ export class RecvStream {
     }
   }
 
-  onData(offset: number, data: Buffer, fin: boolean): number {
+  /**
+   * A STREAM frame's data at `offset`. `owned`: the caller will never modify or reuse `data`'s memory, so a view of it
+   * may be kept. Returns the growth of the highest received offset.
+   */
+  onData(offset: number, data: Buffer, fin: boolean, owned = false): number {
     const end = offset + data.length;
     this.check(end, fin, STREAM_FRAME);
     if (this.isReset()) return 0; // end <= final size == highest: nothing grows
@@ -107,7 +112,7 @@ export class RecvStream {
         this.received.add(offset, end);
         this.consumed = this.highest;
       } else {
-        this.store(offset, data);
+        this.store(offset, data, owned);
       }
     }
     if (this.state === 'size_known' && this.received.containsRange(0, this.finalSizeValue as number)) {
@@ -116,12 +121,13 @@ export class RecvStream {
     return growth;
   }
 
-  private store(offset: number, data: Buffer): void {
+  private store(offset: number, data: Buffer, owned: boolean): void {
     const end = offset + data.length;
     const lastEnd = this.received.lastEnd();
     if (lastEnd === undefined || offset >= lastEnd) {
       // In order or beyond everything: one new piece, appended.
-      this.insertSegment(offset, Buffer.from(data));
+      const keep = owned && data.length * 2 >= data.buffer.byteLength;
+      this.insertSegment(offset, keep ? data : Buffer.from(data));
     } else {
       for (const [s, e] of this.received.gaps(offset, end)) {
         this.insertSegment(s, Buffer.from(data.subarray(s - offset, e - offset)));
