@@ -66,7 +66,7 @@ export class UdpEndpoint extends EventEmitter {
         // The kernel refused the size; keep its default.
       }
       ep.recvBufferSizes.push(sock.getRecvBufferSize());
-      sock.on('message', (msg, rinfo) => ep.onMessage(msg, { address: rinfo.address, port: rinfo.port }));
+      sock.on('message', (msg, rinfo) => ep.onMessage(msg, rinfo));
       // Socket errors (e.g. ICMP-triggered ones) must not crash the process: report them to listeners only.
       sock.on('error', (err) => {
         if (ep.listenerCount('error')) ep.emit('error', err);
@@ -111,19 +111,39 @@ export class UdpEndpoint extends EventEmitter {
     await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
   }
 
+  /**
+   * Datagrams are queued as they arrive and processed together once per event-loop turn (libuv reads up to 32 per
+   * turn): the connection computes their header protection masks in one cipher call, and the application then reads
+   * larger contiguous chunks, so the per-datagram cost stays in the protocol core.
+   */
   private onMessage(msg: Buffer, from: Address): void {
     if (this.closed) return;
+    this.rxData.push(msg);
+    this.rxFrom.push(from);
+    this.scheduleFlush();
+  }
+
+  private rxData: Buffer[] = [];
+  private rxFrom: Address[] = [];
+
+  private processReceived(): void {
+    const data = this.rxData;
+    const from = this.rxFrom;
+    const n = data.length;
+    if (n === 0) return;
+    this.rxData = [];
+    this.rxFrom = [];
     const t = now();
-    const c = this.endpoint.receive(msg, from, t);
+    this.endpoint.premask(data);
+    for (let i = 0; i < n; i++) {
+      const c = this.endpoint.receive(data[i], from[i], t);
+      if (c) this.pendingDispatch.add(c);
+    }
     for (let a = this.endpoint.pollAccepted(); a; a = this.endpoint.pollAccepted()) {
       const h = new QuicConnection(this, a);
       this.handles.set(a, h);
       this.emit('connection', h);
     }
-    // Events are delivered once per event-loop turn, after every datagram that arrived in it was processed: the
-    // application then reads larger contiguous chunks and the per-datagram cost stays in the protocol core.
-    if (c) this.pendingDispatch.add(c);
-    this.scheduleFlush();
   }
 
   private readonly pendingDispatch = new Set<Connection>();
@@ -151,6 +171,7 @@ export class UdpEndpoint extends EventEmitter {
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) return;
+    this.processReceived();
     for (const c of this.pendingDispatch) this.dispatch(c);
     this.pendingDispatch.clear();
     const t = now();

@@ -115,6 +115,8 @@ const AEAD_TAG = 16;
 const MAX_UNDECRYPTABLE = 16;
 const MAX_DATAGRAM_LIMIT = 65527;
 const PACING_GRANULARITY = 1;
+/** Datagrams up to this size are copied out of the scratch buffer into Node's buffer pool (see finishDatagram). */
+const SMALL_DATAGRAM = 2048;
 /** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
 const PMTU_STEPS = [1452, 4096, 8192, 16384];
 const LOOPBACK_MAX_DATAGRAM = 16384;
@@ -480,7 +482,45 @@ export class Connection {
   // ---------------------------------------------------------------- input
 
   /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
+  /**
+   * Header protection masks for datagrams about to be passed to receive(), in that order (a batch that arrived in one
+   * event-loop turn): one cipher call for all their 1-RTT samples instead of one per packet. Only short-header
+   * datagrams belong in the list; a datagram not received in the announced order just has its mask computed alone.
+   */
+  premask(dgrams: readonly Buffer[]): void {
+    this.premaskDgrams = null;
+    const sp = this.spaces[Level.OneRtt];
+    if (!sp.read || sp.discarded || dgrams.length < 2) return;
+    const n = dgrams.length;
+    const samples = Buffer.allocUnsafe(n * 16);
+    const at = 1 + this.cfg.cidLength + 4; // short header: first byte, DCID, then the sample 4 bytes past the pn offset
+    for (let i = 0; i < n; i++) {
+      const d = dgrams[i];
+      if (d.length >= at + 16) d.copy(samples, i * 16, at, at + 16);
+      else samples.fill(0, i * 16, i * 16 + 16); // too short: receive() rejects it before any mask is used
+    }
+    this.premaskBuf = sp.read.hp.masks(samples);
+    this.premaskDgrams = dgrams;
+    this.premaskNext = 0;
+  }
+
+  private premaskDgrams: readonly Buffer[] | null = null;
+  private premaskBuf: Buffer | null = null;
+  private premaskNext = 0;
+  /** Offset of the current datagram's precomputed mask in premaskBuf, or -1. */
+  private premaskAt = -1;
+
   receive(dgram: Buffer, from: Address, now: number): void {
+    this.premaskAt = -1;
+    const pd = this.premaskDgrams;
+    if (pd !== null) {
+      const i = this.premaskNext;
+      if (pd[i] === dgram) {
+        this.premaskAt = i * 16;
+        this.premaskNext = i + 1;
+        if (i + 1 === pd.length) this.premaskDgrams = null;
+      }
+    }
     this.lastNow = now;
     if (this.state === 'closed' || this.state === 'draining') return;
     this.bytesReceived += dgram.length;
@@ -532,7 +572,8 @@ export class Connection {
     }
     let un;
     try {
-      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived);
+      const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
+      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.premaskBuf : null, this.premaskAt);
     } catch {
       return;
     }
@@ -1386,7 +1427,7 @@ export class Connection {
   private buildClose(): Buffer | null {
     if (!this.sendCloseNow || !this.pendingClose) return null;
     this.sendCloseNow = false;
-    const buf = Buffer.allocUnsafe(this.mtu);
+    const buf = this.scratchBuffer(this.mtu);
     let off = 0;
     const budget = this.amplificationBudget();
     // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
@@ -1427,7 +1468,7 @@ export class Connection {
         this.pacingUntil = t;
       }
     }
-    const buf = Buffer.allocUnsafe(mds);
+    const buf = this.scratchBuffer(mds);
     let off = 0;
     let ackEliciting = false;
     let containsInitial = false;
@@ -1508,10 +1549,30 @@ export class Connection {
     this.lastEliciting = now;
   }
 
+  /**
+   * Datagrams are built in a scratch buffer of the current datagram size, so that a poll with nothing to send (or an
+   * ACK of a few dozen bytes) does not allocate a fresh 16 KiB buffer. finishDatagram copies a small datagram out
+   * (Node's buffer pool makes that cheap) and keeps the scratch; a large one takes the scratch itself.
+   */
+  private scratch: Buffer | null = null;
+
+  private scratchBuffer(size: number): Buffer {
+    let s = this.scratch;
+    if (s === null || s.length < size) s = this.scratch = Buffer.allocUnsafe(size);
+    return s;
+  }
+
   private finishDatagram(buf: Buffer, off: number): Buffer {
     this.bytesSent += off;
     this.stats.bytesSent += off;
     this.stats.packetsSent++;
+    if (buf !== this.scratch) return buf.subarray(0, off);
+    if (off <= SMALL_DATAGRAM) {
+      const out = Buffer.allocUnsafe(off);
+      buf.copy(out, 0, 0, off);
+      return out;
+    }
+    this.scratch = null;
     return buf.subarray(0, off);
   }
 

@@ -115,6 +115,36 @@ export class Endpoint {
   private lastCid = Buffer.alloc(0);
   private lastConn: Connection | null = null;
 
+  /**
+   * Announces the datagrams that will be passed to receive() next, in that order, so that each connection can compute
+   * the header protection masks of its short-header packets in one batch (Connection.premask).
+   */
+  premask(dgrams: readonly Buffer[]): void {
+    if (dgrams.length < 2) return;
+    let first: Connection | null = null;
+    const firstList: Buffer[] = [];
+    let others: Map<Connection, Buffer[]> | null = null;
+    const min = 1 + this.cidLength + 4 + 16;
+    for (const d of dgrams) {
+      if (d.length < min || (d[0] & 0x80) !== 0) continue;
+      let c: Connection | undefined;
+      if (this.lastConn !== null && sameCid(d, this.lastCid)) c = this.lastConn;
+      else c = this.byCid.get(key(d.subarray(1, 1 + this.cidLength)));
+      if (c === undefined || c.state === 'closed') continue;
+      if (first === null || first === c) {
+        first = c;
+        firstList.push(d);
+      } else {
+        others ??= new Map();
+        let l = others.get(c);
+        if (!l) others.set(c, (l = []));
+        l.push(d);
+      }
+    }
+    if (first !== null) first.premask(firstList);
+    if (others !== null) for (const [c, l] of others) c.premask(l);
+  }
+
   private drop(): null {
     this.stats.dropped++;
     return null;

@@ -142,6 +142,16 @@ export class SimNetwork {
       // Deliver everything due, in arrival order.
       const due = this.queue.filter((q) => q.at <= this.now).sort((a, b) => a.at - b.at || a.seq - b.seq);
       if (due.length) this.queue = this.queue.filter((q) => q.at > this.now);
+      // Like the UDP driver, announce each endpoint's batch first (batched header protection masks).
+      const batches = new Map<Endpoint, Buffer[]>();
+      for (const q of due) {
+        const ep = this.nodes.get(`${q.to.address}:${q.to.port}`);
+        if (!ep) continue;
+        let b = batches.get(ep);
+        if (!b) batches.set(ep, (b = []));
+        b.push(q.data);
+      }
+      for (const [ep, b] of batches) ep.premask(b);
       for (const q of due) {
         const ep = this.nodes.get(`${q.to.address}:${q.to.port}`);
         if (!ep) continue;

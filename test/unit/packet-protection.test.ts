@@ -245,6 +245,24 @@ function openShort(keys: DirectionKeys, packet: Buffer, largestPn: number): Buff
   return openPayload(dgram, h, u, keys.aead);
 }
 
+test('batched header protection masks equal one-at-a-time masks for every suite (RFC 9001 A.2 sample included)', () => {
+  const k = initialKeys(DCID);
+  const samples = Buffer.concat([hex('d1b1c98dd7689fb8ec11d242b123dc9b'), Buffer.alloc(16, 1), hex('2cd0991cd25b0aac406a5816b6394100')]);
+  const batch = k.client.hp.masks(samples);
+  assert.equal(batch.subarray(0, 5).toString('hex'), '437b9aec36');
+  for (const suite of ALL_SUITES) {
+    const hp = deriveKeys(suite, Buffer.alloc(suite.hash === 'sha256' ? 32 : 48, 9)).hp;
+    const many = Buffer.alloc(16 * 7);
+    for (let i = 0; i < many.length; i++) many[i] = (i * 37 + 11) & 0xff;
+    const masks = hp.masks(many);
+    for (let i = 0; i < 7; i++) {
+      const one = hp.mask(many.subarray(i * 16, i * 16 + 16)).subarray(0, 5);
+      assert.deepEqual(masks.subarray(i * 16, i * 16 + 5), one, `${suite.name} sample ${i}`);
+    }
+  }
+  assert.throws(() => k.client.hp.masks(Buffer.alloc(20)), RangeError);
+});
+
 test('every suite round-trips a 1200-byte short header packet', () => {
   const payload = Buffer.alloc(1200 - 29, 0xab);
   for (const suite of ALL_SUITES) {

@@ -72,6 +72,16 @@ export class HeaderProtector {
     // chacha20 is exactly counter || nonce in that layout. The mask is the keystream over five zero bytes.
     return createCipheriv('chacha20', this.key, block).update(CHACHA_ZEROS);
   }
+
+  /** Masks for n samples laid out back to back (16 bytes each); the mask of sample i starts at 16 * i. */
+  masks(samples: Buffer): Buffer {
+    if (samples.length % HP_SAMPLE_LENGTH !== 0) throw new RangeError('samples must be whole 16-byte blocks');
+    // ECB without padding turns every complete block into its encryption: exactly one mask per sample.
+    if (this.ecb !== null) return this.ecb.update(samples);
+    const out = Buffer.alloc(samples.length);
+    for (let i = 0; i < samples.length; i += HP_SAMPLE_LENGTH) this.mask(samples.subarray(i, i + HP_SAMPLE_LENGTH)).copy(out, i, 0, 5);
+    return out;
+  }
 }
 
 /** AEAD payload protection for one key/iv pair (RFC 9001 §5.3). Counts packets for the AEAD limits (§6.6). */

@@ -34,17 +34,32 @@ function firstByteMask(firstByte: number): number {
  * largestPn (-1 when none). Throws DecodeError when the packet is too short to hold a sample. Reserved bits are not
  * checked here: a nonzero value is a PROTOCOL_VIOLATION only once the packet has authenticated.
  */
-export function removeHeaderProtection(dgram: Buffer, h: PacketHeader, hp: HeaderProtector, largestPn: number): UnprotectedHeader {
+export function removeHeaderProtection(
+  dgram: Buffer,
+  h: PacketHeader,
+  hp: HeaderProtector,
+  largestPn: number,
+  premask: Buffer | null = null,
+  premaskOffset = 0,
+): UnprotectedHeader {
   const sampleOffset = h.pnOffset + 4;
   if (sampleOffset + HP_SAMPLE_LENGTH > h.end) throw new DecodeError('packet too short for a header protection sample');
-  const mask = hp.mask(dgram.subarray(sampleOffset, sampleOffset + HP_SAMPLE_LENGTH));
-  const first = dgram[h.start] ^ (mask[0] & firstByteMask(dgram[h.start]));
+  // `premask`: the mask already computed for this packet's sample (batched by the caller), at premaskOffset.
+  let mask: Buffer;
+  let m = 0;
+  if (premask !== null) {
+    mask = premask;
+    m = premaskOffset;
+  } else {
+    mask = hp.mask(dgram.subarray(sampleOffset, sampleOffset + HP_SAMPLE_LENGTH));
+  }
+  const first = dgram[h.start] ^ (mask[m] & firstByteMask(dgram[h.start]));
   dgram[h.start] = first;
   const pnLength = (first & 0x03) + 1;
   const p = h.pnOffset;
   let truncated = 0;
   for (let i = 0; i < pnLength; i++) {
-    const b = dgram[p + i] ^ mask[1 + i];
+    const b = dgram[p + i] ^ mask[m + 1 + i];
     dgram[p + i] = b;
     truncated = truncated * 256 + b;
   }
