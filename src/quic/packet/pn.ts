@@ -1,6 +1,8 @@
 /** Packet number encoding length and decoding (RFC 9000 §17.1, Appendix A.2 and A.3). */
 
 const PN_MAX = 2 ** 62;
+/** 2^(8 * length) for packet number lengths 1-4 (index = length). */
+const PN_WINDOWS = [1, 0x100, 0x10000, 0x1000000, 0x100000000];
 
 /**
  * Recovers a full packet number from its truncated encoding (RFC 9000 Appendix A.3). largestPn is the largest packet
@@ -9,7 +11,7 @@ const PN_MAX = 2 ** 62;
  */
 export function decodePacketNumber(largestPn: number, truncatedPn: number, pnLength: number): number {
   const expected = largestPn + 1;
-  const win = 2 ** (pnLength * 8);
+  const win = PN_WINDOWS[pnLength] ?? 2 ** (pnLength * 8);
   const hwin = win / 2;
   const candidate = expected - (expected % win) + truncatedPn;
   if (candidate <= expected - hwin && candidate < PN_MAX - win) return candidate + win;
