@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import type { Router } from './routes.js';
 import type { RouteConfig, TimeoutsConfig } from './config.js';
 import { upstreamRequestHeaders, downstreamResponseHeaders, type FieldList } from './headers.js';
-import { UpstreamError, type UpstreamPool } from './upstream.js';
+import { UpstreamCancel, UpstreamError, type UpstreamPool } from './upstream.js';
 import type { AccessLog } from './access-log.js';
 
 /** One request as the forwarder sees it, whatever protocol it came in on. */
@@ -122,7 +122,7 @@ export class Forwarder {
       routeName = m.route.name;
       const pool = state.pools.get(m.route.name);
       if (!pool) throw new Error(`no upstream pool for route ${m.route.name}`);
-      const abort = new AbortController();
+      const abort = new UpstreamCancel();
       ex.onClientAbort(() => abort.abort(new Error('client cancelled the stream')));
       const headers = upstreamRequestHeaders(ex.fields, {
         authority: ex.authority,
@@ -146,11 +146,11 @@ export class Forwarder {
       let res;
       try {
         res = await pool.request(
-          { method: ex.method, path: m.forwardPath, headers, body, signal: abort.signal },
+          { method: ex.method, path: m.forwardPath, headers, body, signal: abort },
           state.timeouts,
         );
       } catch (err) {
-        if (abort.signal.aborted) {
+        if (abort.aborted) {
           error = 'client cancelled';
           status = 499;
           return;
@@ -179,7 +179,7 @@ export class Forwarder {
       } catch (err) {
         // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
         // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
-        const clientGone = abort.signal.aborted || ex.clientGone();
+        const clientGone = abort.aborted || ex.clientGone();
         error = clientGone ? 'client cancelled' : `upstream body: ${(err as Error).message}`;
         if (clientGone) abort.abort(new Error('client cancelled the stream'));
         else ex.reset();

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { UpstreamError, UpstreamPool, type HealthChange, type UpstreamPoolOptions } from '../../src/proxy/upstream.js';
+import { UpstreamCancel, UpstreamError, UpstreamPool, type HealthChange, type UpstreamPoolOptions } from '../../src/proxy/upstream.js';
 
 const TIMEOUTS = { connectMs: 2000, headersMs: 5000, idleBodyMs: 5000 };
 
@@ -265,6 +265,44 @@ test('aborting after the headers cancels the response body too', { timeout: 2000
     await assert.rejects(res.trailers, (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
     await closed;
     assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('an UpstreamCancel (the forwarder\'s signal) cancels before and after the response headers', { timeout: 20000 }, async () => {
+  let closes = 0;
+  let sawClose: () => void = () => undefined;
+  const s = await startServer((req, res) => {
+    res.on('close', () => {
+      if (!res.writableFinished && ++closes === 2) sawClose();
+    });
+    if (req.url === '/head-first') {
+      res.writeHead(200);
+      res.write('first');
+    }
+  });
+  const bothClosed = new Promise<void>((r) => (sawClose = r));
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    // Before the headers: the pending request rejects as aborted.
+    const before = new UpstreamCancel();
+    const pending = p.request({ ...GET('/wait'), signal: before });
+    await new Promise((r) => setTimeout(r, 100));
+    before.abort(new Error('client cancelled the stream'));
+    await assert.rejects(pending, (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
+    // After the headers: the body fails and the upstream sees the connection go.
+    const after = new UpstreamCancel();
+    const res = await p.request({ ...GET('/head-first'), signal: after });
+    res.body.on('error', () => undefined);
+    after.abort();
+    assert.equal(after.aborted, true);
+    await assert.rejects(res.trailers, (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
+    await bothClosed;
+    assert.equal(p.health()[0]!.outstanding, 0);
+    // Aborted already: refused without reaching the upstream.
+    await assert.rejects(p.request({ ...GET(), signal: after }), (err: unknown) => err instanceof UpstreamError && err.kind === 'aborted');
   } finally {
     await p.destroy();
     await s.close();
