@@ -184,8 +184,11 @@ export class UdpEndpoint extends EventEmitter {
         break;
       }
     }
-    // Events can arise while building packets (e.g. replayed packets).
-    for (const c of this.handles.keys()) if (c.state === 'closed' || c.hasEvents()) this.dispatch(c);
+    // Events can arise while building packets (e.g. replayed packets) and on timers (idle timeout, draining done):
+    // only connections the endpoint polled or timed out can have them.
+    const touched = this.endpoint.touched;
+    for (const c of touched) if (c.state === 'closed' || c.hasEvents()) this.dispatch(c);
+    touched.clear();
     this.armTimer();
   }
 
@@ -219,7 +222,6 @@ export class UdpEndpoint extends EventEmitter {
     this.timerAt = Infinity;
     if (this.closed) return;
     this.endpoint.handleTimeout(now());
-    for (const c of [...this.handles.keys()]) this.dispatch(c);
     this.flush();
   }
 }

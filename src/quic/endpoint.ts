@@ -185,6 +185,7 @@ export class Endpoint {
     const s = this.stateless.shift();
     if (s) return s;
     for (const c of this.active) {
+      this.touched.add(c);
       const data = c.poll(now);
       this.active.delete(c);
       if (data) {
@@ -202,6 +203,12 @@ export class Endpoint {
   }
 
   private readonly idle = new Set<Connection>();
+  /**
+   * Connections polled or timed out since the driver last cleared this set: the only ones that can have new events
+   * apart from those a datagram was delivered to (receive() returns those), so the driver need not scan them all.
+   * The driver clears it after each pass (closed connections stay in it until then, so their last event is seen).
+   */
+  readonly touched = new Set<Connection>();
   private readonly synced = new WeakMap<Connection, number>();
 
   /** Marks a connection as possibly having output (after the application wrote to it). */
@@ -224,6 +231,7 @@ export class Endpoint {
       if (d !== null && d <= now) {
         c.handleTimeout(now);
         this.active.add(c);
+        this.touched.add(c);
       }
       this.sync(c);
     }
