@@ -117,6 +117,19 @@ export class Forwarder {
     private readonly log: AccessLog | null,
   ) {}
 
+  /** Set once a shutdown's drain deadline passed: streams cut from then on are logged as such, not as client cancels. */
+  private drainDeadlinePassed = false;
+
+  /** Called by the server when the drain deadline of a graceful shutdown passes and remaining streams are cut. */
+  markDrainDeadline(): void {
+    this.drainDeadlinePassed = true;
+  }
+
+  /** Why a stream whose client side went away ended early. */
+  private cancelReason(): string {
+    return this.drainDeadlinePassed ? 'cut at the drain deadline of a shutdown' : 'client cancelled';
+  }
+
   /** Installs a new configuration; requests in flight keep the state they started with. */
   setState(state: ForwardState): void {
     this.state = state;
@@ -174,7 +187,7 @@ export class Forwarder {
         );
       } catch (err) {
         if (abort.aborted) {
-          error = 'client cancelled';
+          error = this.cancelReason();
           status = 499;
           return;
         }
@@ -202,7 +215,7 @@ export class Forwarder {
         // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
         // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
         const clientGone = abort.aborted || ex.clientGone();
-        error = clientGone ? 'client cancelled' : `upstream body: ${(err as Error).message}`;
+        error = clientGone ? this.cancelReason() : `upstream body: ${(err as Error).message}`;
         if (clientGone) abort.abort(new Error('client cancelled the stream'));
         else ex.reset();
         // The rest of the upstream body is not wanted either way: destroying it ends the upstream request (and

@@ -542,6 +542,32 @@ test('SIGTERM drains: the in-flight stream completes, a new request after GOAWAY
   assert.equal(control.server.stats.requests, 0, 'the refused request must not reach the control service');
 });
 
+test('SIGTERM with a stream longer than the drain timeout: it is cut at the deadline, logged as such, exit 0', { timeout: 40_000 }, async (t) => {
+  const video = await service('video');
+  const router = await startRouter([{ name: 'video', prefix: '/video', upstreams: [video.url] }], { drainMs: 1000 });
+  const client = await router.connect();
+  const path = '/video/stream?seconds=20&kbps=100';
+  const res = await client.request(path);
+  assert.equal(res.status, 200);
+  const all = readAll(res.body);
+  const outcome = all.then(
+    () => 'ended',
+    () => 'cut',
+  );
+  await sleep(300);
+  const tTerm = Date.now();
+  router.child.kill('SIGTERM');
+  const exit = await deadline(router.exited, 10_000, 'router exit after SIGTERM');
+  const took = Date.now() - tTerm;
+  t.diagnostic(`router exited ${took} ms after SIGTERM`);
+  assert.deepEqual(exit, { code: 0, signal: null }, router.stderr());
+  assert.ok(took >= 900 && took < 8000, `exit after the 1 s drain deadline, took ${took} ms`);
+  assert.equal(await deadline(outcome, 5000, 'the client stream to end'), 'cut', 'the 20 s stream cannot have finished');
+  const line = router.accessLog().find((l) => l.path === path);
+  assert.ok(line, `an access log line for the cut stream:\n${JSON.stringify(router.accessLog())}`);
+  assert.match(String(line.error), /drain deadline/, `access log error: ${String(line.error)}`);
+});
+
 test('the TCP listener: HTTP/2 and HTTP/1.1 requests get 200 and alt-svc h3 with the UDP port', { timeout: 30_000 }, async () => {
   const text = await service('text');
   const router = await startRouter([{ name: 'text', prefix: '/text', upstreams: [text.url] }]);
