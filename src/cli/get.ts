@@ -227,12 +227,36 @@ function counter(onBytes: (n: number) => void): Transform {
   });
 }
 
-/** Runs the plan over one connection. Resolves with the per-request results and the wall time. */
+/** Counts a response body's bytes as it is read; resolves at its end, rejects if it fails or closes early. */
+function consume(body: Readable, onBytes: (n: number) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    body.on('data', (chunk: Buffer) => onBytes(chunk.length));
+    body.once('end', resolve);
+    body.once('error', reject);
+    body.once('close', () => {
+      if (!body.readableEnded) reject(new Error('response body closed before its end'));
+    });
+  });
+}
+
+/**
+ * Runs the plan over one connection. Resolves with the per-request results and the wall time. The timeout covers the
+ * whole run: when it fires the connection is closed, which fails every request still open (with the timeout as
+ * its error). One timer for all requests, not a race per request: thousands of reactions on one long-lived promise
+ * were most of the client's cost per small request.
+ */
 export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void): Promise<{ results: GetResult[]; wallMs: number; connectError?: string }> {
   const started = performance.now();
+  const timeoutMessage = `timed out after ${plan.timeoutMs} ms`;
+  let expired = false;
+  let onExpire: () => void = () => undefined;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${plan.timeoutMs} ms`)), plan.timeoutMs);
+    timer = setTimeout(() => {
+      expired = true;
+      reject(new Error(timeoutMessage));
+      onExpire();
+    }, plan.timeoutMs);
   });
   timedOut.catch(() => {});
   const fail = (r: PlannedRequest, error: string, streamId: number | null = null, status: number | null = null, bytes = 0, ms = 0): GetResult => ({
@@ -261,6 +285,7 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
     const msg = `connect: ${(e as Error).message}`;
     return { results: plan.requests.map((r) => fail(r, msg)), wallMs: performance.now() - started, connectError: msg };
   }
+  onExpire = () => void client.close().catch(() => undefined);
 
   const one = async (r: PlannedRequest): Promise<GetResult> => {
     const t0 = performance.now();
@@ -271,30 +296,23 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
     let body: Readable | undefined;
     try {
       const reqBody = plan.body === null ? undefined : 'file' in plan.body ? createReadStream(plan.body.file) : plan.body.text;
-      const res = await Promise.race([client.request(r.path, { method: plan.method, headers: plan.headers, body: reqBody }), timedOut]);
+      if (expired) throw new Error(timeoutMessage);
+      const res = await client.request(r.path, { method: plan.method, headers: plan.headers, body: reqBody });
       streamId = res.streamId;
       status = res.status;
       headers = {};
       for (const [n, v] of res.headers) headers[n] = n in headers ? `${headers[n]}, ${v}` : v;
       body = res.body;
-      const count = counter((n) => (bytes += n));
       const save = r.file !== null && res.status < 400;
-      if (save) {
-        await Promise.race([pipeline(res.body, count, createWriteStream(r.file as string)), timedOut]);
-      } else {
-        await Promise.race([
-          (async () => {
-            for await (const chunk of res.body) bytes += (chunk as Buffer).length;
-          })(),
-          timedOut,
-        ]);
-      }
+      if (save) await pipeline(res.body, counter((n) => (bytes += n)), createWriteStream(r.file as string));
+      else await consume(res.body, (n) => (bytes += n));
       const ms = performance.now() - t0;
       if (res.status >= 400) return { ...fail(r, `HTTP ${res.status}`, streamId, status, bytes, ms), headers };
       return { url: r.url, path: r.path, method: plan.method, streamId, status, bytes, ms, ok: true, headers, ...(save ? { file: r.file as string } : {}) };
     } catch (e) {
       body?.destroy();
-      return { ...fail(r, (e as Error).message, streamId, status, bytes, performance.now() - t0), ...(headers ? { headers } : {}) };
+      const msg = expired ? timeoutMessage : (e as Error).message;
+      return { ...fail(r, msg, streamId, status, bytes, performance.now() - t0), ...(headers ? { headers } : {}) };
     }
   };
 

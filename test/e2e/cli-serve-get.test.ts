@@ -328,3 +328,41 @@ test('serve: reuses the dev certificate, and SIGTERM closes gracefully with exit
   assert.equal(code, 0);
   assert.match(second.stderr(), /SIGTERM, closing/);
 });
+
+test('qsr get --timeout: requests the server never answers fail with the timeout and the run ends on time', { timeout: 20_000 }, async () => {
+  const { Http3Server } = await import('../../src/h3/server.js');
+  const { loadPrivateKey } = await import('../../src/quic/tls/pem.js');
+  const { executeGet, planGet } = await import('../../src/cli/get.js');
+  const certs = fileURLToPath(new URL('../../../test/fixtures/certs/', import.meta.url));
+  // Answers /fast at once and never answers anything else.
+  const server = await Http3Server.listen(
+    {
+      listen: [{ address: '127.0.0.1', port: 0 }],
+      certChain: loadPemChain(readFileSync(`${certs}ecdsa.pem`, 'utf8')),
+      privateKey: loadPrivateKey(readFileSync(`${certs}ecdsa.key`, 'utf8')),
+    },
+    (req, res) => {
+      if (req.path === '/fast') {
+        res.respond(200, [['content-type', 'text/plain']]);
+        res.end('ok');
+      }
+    },
+  );
+  try {
+    const { port } = server.addresses()[0];
+    const origin = `https://127.0.0.1:${port}`;
+    const plan = planGet([`${origin}/fast`, `${origin}/slow`], { repeat: 3, ca: `${certs}ca.pem`, serverName: 'localhost', timeout: 800 });
+    const t0 = Date.now();
+    const { results } = await executeGet(plan);
+    const took = Date.now() - t0;
+    assert.ok(took >= 700 && took < 5000, `the run ended after the 800 ms timeout, took ${took} ms`);
+    assert.equal(results.length, 6);
+    for (const r of results.filter((x) => x.path === '/fast')) assert.equal(r.ok, true, JSON.stringify(r));
+    for (const r of results.filter((x) => x.path === '/slow')) {
+      assert.equal(r.ok, false);
+      assert.equal(r.error, 'timed out after 800 ms');
+    }
+  } finally {
+    await server.close({ drainMs: 100 });
+  }
+});
