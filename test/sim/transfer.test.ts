@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { clientConfig, pair, SERVER_ADDR, serverConfig } from './helpers.js';
-import { prng, SimNetwork, type LinkOptions } from './network.js';
+import { SimNetwork, type LinkOptions } from './network.js';
+import { prng } from '../util/prng.js';
 import { Endpoint } from '../../src/quic/endpoint.js';
 import type { Connection } from '../../src/quic/connection.js';
 

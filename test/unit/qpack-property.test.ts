@@ -11,17 +11,11 @@ import assert from 'node:assert/strict';
 import { QpackDecoder } from '../../src/h3/qpack/decoder.js';
 import { QpackEncoder } from '../../src/h3/qpack/encoder.js';
 import type { Header } from '../../src/h3/qpack/errors.js';
+import { prng } from '../util/prng.js';
 
 function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n: number): number => {
-    // mulberry32
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * n;
-  };
+  const next = prng(seed);
+  return (n: number): number => next() * n;
 }
 
 const NAMES = [

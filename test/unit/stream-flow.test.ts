@@ -4,17 +4,7 @@ import { ConnectionFlowControl } from '../../src/quic/stream/flow.js';
 import { SendStream } from '../../src/quic/stream/send.js';
 import { RecvStream } from '../../src/quic/stream/recv.js';
 import { TransportError, TransportErrorCode } from '../../src/quic/errors.js';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../util/prng.js';
 
 test('flow: send credit, MAX_DATA only increases, DATA_BLOCKED once per limit', () => {
   const f = new ConnectionFlowControl(1000, 500);

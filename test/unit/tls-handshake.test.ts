@@ -15,6 +15,7 @@ import { TlsEndpoint, type TlsConfig, type TlsSecret } from '../../src/quic/tls/
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import { HRR_RANDOM, decodeClientHello, decodeServerHello, encodeClientHello, encodeEncryptedExtensions, decodeEncryptedExtensions } from '../../src/quic/tls/messages.js';
 import { ExtensionType, decodeKeyShareClient, decodeU16List, encodeKeyShareClient, encodeU16List } from '../../src/quic/tls/extensions.js';
+import { prng } from '../util/prng.js';
 
 const certDir = new URL('../../../test/fixtures/certs/', import.meta.url);
 const pem = (name: string): string => readFileSync(new URL(name, certDir), 'utf8');
@@ -34,17 +35,6 @@ function serverConfig(kind = 'ecdsa', over: Partial<TlsConfig> = {}): TlsConfig 
 }
 
 /** Small deterministic PRNG (mulberry32) for chunk sizes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Mutate = (from: 'client' | 'server', level: Level, data: Buffer) => Buffer;
 
 interface RunOptions {
