@@ -8,9 +8,9 @@ import { createSocket } from 'node:dgram';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findProgram, spawnBounded, waitFor, type Child, type ExitInfo } from '../test/interop/peers.js';
+import { findProgram, jsonLines, spawnBounded, waitFor, type Child, type ExitInfo } from '../test/interop/peers.js';
 
-export { findProgram, spawnBounded, waitFor, type Child };
+export { findProgram, jsonLines, spawnBounded, waitFor, type Child };
 
 export const HOST = '127.0.0.1';
 export const TIME = '/usr/bin/time';
@@ -36,20 +36,6 @@ export function readTextOr(path: string, dflt: string): string {
   } catch {
     return dflt;
   }
-}
-
-/** JSON lines (starting with '{') that a child printed. */
-export function jsonLines(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial line from a killed child
-    }
-  }
-  return out;
 }
 
 export const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { spawnBounded, waitFor, type Child, type ExitInfo } from '../interop/peers.js';
+import { jsonLines, spawnBounded, waitFor, type Child, type ExitInfo } from '../interop/peers.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 /** The built CLI. */
@@ -169,15 +169,7 @@ export interface RunningRouter {
 /** PIDs of the services as `qsr up` logged them ("<name> service started"). */
 function servicePids(stderr: string): number[] {
   const pids: number[] = [];
-  for (const line of stderr.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const o = JSON.parse(line) as { msg?: string; pid?: number };
-      if (typeof o.pid === 'number' && / service started$/.test(o.msg ?? '')) pids.push(o.pid);
-    } catch {
-      // not a log line
-    }
-  }
+  for (const o of jsonLines(stderr)) if (typeof o.pid === 'number' && / service started$/.test(String(o.msg ?? ''))) pids.push(o.pid);
   return pids;
 }
 
@@ -195,19 +187,6 @@ function killOrphanService(pid: number): void {
   } catch {
     // gone meanwhile
   }
-}
-
-export function parseJsonLines(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // partial line
-    }
-  }
-  return out;
 }
 
 /** Runs `qsr up --config` in a fresh temp dir with free ports and waits for its summary. Throws (after cleaning up) if it does not come up. */
@@ -236,7 +215,7 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
     proc,
     stdout: () => proc.stdout(),
     stderr: () => proc.stderr(),
-    accessLog: () => parseJsonLines(proc.stdout()).filter((o) => 'streamId' in o && 'connectionId' in o),
+    accessLog: () => jsonLines(proc.stdout()).filter((o) => 'streamId' in o && 'connectionId' in o),
     stop(graceMs = 8000) {
       stopped ??= (async () => {
         const exit = await proc.stop('SIGTERM', graceMs);

@@ -17,13 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Http3Client } from '../../src/h3/client.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
-import { missingPrograms, runGtlsClient, waitFor } from '../interop/peers.js';
+import { jsonLines, missingPrograms, runGtlsClient, waitFor } from '../interop/peers.js';
 import { decryptReport, formatReport } from '../interop/capture.js';
 import { chromiumPath, runChromiumH3, spkiOfCert } from '../interop/chromium.js';
 import {
   QSR,
   allocatePorts,
-  parseJsonLines,
   portFree,
   runQsr,
   startRouter,
@@ -331,7 +330,7 @@ test('SIGHUP reloads the routes for new requests on the same connection; an inva
           ],
         },
       });
-      const reloads = (): number => parseJsonLines(r.stderr()).filter((l) => l.msg === 'configuration reloaded').length;
+      const reloads = (): number => jsonLines(r.stderr()).filter((l) => l.msg === 'configuration reloaded').length;
       r.proc.signal('SIGHUP');
       assert.ok(await waitFor(() => reloads() === 1, 10_000), `no reload logged: ${r.stderr().slice(-2000)}`);
       a = await get('/text/sample');
@@ -347,7 +346,7 @@ test('SIGHUP reloads the routes for new requests on the same connection; an inva
       writeFileSync(r.configPath, readFileSync(r.configPath, 'utf8').replace('prefix: /extra', 'prefix: extra'));
       r.proc.signal('SIGHUP');
       const rejected = (): Record<string, unknown> | undefined =>
-        parseJsonLines(r.stderr()).find((l) => typeof l.msg === 'string' && /reload rejected/.test(l.msg));
+        jsonLines(r.stderr()).find((l) => typeof l.msg === 'string' && /reload rejected/.test(l.msg));
       assert.ok(await waitFor(() => rejected() !== undefined, 10_000), `no rejection logged: ${r.stderr().slice(-2000)}`);
       assert.match(String(rejected()!.error), /routes\.3\.prefix: expected a path starting with "\/"/);
       assert.ok(String(rejected()!.error).includes(r.configPath), String(rejected()!.error));

@@ -21,7 +21,7 @@
 // ("not implemented"), never as skips.
 
 import { fileURLToPath } from 'node:url';
-import { gnutlsCiphers } from './peers.js';
+import { gnutlsCiphers, jsonLines } from './peers.js';
 
 export interface OurCommand {
   cmd: string;
@@ -223,18 +223,7 @@ export type OurEvent =
 
 /** Every line of `stdout` that is a JSON object with a string "event" field, in order. */
 export function parseOurEvents(stdout: string): OurEvent[] {
-  const out: OurEvent[] = [];
-  for (const raw of stdout.split('\n')) {
-    const line = raw.trim();
-    if (!line.startsWith('{')) continue;
-    try {
-      const v: unknown = JSON.parse(line);
-      if (typeof v === 'object' && v !== null && typeof (v as { event?: unknown }).event === 'string') out.push(v as OurEvent);
-    } catch {
-      // not an event line
-    }
-  }
-  return out;
+  return jsonLines(stdout).filter((v): v is OurEvent => typeof v.event === 'string');
 }
 
 /**

@@ -208,6 +208,21 @@ export function spawnBounded(o: SpawnOptions): Child {
   };
 }
 
+/** The lines of a child's output that are JSON objects (starting with '{'), parsed; partial or other lines skipped. */
+export function jsonLines(text: string): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial line from a killed child, or not JSON after all
+    }
+  }
+  return out;
+}
+
 /** Poll `cond` every intervalMs until it is true or timeoutMs elapses. */
 export async function waitFor(cond: () => boolean, timeoutMs: number, intervalMs = 50): Promise<boolean> {
   const end = Date.now() + timeoutMs;

@@ -235,6 +235,11 @@ function twice(o: Outcome): Outcome[] {
 // ---------------------------------------------------------------------------------------------------------------------
 // Cases: our client -> gtlsserver
 
+/** gtlsserver on 127.0.0.1:port serving docroot with the test ECDSA certificate; its key log in workDir by default. */
+function gtlsServerFor(ctx: RunContext, workDir: string, port: number, docroot: string, timeoutMs: number, keylogFile = join(workDir, 'gtlsserver.keylog')): Promise<Child> {
+  return startGtlsServer({ workDir, addr: '127.0.0.1', port, docroot, key: join(ctx.certDir, 'ecdsa.key'), cert: join(ctx.certDir, 'ecdsa.pem'), keylogFile, timeoutMs });
+}
+
 async function ourClientCase(ctx: RunContext, workDir: string, v: Variant): Promise<Outcome[]> {
   const port = await freeUdpPort('127.0.0.1');
   const keylog = join(workDir, 'ours.keylog');
@@ -259,16 +264,7 @@ async function ourClientCase(ctx: RunContext, workDir: string, v: Variant): Prom
   let server: Child | null = null;
   let client: Child | null = null;
   try {
-    server = await startGtlsServer({
-      workDir,
-      addr: '127.0.0.1',
-      port,
-      docroot,
-      key: join(ctx.certDir, 'ecdsa.key'),
-      cert: join(ctx.certDir, 'ecdsa.pem'),
-      keylogFile: join(workDir, 'gtlsserver.keylog'),
-      timeoutMs: 30_000,
-    });
+    server = await gtlsServerFor(ctx, workDir, port, docroot, 30_000);
     client = spawnBounded({ name: 'ours-client', cmd: cmd.cmd, args: cmd.args, env: cmd.env, workDir, timeoutMs: 15_000 });
     const cl = client;
     await waitFor(() => !cl.isRunning() || sawPeerControlStream(parseOurEvents(cl.stdout()), false), 12_000);
@@ -318,16 +314,7 @@ export async function selfcheck(ctx: RunContext, workDir: string, o: SelfcheckOp
   let cap: Capture | null = null;
   try {
     cap = await startCapture({ workDir, port });
-    server = await startGtlsServer({
-      workDir,
-      addr: '127.0.0.1',
-      port,
-      docroot,
-      key: join(ctx.certDir, 'ecdsa.key'),
-      cert: join(ctx.certDir, 'ecdsa.pem'),
-      keylogFile: keylog,
-      timeoutMs: 30_000,
-    });
+    server = await gtlsServerFor(ctx, workDir, port, docroot, 30_000, keylog);
     const urls = [`https://127.0.0.1:${port}/index.html`, `https://127.0.0.1:${port}/2000`];
     const c = await runGtlsClient({
       workDir,
@@ -749,16 +736,7 @@ async function h3FilesFromGtlsServer(ctx: RunContext, workDir: string): Promise<
   const { cap, missing } = await maybeCapture(ctx, workDir, port);
   let server: Child | null = null;
   try {
-    server = await startGtlsServer({
-      workDir,
-      addr: '127.0.0.1',
-      port,
-      docroot,
-      key: join(ctx.certDir, 'ecdsa.key'),
-      cert: join(ctx.certDir, 'ecdsa.pem'),
-      keylogFile: join(workDir, 'gtlsserver.keylog'),
-      timeoutMs: 90_000,
-    });
+    server = await gtlsServerFor(ctx, workDir, port, docroot, 90_000);
     const client = spawnBounded({ name: 'ours-get', cmd: cmd.cmd, args: cmd.args, env: cmd.env, workDir, timeoutMs: 60_000 });
     const exit = await client.exited;
     await server.stop('SIGTERM', 2000);
@@ -907,16 +885,7 @@ async function uploadFromOurClient(ctx: RunContext, workDir: string): Promise<Ou
   const { cap, missing } = await maybeCapture(ctx, workDir, port);
   let server: Child | null = null;
   try {
-    server = await startGtlsServer({
-      workDir,
-      addr: '127.0.0.1',
-      port,
-      docroot,
-      key: join(ctx.certDir, 'ecdsa.key'),
-      cert: join(ctx.certDir, 'ecdsa.pem'),
-      keylogFile: join(workDir, 'gtlsserver.keylog'),
-      timeoutMs: 90_000,
-    });
+    server = await gtlsServerFor(ctx, workDir, port, docroot, 90_000);
     const client = spawnBounded({ name: 'ours-get', cmd: cmd.cmd, args: cmd.args, env: cmd.env, workDir, timeoutMs: 60_000 });
     const exit = await client.exited;
     await server.stop('SIGTERM', 2000);
