@@ -183,7 +183,7 @@ export class Http3Server extends EventEmitter {
 
   /**
    * Graceful close: GOAWAY to every session; each closes with H3_NO_ERROR once its requests are done or after
-   * drainMs (default 5000), then the sockets close.
+   * drainMs (default 5000), then the sockets close. Emits 'drainDeadline' once if the deadline cuts open requests.
    */
   close(opts: { drainMs?: number } = {}): Promise<void> {
     this.closing ??= this.shutdown(opts.drainMs ?? 5000);
@@ -193,6 +193,7 @@ export class Http3Server extends EventEmitter {
   private async shutdown(drainMs: number): Promise<void> {
     const waits: Promise<void>[] = [];
     const deadline = Date.now() + drainMs;
+    let deadlineAnnounced = false;
     for (const s of this.sessions) {
       s.goaway();
       waits.push(
@@ -207,7 +208,14 @@ export class Http3Server extends EventEmitter {
             s.close(E.H3_NO_ERROR, 'server closing');
             resolve();
           };
-          const timer = setTimeout(done, drainMs);
+          const timer = setTimeout(() => {
+            // Requests still open are about to be cut: say so once, before any stream fails.
+            if (!deadlineAnnounced) {
+              deadlineAnnounced = true;
+              this.emit('drainDeadline');
+            }
+            void done();
+          }, drainMs);
           if (s.activeStreams === 0 || s.closedError) done();
           else {
             s.once('drained', done);

@@ -237,15 +237,9 @@ export class ProxyServer {
   /** GOAWAY to HTTP/3 clients; in-flight streams finish within drainMs; then everything closes. */
   async close(drainMs = this.config.timeouts.drainMs): Promise<void> {
     for (const s of this.tcp) s.close();
-    // Registered before the HTTP/3 server's own drain timer, so it fires first: streams cut at the deadline are
-    // logged as cut by the shutdown, not as client cancels.
-    const cut = setTimeout(() => this.forwarder.markDrainDeadline(), drainMs);
-    cut.unref();
-    try {
-      await this.h3?.close({ drainMs });
-    } finally {
-      clearTimeout(cut);
-    }
+    // Streams cut at the deadline are logged as cut by the shutdown, not as client cancels.
+    this.h3?.once('drainDeadline', () => this.forwarder.markDrainDeadline());
+    await this.h3?.close({ drainMs });
     for (const p of this.state.pools.values()) await p.close();
   }
 }

@@ -22,6 +22,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { gnutlsCiphers, jsonLines } from './peers.js';
+import type { GetResult } from '../../src/cli/get.js';
 
 export interface OurCommand {
   cmd: string;
@@ -161,19 +162,8 @@ export function ourGetCommand(o: OurGetOptions): OurCommand | null {
   return qsr(args);
 }
 
-/** One request in `qsr get --json` output (src/cli/get.ts GetResult). */
-export interface GetJsonRequest {
-  url: string;
-  path: string;
-  method: string;
-  streamId: number | null;
-  status: number | null;
-  bytes: number;
-  ms: number;
-  ok: boolean;
-  file?: string;
-  error?: string;
-}
+/** One request in `qsr get --json` output. */
+export type GetJsonRequest = GetResult;
 
 export interface GetJson {
   origin: string;

@@ -196,15 +196,8 @@ export class RecvStream {
    * copy joining pieces. After a reset, the first call moves the stream to 'reset_read' (the application has seen it).
    */
   read(maxBytes = Infinity): Buffer | null {
-    if (this.isReset()) {
-      this.state = 'reset_read';
-      return null;
-    }
-    const n = Math.min(maxBytes, this.readableBytes);
-    if (n <= 0) {
-      this.maybeRead();
-      return null;
-    }
+    const n = this.readLimit(maxBytes);
+    if (n <= 0) return null;
     const first = this.segBufs[this.head] as Buffer;
     let out: Buffer;
     if (first.length >= n) {
@@ -223,16 +216,19 @@ export class RecvStream {
 
   /** Like read() but never copies: returns at most one stored piece (or its front). */
   readChunk(maxBytes = Infinity): Buffer | null {
+    const n = this.readLimit(maxBytes);
+    return n > 0 ? this.take(n) : null;
+  }
+
+  /** Bytes a read of up to maxBytes returns now (0 for none), with the reset_read / data_read transitions of a read. */
+  private readLimit(maxBytes: number): number {
     if (this.isReset()) {
       this.state = 'reset_read';
-      return null;
+      return 0;
     }
     const n = Math.min(maxBytes, this.readableBytes);
-    if (n <= 0) {
-      this.maybeRead();
-      return null;
-    }
-    return this.take(n);
+    if (n <= 0) this.maybeRead();
+    return n;
   }
 
   /** Removes up to n bytes from the front piece (which starts at readOffset). */
