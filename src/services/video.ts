@@ -6,10 +6,14 @@
  *   with chunked transfer coding (RFC 9112 §7.1), one chunk about every 100 ms, R kilobits per second for N
  *   seconds (0 < N <= 3600, 1 <= R <= 1 000 000). A live feed does not wait for a slow reader: a tick whose data
  *   cannot be written without growing the queue is dropped. When the client goes away the timer stops.
+ * - `GET /video/bytes?n=N`: an unpaced download of exactly N bytes (0 <= N <= 64 GiB) of the deterministic pattern of
+ *   `pattern.ts`, with content-length, written as fast as the client reads (backpressure, never buffered). Up to
+ *   256 MiB the response carries the content's sha256 in `x-content-sha256`, so any client can check what it got.
  */
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { ServiceServer, sendJson, type ServiceOptions } from './common.js';
+import { PATTERN_BLOCK, patternBlock, patternSha256 } from './pattern.js';
 
 const TICK_MS = 100;
 const TS_PACKET = 188;
@@ -126,6 +130,47 @@ function live(server: ServiceServer, req: http.IncomingMessage, res: http.Server
   });
 }
 
+const MAX_DOWNLOAD = 64 * 1024 ** 3;
+/** Largest download whose sha256 is computed up front for the `x-content-sha256` header. */
+export const SHA_HEADER_LIMIT = 256 * 1024 * 1024;
+
+function download(server: ServiceServer, req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
+  const n = numberParam(url, 'n', (v) => Number.isInteger(v) && v >= 0 && v <= MAX_DOWNLOAD, `a whole number of bytes from 0 to ${MAX_DOWNLOAD}`);
+  if (typeof n === 'string') {
+    sendJson(res, 400, { error: n, parameter: 'n' });
+    return;
+  }
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/octet-stream',
+    'content-length': n,
+    'cache-control': 'no-store',
+  };
+  if (n <= SHA_HEADER_LIMIT) headers['x-content-sha256'] = patternSha256(n);
+  res.writeHead(200, headers);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const started = performance.now();
+  let k = 0;
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < n) {
+      const block = patternBlock(k++);
+      const chunk = n - sent >= PATTERN_BLOCK ? block : block.subarray(0, n - sent);
+      sent += chunk.length;
+      if (!res.write(chunk)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+    server.log({ service: 'video', event: 'download', bytes: n, ms: Math.round(performance.now() - started) });
+  };
+  res.once('close', () => res.off('drain', pump));
+  pump();
+}
+
 /** The video service as an http.Server, not yet listening. */
 export function createVideoService(options: ServiceOptions = {}): ServiceServer {
   const server: ServiceServer = new ServiceServer(
@@ -133,6 +178,7 @@ export function createVideoService(options: ServiceOptions = {}): ServiceServer 
     {
       '/video': { POST: (req, res) => upload(server, req, res) },
       '/video/stream': { GET: (req, res, url) => live(server, req, res, url) },
+      '/video/bytes': { GET: (req, res, url) => download(server, req, res, url) },
     },
     options,
   );

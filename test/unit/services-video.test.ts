@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { startService, type RunningService, type ServiceLogEvent } from '../../src/services/index.js';
 import { within, waitFor, request, json, type Reply } from './services-helpers.js';
+import { PATTERN_BLOCK, patternBytes, patternSha256 } from '../../src/services/pattern.js';
 
 
 const events: ServiceLogEvent[] = [];
@@ -177,6 +178,32 @@ test('GET /video/stream: invalid parameters give 400 naming the parameter', asyn
   assert.equal(head.status, 200);
   assert.equal(head.body.length, 0);
   assert.equal(svc.server.stats.liveStreams, 0);
+});
+
+test('GET /video/bytes: exactly N bytes of the documented pattern, with its sha256 in a header', { timeout: 30_000 }, async () => {
+  for (const n of [0, 1, PATTERN_BLOCK - 1, PATTERN_BLOCK, PATTERN_BLOCK + 1, 3 * PATTERN_BLOCK + 777, 5_000_000]) {
+    const r = await request(svc.url, `/video/bytes?n=${n}`);
+    assert.equal(r.status, 200, String(n));
+    assert.equal(r.headers['content-length'], String(n));
+    assert.equal(r.body.length, n);
+    const sha = createHash('sha256').update(r.body).digest('hex');
+    assert.equal(r.headers['x-content-sha256'], sha, `header sha256 for ${n}`);
+    assert.equal(patternSha256(n), sha, `patternSha256(${n})`);
+    assert.ok(r.body.equals(patternBytes(0, n)), `content for ${n}`);
+  }
+  // Blocks are stamped with their number: two blocks differ, and a slice from the middle matches.
+  const two = patternBytes(0, 2 * PATTERN_BLOCK);
+  assert.ok(!two.subarray(0, PATTERN_BLOCK).equals(two.subarray(PATTERN_BLOCK)));
+  assert.ok(patternBytes(PATTERN_BLOCK - 5, 10).equals(two.subarray(PATTERN_BLOCK - 5, PATTERN_BLOCK + 5)));
+  for (const q of ['', '?n=-1', '?n=1.5', '?n=abc', `?n=${64 * 1024 ** 3 + 1}`]) {
+    const bad = await request(svc.url, `/video/bytes${q}`);
+    assert.equal(bad.status, 400, q);
+    assert.equal(json(bad).parameter, 'n');
+  }
+  const head = await request(svc.url, '/video/bytes?n=1000', { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-length'], '1000');
+  assert.equal(head.body.length, 0);
 });
 
 test('wrong method and unknown path', async () => {
