@@ -51,6 +51,8 @@ export const PEER_PACKAGES: Readonly<Record<string, string>> = {
   gtlsserver: 'ngtcp2-server',
   tshark: 'tshark',
   editcap: 'wireshark-common',
+  'firefox-esr': 'firefox-esr',
+  certutil: 'libnss3-tools',
 };
 
 /** Names from `names` that are not installed, and the apt-get line that would install them. */
