@@ -1,13 +1,15 @@
 // The Firefox interop cases, run inside a private network namespace (test/interop/firefox.test.ts starts this file
 // under netnsArgv), so that our servers and Firefox share one loopback and nothing reaches another machine:
 //
-//   node dist/test/interop/firefox-run.js OUT_DIR [serve] [router] [capture]
+//   node dist/test/interop/firefox-run.js OUT_DIR [serve] [smallwin] [router] [capture]
 //
 //  * serve:   `qsr serve` (test certificate signed by the test CA) and a page; in the page, 100 files of mixed sizes
 //             fetched at once (status, size, SHA-256 and protocol of each), then 2,000 small requests.
+//  * smallwin: the same with Firefox's receive windows at connection 64 KiB, stream 16 KiB (neqo grows them as it goes).
 //  * router:  `qsr up` on its built-in defaults (router on 4433, services on 5001-5003, development certificate in
 //             ./.qsr, trusted in the profile); the page GET /text/sample, then a 100 MiB POST /video (the video
-//             service answers the sha256 of what it got) and a 100 MiB GET /video/bytes (x-content-sha256).
+//             service answers the sha256 of what it got) and a 100 MiB GET /video/bytes (x-content-sha256); then a
+//             second Firefox with the small windows downloads the 100 MiB again.
 //  * capture: `qsr serve` captured with tshark while Firefox (network.http.http3.max_gso_segments=1, SSLKEYLOGFILE)
 //             loads a page and a few files; the capture decrypted with Firefox's key log.
 // What was seen goes to OUT_DIR/results.json (raw values; firefox.test.ts judges them) and a line per step to stdout.
@@ -52,6 +54,8 @@ export interface ServeCase {
 
 export interface RouterCase {
   run: FirefoxRun;
+  /** A second Firefox (receive windows SMALL_WINDOW_PREFS) downloading the same 100 MiB. */
+  smallWindowRun: FirefoxRun;
   /** The access log (JSON lines on qsr up's stdout). */
   accessLog: Record<string, unknown>[];
   /** Warnings and errors qsr up logged (stderr JSON with level >= 40). */
@@ -78,6 +82,7 @@ export interface CaptureCase {
 
 export interface FirefoxResults {
   serve?: ServeCase | { error: string };
+  smallwin?: ServeCase | { error: string };
   router?: RouterCase | { error: string };
   capture?: CaptureCase | { error: string };
 }
@@ -127,7 +132,7 @@ async function startServe(workDir: string, docroot: string, port: number, keylog
     cmd: process.execPath,
     args: [qsrJs, 'serve', '--dir', docroot, '--listen', `127.0.0.1:${port}`, '--listen', `[::1]:${port}`, '--cert', cert, '--key', key, '--keylog', keylog],
     workDir,
-    timeoutMs: 150_000,
+    timeoutMs: 200_000,
   });
   const up = await waitFor(() => !server.isRunning() || (/serving .* on https:\/\/\[::1\]:/.test(server.stderr()) && udpPortBound(port)), 15_000);
   if (!up || !server.isRunning()) {
@@ -147,8 +152,11 @@ const readText = (p: string): string => {
 
 const countConnections = (keylog: string): number => readText(keylog).split('\n').filter((l) => l.startsWith('CLIENT_TRAFFIC_SECRET_0 ')).length;
 
-async function serveCase(out: string): Promise<ServeCase> {
-  const workDir = join(out, 'serve');
+/** Firefox's receive windows for the small-window case: connection 64 KiB, stream 16 KiB. */
+export const SMALL_WINDOW_PREFS = { 'network.http.http3.max_data': 65536, 'network.http.http3.max_stream_data': 16384 } as const;
+
+async function serveCase(out: string, name: string, prefs?: Record<string, number>): Promise<ServeCase> {
+  const workDir = join(out, name);
   const docroot = join(workDir, 'docroot');
   const { files, small } = makeDocroot(docroot, FILE_COUNT, 8);
   const keylog = join(workDir, 'server-keylog.txt');
@@ -159,13 +167,14 @@ async function serveCase(out: string): Promise<ServeCase> {
       workDir,
       pageUrl: `https://localhost:${SERVE_PORT}/`,
       certPem: certs().ca,
+      prefs,
       scripts: [
-        { name: 'files', expression: fetchManyScript(files.map((f) => f.path)), timeoutMs: 60_000 },
-        { name: 'small', expression: fetchManyScript(smallUrls), timeoutMs: 60_000 },
+        { name: 'files', expression: fetchManyScript(files.map((f) => f.path), { timeoutMs: 25_000 }), timeoutMs: 35_000 },
+        { name: 'small', expression: fetchManyScript(smallUrls, { timeoutMs: 25_000 }), timeoutMs: 35_000 },
       ],
-      timeoutMs: 120_000,
+      timeoutMs: 90_000,
     });
-    log(`serve: h3=${run.h3} loads=${run.loads.length} protocols=${JSON.stringify(run.protocols)} fatal=${run.fatal ?? '-'} ms=${run.ms}`);
+    log(`${name}: h3=${run.h3} loads=${run.loads.length} protocols=${JSON.stringify(run.protocols)} fatal=${run.fatal ?? '-'} ms=${run.ms}`);
     const serverExit = await server.stop('SIGTERM', 6000);
     const accessLines = server.stderr().split('\n').filter((l) => /^GET \S+ \d{3} /.test(l)).length;
     return { run, files, small, serverConnections: countConnections(keylog), accessLines, serverExit };
@@ -196,7 +205,7 @@ async function routerCase(out: string): Promise<RouterCase> {
   const workDir = join(out, 'router');
   mkdirSync(workDir, { recursive: true });
   // Built-in defaults, as a new user runs it: the development certificate and key log go to ./.qsr.
-  const up = spawnBounded({ name: 'qsr-up', cmd: process.execPath, args: [qsrJs, 'up'], workDir, cwd: workDir, timeoutMs: 150_000 });
+  const up = spawnBounded({ name: 'qsr-up', cmd: process.execPath, args: [qsrJs, 'up'], workDir, cwd: workDir, timeoutMs: 220_000 });
   try {
     const ok = await waitFor(() => !up.isRunning() || /quic-stream-router is up/.test(up.stdout()), 30_000);
     if (!ok || !up.isRunning()) throw new Error(`qsr up did not come up: ${up.output().slice(-2000)}`);
@@ -205,16 +214,25 @@ async function routerCase(out: string): Promise<RouterCase> {
       pageUrl: `https://localhost:${ROUTER_PORT}/text/sample`,
       certPem: join(workDir, '.qsr', 'certs', 'cert.pem'),
       scripts: [
-        { name: 'upload', expression: uploadScript('/video', BIG), timeoutMs: 90_000 },
-        { name: 'download', expression: downloadScript(`/video/bytes?n=${BIG}`), timeoutMs: 90_000 },
+        { name: 'upload', expression: uploadScript('/video', BIG, { timeoutMs: 45_000 }), timeoutMs: 55_000 },
+        { name: 'download', expression: downloadScript(`/video/bytes?n=${BIG}`, { timeoutMs: 45_000 }), timeoutMs: 55_000 },
       ],
       timeoutMs: 130_000,
     });
     log(`router: h3=${run.h3} loads=${run.loads.length} protocols=${JSON.stringify(run.protocols)} fatal=${run.fatal ?? '-'} ms=${run.ms}`);
+    const smallWindowRun = await runFirefox({
+      workDir,
+      pageUrl: `https://localhost:${ROUTER_PORT}/text/sample`,
+      certPem: join(workDir, '.qsr', 'certs', 'cert.pem'),
+      prefs: SMALL_WINDOW_PREFS,
+      scripts: [{ name: 'download', expression: downloadScript(`/video/bytes?n=${BIG}`, { timeoutMs: 45_000 }), timeoutMs: 55_000 }],
+      timeoutMs: 80_000,
+    });
+    log(`router, small windows: h3=${smallWindowRun.h3} fatal=${smallWindowRun.fatal ?? '-'} ms=${smallWindowRun.ms}`);
     const upExit = await up.stop('SIGTERM', 15_000);
     const problems = jsonLines(up.stderr()).filter((o) => typeof o.level === 'number' && o.level >= 40);
     const accessLog = jsonLines(up.stdout()).filter((o) => 'streamId' in o && 'status' in o);
-    return { run, accessLog, problems, upExit };
+    return { run, smallWindowRun, accessLog, problems, upExit };
   } finally {
     const exit = await up.stop('SIGKILL', 1000);
     if (exit.code !== 0) for (const pid of servicePids(up.stderr())) endOrphan(pid);
@@ -236,7 +254,7 @@ async function captureCase(out: string): Promise<CaptureCase> {
       certPem: certs().ca,
       keylogFile: keylog,
       maxGsoSegments: 1,
-      scripts: [{ name: 'files', expression: fetchManyScript(files.map((f) => f.path)), timeoutMs: 30_000 }],
+      scripts: [{ name: 'files', expression: fetchManyScript(files.map((f) => f.path), { timeoutMs: 20_000 }), timeoutMs: 30_000 }],
       timeoutMs: 60_000,
     });
     await capture.stop();
@@ -269,7 +287,8 @@ export async function runFirefoxCases(out: string, cases: readonly string[]): Pr
   mkdirSync(out, { recursive: true });
   const results: FirefoxResults = {};
   const steps: [keyof FirefoxResults, (o: string) => Promise<ServeCase | RouterCase | CaptureCase>][] = [
-    ['serve', serveCase],
+    ['serve', (o) => serveCase(o, 'serve')],
+    ['smallwin', (o) => serveCase(o, 'smallwin', SMALL_WINDOW_PREFS)],
     ['router', routerCase],
     ['capture', captureCase],
   ];

@@ -1,9 +1,11 @@
 // Firefox ESR (neqo) as an HTTP/3 client of `qsr serve` and of the router (test/interop/firefox.ts, firefox-run.ts).
 //  * the profile prefs, user.js, page scripts and the namespace guard, without a browser;
 //  * in one private network namespace (unshare -n, loopback only; firefox-run.js started under netnsArgv):
-//    qsr serve: a page, 100 files of mixed sizes byte-identical, 2,000 small requests, all over h3 on one connection;
+//    qsr serve: a page, 100 files of mixed sizes byte-identical, 2,000 small requests, all over h3 on one connection,
+//    with Firefox's default receive windows and with small ones (connection 64 KiB, stream 16 KiB);
 //    qsr up (built-in defaults): GET /text/sample, a 100 MiB POST /video and a 100 MiB GET /video/bytes over h3 with
-//    the sha256 checked on both sides; a tshark capture of Firefox (max_gso_segments=1) decrypted with its key log.
+//    the sha256 checked on both sides, and the download again with small windows;
+//    a tshark capture of Firefox (max_gso_segments=1) decrypted with its key log.
 // Skipped when firefox-esr / certutil / tshark / unshare / root is missing, except with CI=true, where that fails.
 
 import { test } from 'node:test';
@@ -102,10 +104,17 @@ test('firefox adapter: prefs, user.js, page scripts, refusal outside a private n
 // The browser cases: one namespaced run of firefox-run.js, judged by the tests below.
 
 const runJs = fileURLToPath(new URL('./firefox-run.js', import.meta.url));
-let pending: Promise<{ results: FirefoxResults; out: string; log: string }> | undefined;
+
+interface NamespacedRun {
+  results: FirefoxResults;
+  out: string;
+  /** How the runner ended and the tail of its output, for the cases it did not finish. */
+  ending: string;
+}
+let pending: Promise<NamespacedRun> | undefined;
 
 /** Start firefox-run.js in a private namespace once; every case test waits for the same run. */
-function namespacedRun(): Promise<{ results: FirefoxResults; out: string; log: string }> {
+function namespacedRun(): Promise<NamespacedRun> {
   pending ??= (async () => {
     const out = makeWorkDir('qsr-firefox-');
     const argv = netnsArgv([process.execPath, runJs, out]);
@@ -115,15 +124,19 @@ function namespacedRun(): Promise<{ results: FirefoxResults; out: string; log: s
       cmd: argv[0]!,
       args: argv.slice(1),
       workDir: out,
-      timeoutMs: 170_000,
+      // About 90 s when all is well; the page scripts give up on a stalled request after 25-45 s each.
+      timeoutMs: 240_000,
       // The runner's children are not test files.
       env: { NODE_TEST_CONTEXT: undefined },
     });
     const exit = await child.exited;
-    const log = child.output();
-    assert.equal(exit.code, 0, `firefox-run ${JSON.stringify(exit)}: ${log.slice(-3000)}`);
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as FirefoxResults;
-    return { results, out, log };
+    let results: FirefoxResults = {};
+    try {
+      results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as FirefoxResults;
+    } catch {
+      // nothing finished: every case reports the ending below
+    }
+    return { results, out, ending: `firefox-run ${JSON.stringify(exit)}, logs in ${out}: ${child.output().slice(-2000)}` };
   })();
   return pending;
 }
@@ -133,8 +146,8 @@ function requireInstalled(): void {
 }
 
 /** A case's result, or a failure with its error. */
-function caseOf<T extends object>(r: T | { error: string } | undefined, name: string, out: string): T {
-  assert.ok(r !== undefined, `case ${name} did not run (logs in ${out})`);
+function caseOf<T extends object>(r: T | { error: string } | undefined, name: string, run: NamespacedRun): T {
+  assert.ok(r !== undefined, `case ${name} did not finish: ${run.ending}`);
   assert.ok(!('error' in r), `case ${name}: ${(r as { error: string }).error}`);
   return r as T;
 }
@@ -156,6 +169,8 @@ function checkRun(run: FirefoxRun, scripts: string[]): void {
   assert.equal(run.exit.timedOut, false, why);
 }
 
+const mbps = (bytes: number, ms: number): string => `${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`;
+
 /** Each expected file arrived once, over h3, with its status, size and SHA-256. */
 function checkFetches(v: FetchManyValue, expected: ExpectedFile[], urlOf: (f: ExpectedFile, i: number) => string): void {
   assert.equal(v.results.length, expected.length);
@@ -170,38 +185,58 @@ function checkFetches(v: FetchManyValue, expected: ExpectedFile[], urlOf: (f: Ex
   assert.deepEqual(bad.slice(0, 20), [], `${bad.length} of ${expected.length} requests wrong`);
 }
 
-const mbps = (bytes: number, ms: number): string => `${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`;
+/** qsr serve's case: every file and small request byte-identical over h3, on one connection, each logged once. */
+function checkServe(c: ServeCase, label: string, diag: (s: string) => void): void {
+  checkRun(c.run, ['files', 'small']);
+  const files = c.run.scripts.files!.value as FetchManyValue;
+  assert.equal(c.files.length, FILE_COUNT);
+  checkFetches(files, c.files, (f) => f.path);
+  const small = c.run.scripts.small!.value as FetchManyValue;
+  checkFetches(small, Array<ExpectedFile>(SMALL_REQUESTS).fill(c.small), (f, i) => `${f.path}?i=${i}`);
+  // Everything over one QUIC connection, each request once in the access log (plus the page per load that reached us).
+  assert.equal(c.serverConnections, 1, `QUIC connections in qsr serve's key log`);
+  const pageLoads = c.run.loads.filter((l) => l.ok).length;
+  assert.equal(c.accessLines, FILE_COUNT + SMALL_REQUESTS + pageLoads);
+  assert.equal(c.serverExit.code, 0, `qsr serve exit ${JSON.stringify(c.serverExit)}`);
+  const total = c.files.reduce((s, f) => s + f.bytes, 0);
+  diag(
+    `Firefox ${c.run.browserVersion} ${label}: ${FILE_COUNT} files, ${total} bytes in ${files.ms.toFixed(0)} ms (${mbps(total, files.ms)}); ` +
+      `${SMALL_REQUESTS} small requests in ${small.ms.toFixed(0)} ms (${(SMALL_REQUESTS / (small.ms / 1000)).toFixed(0)} req/s)`,
+  );
+}
 
 test(
   'firefox against qsr serve: page, 100 files of mixed sizes byte-identical, 2,000 small requests, one h3 connection',
-  { skip, timeout: 200_000 },
+  { skip, timeout: 260_000 },
   async (t) => {
     requireInstalled();
-    const { results, out } = await namespacedRun();
-    const c = caseOf<ServeCase>(results.serve, 'serve', out);
-    checkRun(c.run, ['files', 'small']);
-    const files = c.run.scripts.files!.value as FetchManyValue;
-    assert.equal(c.files.length, FILE_COUNT);
-    checkFetches(files, c.files, (f) => f.path);
-    const small = c.run.scripts.small!.value as FetchManyValue;
-    checkFetches(small, Array<ExpectedFile>(SMALL_REQUESTS).fill(c.small), (f, i) => `${f.path}?i=${i}`);
-    // Everything over one QUIC connection, each request once in the access log (plus the page per load that reached us).
-    assert.equal(c.serverConnections, 1, `QUIC connections in qsr serve's key log`);
-    const pageLoads = c.run.loads.filter((l) => l.ok).length;
-    assert.equal(c.accessLines, FILE_COUNT + SMALL_REQUESTS + pageLoads);
-    assert.equal(c.serverExit.code, 0, `qsr serve exit ${JSON.stringify(c.serverExit)}`);
-    const total = c.files.reduce((s, f) => s + f.bytes, 0);
-    t.diagnostic(`Firefox ${c.run.browserVersion}: ${FILE_COUNT} files, ${total} bytes in ${files.ms.toFixed(0)} ms (${mbps(total, files.ms)}); ${SMALL_REQUESTS} small requests in ${small.ms.toFixed(0)} ms (${(SMALL_REQUESTS / (small.ms / 1000)).toFixed(0)} req/s)`);
+    const run = await namespacedRun();
+    checkServe(caseOf<ServeCase>(run.results.serve, 'serve', run), 'default windows', (s) => t.diagnostic(s));
+  },
+);
+
+// Until issue 8's defect 1 is fixed: streams that were blocked on connection or stream credit are not resumed when
+// Firefox's MAX_DATA / MAX_STREAM_DATA arrive, so most of the 100 files stall (the test runs, its failure is reported
+// as todo). Remove the todo with the fix.
+const SMALL_WINDOW_TODO = 'issue 8 defect 1: streams blocked on flow-control credit never resume after MAX_DATA / MAX_STREAM_DATA';
+
+test(
+  'firefox with small receive windows (connection 64 KiB, stream 16 KiB) against qsr serve: the same 100 files and 2,000 requests',
+  { skip, todo: SMALL_WINDOW_TODO, timeout: 260_000 },
+  async (t) => {
+    requireInstalled();
+    const run = await namespacedRun();
+    checkServe(caseOf<ServeCase>(run.results.smallwin, 'smallwin', run), 'small windows', (s) => t.diagnostic(s));
   },
 );
 
 test(
-  'firefox through the router (qsr up, built-in defaults): GET /text/sample, 100 MiB POST /video and GET /video/bytes over h3, sha256 checked',
-  { skip, timeout: 200_000 },
+  'firefox through the router (qsr up, built-in defaults): GET /text/sample, 100 MiB POST /video and GET /video/bytes over h3 (also with small windows), sha256 checked',
+  { skip, timeout: 260_000 },
   async (t) => {
     requireInstalled();
-    const { results, out } = await namespacedRun();
-    const c = caseOf<RouterCase>(results.router, 'router', out);
+    const ns = await namespacedRun();
+    const c = caseOf<RouterCase>(ns.results.router, 'router', ns);
     checkRun(c.run, ['upload', 'download']);
     const want = patternSha256(BIG);
     const up = c.run.scripts.upload!.value as UploadValue;
@@ -212,33 +247,48 @@ test(
     const answer = up.response as { bytes?: number; sha256?: string };
     assert.equal(answer.bytes, BIG, upWhy);
     assert.equal(answer.sha256, want, `the video service hashed what it received: ${upWhy}`);
-    const down = c.run.scripts.download!.value as DownloadValue;
-    const downWhy = JSON.stringify(down);
-    assert.equal(down.status, 200, downWhy);
-    assert.equal(down.protocol, 'h3', downWhy);
-    assert.equal(down.bytes, BIG, downWhy);
-    assert.equal(down.headerSha256, want, downWhy);
-    assert.equal(down.sha256, want, downWhy);
+    const checkDownload = (run: FirefoxRun): DownloadValue => {
+      const down = run.scripts.download!.value as DownloadValue;
+      const why = JSON.stringify(down);
+      assert.equal(down.status, 200, why);
+      assert.equal(down.protocol, 'h3', why);
+      assert.equal(down.bytes, BIG, why);
+      assert.equal(down.headerSha256, want, why);
+      assert.equal(down.sha256, want, why);
+      assert.equal(down.match, true, why);
+      return down;
+    };
+    const down = checkDownload(c.run);
+    // Again with Firefox's receive windows at connection 64 KiB / stream 16 KiB.
+    checkRun(c.smallWindowRun, ['download']);
+    const downSmall = checkDownload(c.smallWindowRun);
 
-    // The router's access log agrees: the page, the upload and the download, over h3 on one connection.
+    // The router's access log agrees: the page, the upload and the download over h3 on the first browser's connection,
+    // the second browser's download on a connection of its own.
     const h3 = c.accessLog.filter((l) => l.protocol === 'h3');
-    const line = (method: string, path: string): Record<string, unknown> | undefined => h3.find((l) => l.method === method && l.path === path);
-    const sample = line('GET', '/text/sample');
-    assert.ok(sample !== undefined && sample.status === 200 && sample.route === 'text', JSON.stringify(c.accessLog));
-    const post = line('POST', '/video');
-    assert.ok(post !== undefined && post.status === 200 && post.bytesIn === BIG && post.error === null, JSON.stringify(post));
-    const get = line('GET', `/video/bytes?n=${BIG}`);
-    assert.ok(get !== undefined && get.status === 200 && get.bytesOut === BIG && get.error === null, JSON.stringify(get));
-    assert.equal(new Set(h3.map((l) => l.connectionId)).size, 1, JSON.stringify(h3));
+    const all = JSON.stringify(c.accessLog);
+    const post = h3.find((l) => l.method === 'POST' && l.path === '/video');
+    assert.ok(post !== undefined && post.status === 200 && post.route === 'video' && post.bytesIn === BIG && post.error === null, all);
+    const first = h3.filter((l) => l.connectionId === post.connectionId);
+    const sample = first.find((l) => l.method === 'GET' && l.path === '/text/sample');
+    assert.ok(sample !== undefined && sample.status === 200 && sample.route === 'text', all);
+    const gets = h3.filter((l) => l.method === 'GET' && l.path === `/video/bytes?n=${BIG}`);
+    assert.equal(gets.length, 2, all);
+    for (const g of gets) assert.ok(g.status === 200 && g.bytesOut === BIG && g.error === null, JSON.stringify(g));
+    assert.equal(gets[0]!.connectionId, post.connectionId, all);
+    assert.notEqual(gets[1]!.connectionId, post.connectionId, all);
     assert.equal(c.upExit.code, 0, `qsr up exit ${JSON.stringify(c.upExit)}`);
-    t.diagnostic(`Firefox -> router -> video: 100 MiB upload in ${up.ms.toFixed(0)} ms (${mbps(BIG, up.ms)}), 100 MiB download in ${down.ms.toFixed(0)} ms (${mbps(BIG, down.ms)})`);
+    t.diagnostic(
+      `Firefox -> router -> video: 100 MiB upload in ${up.ms.toFixed(0)} ms (${mbps(BIG, up.ms)}), 100 MiB download in ${down.ms.toFixed(0)} ms ` +
+        `(${mbps(BIG, down.ms)}), with small windows ${downSmall.ms.toFixed(0)} ms (${mbps(BIG, downSmall.ms)})`,
+    );
   },
 );
 
-test('firefox capture: with max_gso_segments=1 the capture of qsr serve decrypts with Firefox key log', { skip, timeout: 200_000 }, async () => {
+test('firefox capture: with max_gso_segments=1 the capture of qsr serve decrypts with Firefox key log', { skip, timeout: 260_000 }, async () => {
   requireInstalled();
-  const { results, out } = await namespacedRun();
-  const c = caseOf<CaptureCase>(results.capture, 'capture', out);
+  const ns = await namespacedRun();
+  const c = caseOf<CaptureCase>(ns.results.capture, 'capture', ns);
   checkRun(c.run, ['files']);
   checkFetches(c.run.scripts.files!.value as FetchManyValue, c.files, (f) => f.path);
   assert.match(readFileSync(c.run.keylogFile!, 'utf8'), /^CLIENT_TRAFFIC_SECRET_0 /m);

@@ -484,17 +484,14 @@ export async function runFirefox(o: FirefoxOptions): Promise<FirefoxRun> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Page-side helpers. Each function below is serialised with Function.prototype.toString and evaluated in the page, so it
-// must not use anything from this module (only its argument and the page's globals).
+// Page-side helpers. The functions below are serialised with Function.prototype.toString and evaluated in the page:
+// they use only their arguments and the page's globals. pageLib builds the helpers they share; every request has a
+// deadline (AbortController) and its body is read chunk by chunk, so a stalled response is reported with how many
+// bytes had arrived instead of hanging the script.
 
 /** What a page script sees of the browser globals (only the parts used here). */
 interface PageGlobals {
-  fetch(url: string, init?: { method?: string; body?: Uint8Array; cache?: string; headers?: Record<string, string> }): Promise<{
-    status: number;
-    headers: { get(name: string): string | null };
-    arrayBuffer(): Promise<ArrayBuffer>;
-    text(): Promise<string>;
-  }>;
+  fetch(url: string, init?: { method?: string; body?: Uint8Array; cache?: string; headers?: Record<string, string>; signal?: unknown }): Promise<PageResponse>;
   crypto: { subtle: { digest(alg: string, data: ArrayBuffer | Uint8Array): Promise<ArrayBuffer> } };
   performance: {
     now(): number;
@@ -504,13 +501,91 @@ interface PageGlobals {
   };
   location: { href: string };
   URL: typeof URL;
+  AbortController: new () => { signal: { aborted: boolean }; abort(): void };
+  TextDecoder: typeof TextDecoder;
+  setTimeout(fn: () => void, ms: number): number;
+  clearTimeout(id: number): void;
+}
+
+interface PageResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  body: { getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }> } } | null;
+}
+
+interface PageFetched {
+  status: number;
+  headers: PageResponse['headers'] | null;
+  /** The whole body, or null when the request failed or timed out. */
+  body: Uint8Array | null;
+  /** Body bytes received (also when it failed part way). */
+  bytes: number;
+  /** Page time from the request to the end of the body. */
+  ms: number;
+  error?: string;
+}
+
+interface PageLib {
+  hex(b: ArrayBuffer): string;
+  sha256(b: Uint8Array): Promise<string>;
+  request(url: string, init: { method?: string; body?: Uint8Array; headers?: Record<string, string> }, timeoutMs: number): Promise<PageFetched>;
+  /** nextHopProtocol of the last timing entry of `url` ('' when there is none). */
+  protocolOf(url: string): string;
+  performance: PageGlobals['performance'];
+}
+
+function pageLib(): PageLib {
+  const g = globalThis as unknown as PageGlobals;
+  const hex = (b: ArrayBuffer): string => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
+  const request = async (url: string, init: { method?: string; body?: Uint8Array; headers?: Record<string, string> }, timeoutMs: number): Promise<PageFetched> => {
+    const ac = new g.AbortController();
+    const timer = g.setTimeout(() => ac.abort(), timeoutMs);
+    const t0 = g.performance.now();
+    const out: PageFetched = { status: 0, headers: null, body: null, bytes: 0, ms: 0 };
+    try {
+      const r = await g.fetch(url, { ...init, cache: 'no-store', signal: ac.signal });
+      out.status = r.status;
+      out.headers = r.headers;
+      const chunks: Uint8Array[] = [];
+      if (r.body !== null) {
+        const reader = r.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (value !== undefined) {
+            chunks.push(value);
+            out.bytes += value.byteLength;
+          }
+        }
+      }
+      const body = new Uint8Array(out.bytes);
+      let off = 0;
+      for (const c of chunks) {
+        body.set(c, off);
+        off += c.byteLength;
+      }
+      out.body = body;
+    } catch (e) {
+      out.error = ac.signal.aborted ? `no complete response within ${timeoutMs} ms (status ${out.status}, ${out.bytes} body bytes received)` : String(e);
+    } finally {
+      g.clearTimeout(timer);
+      out.ms = g.performance.now() - t0;
+    }
+    return out;
+  };
+  const protocolOf = (url: string): string => {
+    const entries = g.performance.getEntriesByName(new g.URL(url, g.location.href).href);
+    return entries.length > 0 ? entries[entries.length - 1]!.nextHopProtocol : '';
+  };
+  return { hex, sha256: async (b) => hex(await g.crypto.subtle.digest('SHA-256', b)), request, protocolOf, performance: g.performance };
 }
 
 export interface FetchResult {
   url: string;
   status: number;
+  /** Body bytes received (all of them when there is no error). */
   bytes: number;
-  /** SHA-256 of the body (hex); '' when hashing was off. */
+  /** SHA-256 of the body (hex); '' when hashing was off or the body is incomplete. */
   sha256: string;
   /** nextHopProtocol of this request ('' when the browser recorded no timing entry). */
   protocol: string;
@@ -523,29 +598,21 @@ export interface FetchManyValue {
   ms: number;
 }
 
-async function pageFetchMany(arg: { urls: string[]; hash: boolean }): Promise<string> {
-  const g = globalThis as unknown as PageGlobals;
-  const hex = (b: ArrayBuffer): string => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
-  g.performance.clearResourceTimings();
-  g.performance.setResourceTimingBufferSize(arg.urls.length + 100);
-  const t0 = g.performance.now();
-  const results = await Promise.all(
+async function pageFetchMany(arg: { urls: string[]; hash: boolean; timeoutMs: number }, lib: PageLib): Promise<string> {
+  lib.performance.clearResourceTimings();
+  lib.performance.setResourceTimingBufferSize(arg.urls.length + 100);
+  const t0 = lib.performance.now();
+  const results: FetchResult[] = await Promise.all(
     arg.urls.map(async (url) => {
-      try {
-        const r = await g.fetch(url, { cache: 'no-store' });
-        const body = await r.arrayBuffer();
-        const sha256 = arg.hash ? hex(await g.crypto.subtle.digest('SHA-256', body)) : '';
-        return { url, status: r.status, bytes: body.byteLength, sha256, protocol: '' };
-      } catch (e) {
-        return { url, status: 0, bytes: 0, sha256: '', protocol: '', error: String(e) };
-      }
+      const f = await lib.request(url, {}, arg.timeoutMs);
+      const sha256 = arg.hash && f.body !== null ? await lib.sha256(f.body) : '';
+      const r: FetchResult = { url, status: f.status, bytes: f.bytes, sha256, protocol: '' };
+      if (f.error !== undefined) r.error = f.error;
+      return r;
     }),
   );
-  const ms = g.performance.now() - t0;
-  for (const r of results) {
-    const entries = g.performance.getEntriesByName(new g.URL(r.url, g.location.href).href);
-    r.protocol = entries.length > 0 ? entries[entries.length - 1]!.nextHopProtocol : '';
-  }
+  const ms = lib.performance.now() - t0;
+  for (const r of results) r.protocol = lib.protocolOf(r.url);
   return JSON.stringify({ results, ms });
 }
 
@@ -562,9 +629,7 @@ export interface UploadValue {
   error?: string;
 }
 
-async function pageUpload(arg: { url: string; bytes: number }): Promise<string> {
-  const g = globalThis as unknown as PageGlobals;
-  const hex = (b: ArrayBuffer): string => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
+async function pageUpload(arg: { url: string; bytes: number; timeoutMs: number }, lib: PageLib): Promise<string> {
   // The pattern of src/services/pattern.ts: 64 KiB blocks of a base pattern, block k stamped with k (u64 LE).
   const BLOCK = 65536;
   const basePattern = new Uint8Array(BLOCK);
@@ -575,32 +640,27 @@ async function pageUpload(arg: { url: string; bytes: number }): Promise<string> 
     body.set(len === BLOCK ? basePattern : basePattern.subarray(0, len), off);
     for (let j = 0; j < 8 && j < len; j++) body[off + j] = Math.floor(k / 2 ** (8 * j)) % 256;
   }
-  const sentSha256 = hex(await g.crypto.subtle.digest('SHA-256', body));
-  g.performance.clearResourceTimings();
-  const t0 = g.performance.now();
+  const sentSha256 = await lib.sha256(body);
+  lib.performance.clearResourceTimings();
+  const f = await lib.request(arg.url, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } }, arg.timeoutMs);
+  const text = f.body === null ? '' : new TextDecoder().decode(f.body);
+  let response: unknown = f.body === null ? null : text;
   try {
-    const r = await g.fetch(arg.url, { method: 'POST', body, cache: 'no-store', headers: { 'content-type': 'application/octet-stream' } });
-    const text = await r.text();
-    const ms = g.performance.now() - t0;
-    let response: unknown = text;
-    try {
-      response = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    const entries = g.performance.getEntriesByName(new g.URL(arg.url, g.location.href).href);
-    const protocol = entries.length > 0 ? entries[entries.length - 1]!.nextHopProtocol : '';
-    return JSON.stringify({ status: r.status, protocol, bytes: arg.bytes, sentSha256, response, ms });
-  } catch (e) {
-    return JSON.stringify({ status: 0, protocol: '', bytes: arg.bytes, sentSha256, response: null, ms: g.performance.now() - t0, error: String(e) });
+    response = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
   }
+  const v: UploadValue = { status: f.status, protocol: lib.protocolOf(arg.url), bytes: arg.bytes, sentSha256, response, ms: f.ms };
+  if (f.error !== undefined) v.error = f.error;
+  return JSON.stringify(v);
 }
 
 export interface DownloadValue {
   status: number;
   protocol: string;
+  /** Body bytes received. */
   bytes: number;
-  /** SHA-256 (hex) of the body as received. */
+  /** SHA-256 (hex) of the body as received ('' when incomplete). */
   sha256: string;
   /** The x-content-sha256 response header (null when absent). */
   headerSha256: string | null;
@@ -611,42 +671,39 @@ export interface DownloadValue {
   error?: string;
 }
 
-async function pageDownload(arg: { url: string }): Promise<string> {
-  const g = globalThis as unknown as PageGlobals;
-  const hex = (b: ArrayBuffer): string => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
-  g.performance.clearResourceTimings();
-  const t0 = g.performance.now();
-  try {
-    const r = await g.fetch(arg.url, { cache: 'no-store' });
-    const body = await r.arrayBuffer();
-    const ms = g.performance.now() - t0;
-    const sha256 = hex(await g.crypto.subtle.digest('SHA-256', body));
-    const headerSha256 = r.headers.get('x-content-sha256');
-    const entries = g.performance.getEntriesByName(new g.URL(arg.url, g.location.href).href);
-    const protocol = entries.length > 0 ? entries[entries.length - 1]!.nextHopProtocol : '';
-    return JSON.stringify({ status: r.status, protocol, bytes: body.byteLength, sha256, headerSha256, match: sha256 === headerSha256, ms });
-  } catch (e) {
-    return JSON.stringify({ status: 0, protocol: '', bytes: 0, sha256: '', headerSha256: null, match: false, ms: g.performance.now() - t0, error: String(e) });
-  }
+async function pageDownload(arg: { url: string; timeoutMs: number }, lib: PageLib): Promise<string> {
+  lib.performance.clearResourceTimings();
+  const f = await lib.request(arg.url, {}, arg.timeoutMs);
+  const sha256 = f.body === null ? '' : await lib.sha256(f.body);
+  const headerSha256 = f.headers?.get('x-content-sha256') ?? null;
+  const v: DownloadValue = { status: f.status, protocol: lib.protocolOf(arg.url), bytes: f.bytes, sha256, headerSha256, match: sha256 !== '' && sha256 === headerSha256, ms: f.ms };
+  if (f.error !== undefined) v.error = f.error;
+  return JSON.stringify(v);
 }
 
-/** `(fn)(arg)` as an expression for script.evaluate. */
-function call(fn: (arg: never) => Promise<string>, arg: unknown): string {
-  return `(${fn.toString()})(${JSON.stringify(arg)})`;
+/** `(fn)(arg, (pageLib)())` as an expression for script.evaluate. */
+function call<A>(fn: (arg: A, lib: PageLib) => Promise<string>, arg: A): string {
+  return `(${fn.toString()})(${JSON.stringify(arg)}, (${pageLib.toString()})())`;
 }
 
-/** Fetch all `urls` at once (relative to the page: same origin, so on the page's connection); value: FetchManyValue. */
-export function fetchManyScript(urls: readonly string[], o: { hash?: boolean } = {}): string {
-  return call(pageFetchMany, { urls, hash: o.hash !== false });
+/** Page-side deadline of the helpers' requests: a little less than a script's default limit, so the page answers first. */
+export const PAGE_REQUEST_TIMEOUT_MS = 50_000;
+
+/**
+ * Fetch all `urls` at once (relative to the page: same origin, so on the page's connection); value: FetchManyValue.
+ * Each request gives up after timeoutMs (default PAGE_REQUEST_TIMEOUT_MS) with what it had received.
+ */
+export function fetchManyScript(urls: readonly string[], o: { hash?: boolean; timeoutMs?: number } = {}): string {
+  return call(pageFetchMany, { urls: [...urls], hash: o.hash !== false, timeoutMs: o.timeoutMs ?? PAGE_REQUEST_TIMEOUT_MS });
 }
 
 /** POST `bytes` bytes of the pattern (src/services/pattern.ts) to `url`; value: UploadValue. */
-export function uploadScript(url: string, bytes: number): string {
+export function uploadScript(url: string, bytes: number, o: { timeoutMs?: number } = {}): string {
   if (!Number.isInteger(bytes) || bytes < 0) throw new Error(`upload size must be a whole number of bytes, got ${bytes}`);
-  return call(pageUpload, { url, bytes });
+  return call(pageUpload, { url, bytes, timeoutMs: o.timeoutMs ?? PAGE_REQUEST_TIMEOUT_MS });
 }
 
 /** GET `url` and hash the body against x-content-sha256; value: DownloadValue. */
-export function downloadScript(url: string): string {
-  return call(pageDownload, { url });
+export function downloadScript(url: string, o: { timeoutMs?: number } = {}): string {
+  return call(pageDownload, { url, timeoutMs: o.timeoutMs ?? PAGE_REQUEST_TIMEOUT_MS });
 }
