@@ -15,7 +15,7 @@
 // What was seen goes to OUT_DIR/results.json (raw values; firefox.test.ts judges them) and a line per step to stdout.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { prng } from '../util/prng.js';
@@ -180,6 +180,7 @@ async function serveCase(out: string, name: string, prefs?: Record<string, numbe
     return { run, files, small, serverConnections: countConnections(keylog), accessLines, serverExit };
   } finally {
     await server.stop('SIGKILL', 1000);
+    rmSync(docroot, { recursive: true, force: true }); // 27 MB, made again from the seed by the next run
   }
 }
 
