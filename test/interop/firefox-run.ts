@@ -23,7 +23,7 @@ import { jsonLines, spawnBounded, udpPortBound, waitFor, type Child, type ExitIn
 import { inPrivateNetns } from './netns.js';
 import { decryptReport, formatReport, startCapture, type Capture, type DecryptReport } from './capture.js';
 import { defaultCertDir } from './run.js';
-import { downloadScript, fetchManyScript, runFirefox, uploadScript, type FirefoxRun } from './firefox.js';
+import { downloadScript, fetchManyScript, runFirefox, uploadScript, windowPrefs, type FirefoxRun } from './firefox.js';
 
 const qsrJs = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 
@@ -153,7 +153,7 @@ const readText = (p: string): string => {
 const countConnections = (keylog: string): number => readText(keylog).split('\n').filter((l) => l.startsWith('CLIENT_TRAFFIC_SECRET_0 ')).length;
 
 /** Firefox's receive windows for the small-window case: connection 64 KiB, stream 16 KiB. */
-export const SMALL_WINDOW_PREFS = { 'network.http.http3.max_data': 65536, 'network.http.http3.max_stream_data': 16384 } as const;
+export const SMALL_WINDOW_PREFS = windowPrefs(65536, 16384);
 
 async function serveCase(out: string, name: string, prefs?: Record<string, number>): Promise<ServeCase> {
   const workDir = join(out, name);

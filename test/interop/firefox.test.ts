@@ -27,6 +27,7 @@ import {
   runFirefox,
   uploadScript,
   userJs,
+  windowPrefs,
   type DownloadValue,
   type FetchManyValue,
   type FirefoxRun,
@@ -81,6 +82,9 @@ test('firefox adapter: prefs, user.js, page scripts, refusal outside a private n
   assert.throws(() => firefoxPrefs({ host: 'localhost', h3Port: 0 }), /h3Port/);
   assert.throws(() => firefoxPrefs({ host: 'example.com', h3Port: 443 }), /localhost or 127\.0\.0\.1/);
   assert.throws(() => firefoxPrefs({ host: 'localhost', h3Port: 443, maxGsoSegments: 0 }), /maxGsoSegments/);
+
+  assert.deepEqual(windowPrefs(65536, 16384), { 'network.http.http3.max_data': 65536, 'network.http.http3.max_stream_data': 16384 });
+  assert.throws(() => windowPrefs(0, 16384), /maxData/);
 
   const js = userJs({ 'a.b': true, 'c.d': 3, 'e.f': 'x"y' });
   assert.equal(js, 'user_pref("a.b", true);\nuser_pref("c.d", 3);\nuser_pref("e.f", "x\\"y");\n');

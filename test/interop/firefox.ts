@@ -9,8 +9,9 @@
 //    when asked (1 for a capture: tshark 4.0 cannot split GSO super-datagrams);
 //  * the given certificate PEM trusted in the profile's NSS database (certutil);
 //  * `firefox-esr --headless --remote-debugging-port 0 --profile DIR` with MOZ_DISABLE_NONLOCAL_CONNECTIONS=1 (it
-//    ignores the remote-settings pref without it and tries Mozilla's servers), HOME in the work directory and
-//    SSLKEYLOGFILE only when a key log is asked for;
+//    ignores the remote-settings pref without it and tries Mozilla's servers) and MOZ_REMOTE_SETTINGS_DEVTOOLS=1 (a
+//    release build honours services.settings.server only with it), HOME in the work directory, and SSLKEYLOGFILE
+//    only when a key log is asked for;
 //  * the BiDi driver (firefox-bidi.ts) as a child `node --experimental-websocket`: it loads the page until the page
 //    itself came over h3 (the first load of a fresh profile goes over h2, or fails when the server has no TCP
 //    listener, while the alt-svc store loads), evaluates the scripts in the page, and closes the browser;
@@ -178,6 +179,17 @@ export function firefoxPrefs(o: FirefoxPrefOptions): Record<string, PrefValue> {
     p['network.http.http3.max_gso_segments'] = o.maxGsoSegments;
   }
   return { ...p, ...(o.extra ?? {}) };
+}
+
+/**
+ * Prefs for Firefox's own receive windows (neqo's initial MAX_DATA and MAX_STREAM_DATA for the streams it opens;
+ * it grows them as data arrives), e.g. windowPrefs(65536, 16384) for the small-window cases.
+ */
+export function windowPrefs(maxData: number, maxStreamData: number): Record<string, number> {
+  for (const [name, v] of [['maxData', maxData], ['maxStreamData', maxStreamData]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a whole number of bytes >= 1, got ${v}`);
+  }
+  return { 'network.http.http3.max_data': maxData, 'network.http.http3.max_stream_data': maxStreamData };
 }
 
 /** user.js text for `prefs` (one user_pref line each). */
