@@ -175,6 +175,8 @@ export interface QuicGoRequestResult {
   /** 0 when no response arrived. */
   status: number;
   bytes: number;
+  /** Request body bytes handed to the stream (uploads). */
+  sent?: number;
   /** sha256 (hex) of the response body as received. */
   sha256: string;
   ms: number;
@@ -185,7 +187,20 @@ export interface QuicGoRequestResult {
 
 export interface QuicGoClientReport {
   requests: QuicGoRequestResult[];
-  totals: { requests: number; ok: number; failed: number; bytes: number; handshakeMs: number; wallMs: number; mbPerSec: number };
+  totals: {
+    requests: number;
+    ok: number;
+    failed: number;
+    /** Response body bytes received. */
+    bytes: number;
+    /** Request body bytes sent. */
+    bytesSent: number;
+    /** From dialling to the handshake's completion (0: it never completed). */
+    handshakeMs: number;
+    wallMs: number;
+    /** (bytes + bytesSent) / wall time, 10^6 B/s. */
+    mbPerSec: number;
+  };
   alpn?: string;
   /** Go's name of the negotiated TLS 1.3 suite, e.g. "TLS_AES_128_GCM_SHA256". */
   cipher?: string;

@@ -8,9 +8,12 @@
 //
 // stdout: one JSON document
 //
-//	{"requests":[{"path","status","bytes","sha256","ms","error"?,"body"?}...],
-//	 "totals":{"requests","ok","failed","bytes","handshakeMs","wallMs","mbPerSec"},
+//	{"requests":[{"path","status","bytes","sent"?,"sha256","ms","error"?,"body"?}...],
+//	 "totals":{"requests","ok","failed","bytes","bytesSent","handshakeMs","wallMs","mbPerSec"},
 //	 "alpn","cipher","error"?}
+//
+// bytes/sha256: the response body as received; sent: request body bytes handed to the stream by the end of the request; mbPerSec:
+// (bytes + bytesSent) / wall time; handshakeMs: from dialling to the handshake's completion.
 //
 // Exit 0 only when every request got a status < 400 and no error; 1 otherwise; 2 for bad flags.
 //
@@ -35,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lucas-clemente/quic-go"
@@ -135,6 +139,7 @@ type result struct {
 	Path   string `json:"path"`
 	Status int    `json:"status"`
 	Bytes  int64  `json:"bytes"`
+	Sent   int64  `json:"sent,omitempty"`
 	Sha256 string `json:"sha256"`
 	Ms     int64  `json:"ms"`
 	Error  string `json:"error,omitempty"`
@@ -147,6 +152,7 @@ type totals struct {
 	Ok          int     `json:"ok"`
 	Failed      int     `json:"failed"`
 	Bytes       int64   `json:"bytes"`
+	BytesSent   int64   `json:"bytesSent"`
 	HandshakeMs float64 `json:"handshakeMs"`
 	WallMs      float64 `json:"wallMs"`
 	MBPerSec    float64 `json:"mbPerSec"`
@@ -335,6 +341,12 @@ func main() {
 			mu.Unlock()
 		}()
 		var body io.ReadCloser = http.NoBody
+		var sent *countingReader
+		defer func() {
+			if sent != nil {
+				r.Sent = atomic.LoadInt64(&sent.n)
+			}
+		}()
 		if *dataFile != "" {
 			f, err := os.Open(*dataFile)
 			if err != nil {
@@ -342,7 +354,8 @@ func main() {
 				return
 			}
 			if bodySize > 0 {
-				body = f
+				sent = &countingReader{f: f}
+				body = sent
 			} else {
 				f.Close()
 			}
@@ -359,9 +372,16 @@ func main() {
 		for k, v := range hdr {
 			req.Header[k] = v
 		}
+		// A request cut by the run's deadline says so, whatever quic-go's error for it (a cancelled stream) is.
+		why := func(err error) string {
+			if ctx.Err() != nil {
+				return fmt.Sprintf("cut by -timeout %s (%v)", timeout.String(), err)
+			}
+			return err.Error()
+		}
 		resp, err := client.Do(req)
 		if err != nil {
-			r.Error = err.Error()
+			r.Error = why(err)
 			return
 		}
 		defer resp.Body.Close()
@@ -379,7 +399,7 @@ func main() {
 			r.Body = string(pv.buf)
 		}
 		if err != nil {
-			r.Error = fmt.Sprintf("response body failed after %d bytes: %v", r.Bytes, err)
+			r.Error = fmt.Sprintf("response body failed after %d bytes: %s", r.Bytes, why(err))
 		} else if resp.ContentLength >= 0 && m != http.MethodHead && r.Bytes != resp.ContentLength {
 			r.Error = fmt.Sprintf("response body has %d bytes, content-length says %d", r.Bytes, resp.ContentLength)
 		}
@@ -414,10 +434,12 @@ func main() {
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	timedOut := false
+	unfinished := 0
 	select {
 	case <-allDone:
 	case <-ctx.Done():
 		timedOut = true
+		unfinished = countUnfinished(rep, &mu)
 		// The requests see their context cancelled; give them a moment to record that, then report regardless.
 		select {
 		case <-allDone:
@@ -445,12 +467,13 @@ func main() {
 			}
 		}
 		rep.Totals.Bytes += r.Bytes
+		rep.Totals.BytesSent += r.Sent
 	}
 	mu.Unlock()
 	rep.Totals.Requests = *n
 	rep.Totals.WallMs = round1(float64(wall.Microseconds()) / 1000)
 	if wall > 0 {
-		rep.Totals.MBPerSec = round1(float64(rep.Totals.Bytes) / 1e6 / wall.Seconds())
+		rep.Totals.MBPerSec = round1(float64(rep.Totals.Bytes+rep.Totals.BytesSent) / 1e6 / wall.Seconds())
 	}
 	d.mu.Lock()
 	rep.Totals.HandshakeMs = d.handshakeMs
@@ -465,9 +488,11 @@ func main() {
 	}
 	switch {
 	case timedOut:
-		rep.Error = fmt.Sprintf("timeout: stopped after %s (-timeout) with %d of %d requests not done", timeout.String(), countUnfinished(rep, &mu), *n)
+		rep.Error = fmt.Sprintf("timeout: stopped after %s (-timeout) with %d of %d requests not done", timeout.String(), unfinished, *n)
 	case dials > 1:
 		rep.Error = fmt.Sprintf("%d QUIC connections were dialled, want 1", dials)
+	case firstErr != "" && rep.Totals.HandshakeMs == 0:
+		rep.Error = "QUIC handshake did not complete: " + firstErr
 	case firstErr != "":
 		rep.Error = firstErr
 	}
@@ -493,6 +518,20 @@ func countUnfinished(rep *report, mu *sync.Mutex) int {
 	}
 	return c
 }
+
+// countingReader counts the request body bytes quic-go's sender goroutine has read from the file.
+type countingReader struct {
+	f *os.File
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	m, err := c.f.Read(p)
+	atomic.AddInt64(&c.n, int64(m))
+	return m, err
+}
+
+func (c *countingReader) Close() error { return c.f.Close() }
 
 // previewWriter keeps the first max bytes written to it.
 type previewWriter struct {
