@@ -148,6 +148,28 @@ test('quic-go client -> qsr serve: mixed files byte-identical, then 200 small re
   }
 });
 
+test('quic-go client with small fixed windows (connection 64 KiB / 1 MiB, stream 16 KiB) -> qsr serve: 32 concurrent mixed files', { skip: skipReason, timeout: 300_000 }, async () => {
+  // Before the flow-control fix (defect 1) qsr serve stopped sending at the client's MAX_DATA offset: 15-23 of these
+  // 32 requests completed, the rest hung until the client's timeout.
+  const bin = await binaries();
+  const workDir = makeWorkDir('qsr-quicgo-windows-');
+  const files = makeDocroot(join(workDir, 'htdocs'));
+  files.delete('small.txt');
+  const { child: serve, port } = await startQsrServe(workDir, join(workDir, 'htdocs'), join(workDir, 'ours.keylog'));
+  try {
+    const urls = [...files.keys()].map((n) => `https://127.0.0.1:${port}/${n}`);
+    for (const initialConn of [64 * 1024, 1024 * 1024]) {
+      const windows = { initialConn, maxConn: initialConn, initialStream: 16 * 1024, maxStream: 16 * 1024 };
+      const run = await runQuicGoClient({ bin: bin.client, urls, requests: 32, concurrency: 32, caFile: CA, serverName: 'localhost', windows, timeoutMs: 30_000, workDir });
+      assert.deepEqual(judgeFiles(run, files), [], `connection window ${initialConn}: ${run.error}`);
+      assert.ok(run.ok, run.error);
+      assert.equal(run.report?.totals.ok, 32);
+    }
+  } finally {
+    await serve.stop('SIGTERM', 5000);
+  }
+});
+
 test('qsr get -> quic-go server: files, a /bytes download against the pattern sha256, an upload to /upload', { skip: skipReason, timeout: 300_000 }, async () => {
   const bin = await binaries();
   const workDir = makeWorkDir('qsr-quicgo-get-');
