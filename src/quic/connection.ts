@@ -16,6 +16,7 @@ import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
 import { deriveKeys, nextGenerationKeys, type DirectionKeys } from './crypto/keys.js';
 import { TLS_AES_128_GCM_SHA256 } from './crypto/suites.js';
+import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
   PacketType,
   parseHeader,
@@ -120,6 +121,7 @@ const SMALL_DATAGRAM = 2048;
 /** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
 const PMTU_STEPS = [1452, 4096, 8192, 16384];
 const LOOPBACK_MAX_DATAGRAM = 16384;
+const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
@@ -220,7 +222,9 @@ export class Connection {
   /** Client: the server's source CID seen in its first packet, which becomes our DCID. */
   private serverCidLearned = false;
   private retireUnusedOdcid = false;
-  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0 };
+  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
+  /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
+  private handshakeDeadline = 0;
 
   private constructor(role: Role, config: ConnectionConfig, remote: Address, originalDcid: Buffer, localCid: Buffer, now: number) {
     this.role = role;
@@ -239,6 +243,8 @@ export class Connection {
     this.originalDcid = originalDcid;
     this.localCids.set(0, localCid);
     this.lastActivity = now;
+    const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
+    if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
     this.addressValidated = role === 'client';
     this.cc = new NewReno(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
@@ -525,6 +531,7 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.bytesReceived += dgram.length;
     this.stats.bytesReceived += dgram.length;
+    this.stats.datagramsReceived++;
     let off = 0;
     let firstDcid: Buffer | null = null;
     while (off < dgram.length) {
@@ -539,7 +546,9 @@ export class Connection {
       else if (!firstDcid.equals(h.dcid)) return;
       off = h.end;
       if (h.type === PacketType.VersionNegotiation || h.type === PacketType.Retry) {
-        // Neither is valid after the first packet from the server, and Retry handling is not supported.
+        // Either one ends a client's attempt (neither is valid after the first packet from the server).
+        if (this.role === 'client' && this.state === 'handshake') this.onVersionNegotiationOrRetry(dgram, h);
+        if (this.isTerminal()) return;
         continue;
       }
       if (h.version !== QUIC_V1) continue;
@@ -551,6 +560,32 @@ export class Connection {
       }
       if (this.isTerminal()) return;
     }
+  }
+
+  /**
+   * A client's answer from a server that will not start this handshake: Version Negotiation without v1 (RFC 9000
+   * §6.2) or a Retry (§17.2.5; following it is not supported yet). Either abandons the attempt at once, with no
+   * CONNECTION_CLOSE (the server keeps no state). Packets the RFC says to discard change nothing: any packet after
+   * one from the server processed, a VN that lists v1 or does not echo our connection IDs (§6.2, RFC 8999 §6), a
+   * Retry whose integrity tag does not verify against our original DCID (RFC 9001 §5.8).
+   */
+  private onVersionNegotiationOrRetry(dgram: Buffer, h: PacketHeader): void {
+    if (this.stats.packetsReceived > 0 || this.serverCidLearned) return;
+    if (h.type === PacketType.VersionNegotiation) {
+      const versions = h.supportedVersions ?? [];
+      if (versions.includes(QUIC_V1) || !h.scid.equals(this.originalDcid) || !h.dcid.equals(this.scid)) return;
+      this.closeInfo = {
+        by: 'peer',
+        application: false,
+        code: 0,
+        reason: 'Version Negotiation without QUIC v1',
+        handshakeFailure: { kind: 'version_negotiation', versions },
+      };
+    } else {
+      if (!h.dcid.equals(this.scid) || !verifyRetryIntegrity(this.originalDcid, dgram.subarray(h.start, h.end))) return;
+      this.closeInfo = { by: 'peer', application: false, code: 0, reason: 'Retry (not supported yet)', handshakeFailure: { kind: 'retry' } };
+    }
+    this.finishClose();
   }
 
   /** Draining or closed: nothing more is sent or processed. */
@@ -1255,6 +1290,7 @@ export class Connection {
     let t = Infinity;
     const idle = this.idleDeadline();
     if (idle !== null) t = Math.min(t, idle);
+    if (this.handshakeDeadline && !this.handshakeDone) t = Math.min(t, this.handshakeDeadline);
     const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow);
     if (lossT !== null) t = Math.min(t, lossT);
     for (const sp of this.spaces) {
@@ -1367,6 +1403,7 @@ export class Connection {
       this.finishClose();
       return;
     }
+    if (this.handshakeDeadline && !this.handshakeDone && now >= this.handshakeDeadline) return this.onHandshakeTimeout(now);
     if (this.prevReadDiscardAt && now >= this.prevReadDiscardAt) {
       this.prevRead = null;
       this.prevReadDiscardAt = 0;
@@ -1390,6 +1427,22 @@ export class Connection {
           if (sp.write && sp.cryptoSend.highestSent > 0) sp.cryptoSend.onLost(0, sp.cryptoSend.highestSent, false);
         }
       }
+    }
+  }
+
+  /**
+   * The handshake did not complete in time (ConnectionConfig.handshakeTimeout). A peer that never sent anything
+   * decryptable holds no state for us and gets nothing; one that did hears CONNECTION_CLOSE (NO_ERROR).
+   */
+  private onHandshakeTimeout(now: number): void {
+    const timeoutMs = this.cfg.handshakeTimeout ?? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT;
+    const failure = { kind: 'timeout' as const, timeoutMs, datagrams: this.stats.datagramsReceived, decrypted: this.stats.packetsReceived };
+    const info = { by: 'local' as const, application: false, code: E.NO_ERROR, reason: 'handshake timeout', handshakeFailure: failure };
+    if (failure.decrypted === 0) {
+      this.closeInfo = info;
+      this.finishClose();
+    } else {
+      this.enterClosing(info, now);
     }
   }
 
