@@ -226,7 +226,15 @@ export class Connection {
   /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
   private handshakeDeadline = 0;
 
-  private constructor(role: Role, config: ConnectionConfig, remote: Address, originalDcid: Buffer, localCid: Buffer, now: number) {
+  private constructor(
+    role: Role,
+    config: ConnectionConfig,
+    remote: Address,
+    originalDcid: Buffer,
+    localCid: Buffer,
+    now: number,
+    initialRead?: DirectionKeys,
+  ) {
     this.role = role;
     this.cfg = {
       maxIdleTimeout: 30_000,
@@ -292,7 +300,7 @@ export class Connection {
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
     init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
-    init.read = deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
+    init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
 
     this.tls = new TlsEndpoint({
       role,
@@ -322,9 +330,12 @@ export class Connection {
     return c;
   }
 
-  /** A server connection for a client's first Initial packet (the endpoint checked version and size). */
-  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number): Connection {
-    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now);
+  /**
+   * A server connection for a client's first Initial packet. The endpoint checked version and size and that the packet
+   * decrypts with `clientInitialKeys` (derived from clientDcid, reused here), so clientScid is authenticated.
+   */
+  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number, clientInitialKeys?: DirectionKeys): Connection {
+    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
     c.dcid = clientScid;
     c.peerCids = [{ seq: 0, cid: clientScid, resetToken: null }];
     c.serverCidLearned = true;
@@ -370,6 +381,13 @@ export class Connection {
     return this.events.shift();
   }
 
+  /**
+   * Set by the endpoint that owns this connection: called by every API call below that may give the connection
+   * something to send (a stream opened, written, read (credit), reset or stopped, close, key update, ping), so that
+   * the endpoint polls only connections with work to do.
+   */
+  onWake: ((c: Connection) => void) | null = null;
+
   hasEvents(): boolean {
     return this.events.length > 0;
   }
@@ -378,6 +396,7 @@ export class Connection {
   openStream(bidi: boolean): number | null {
     if (this.state !== 'established' && this.state !== 'handshake') throw new Error('connection is closed');
     const t = bidi ? 1 : 0;
+    this.onWake?.(this);
     if (this.nextLocalStream[t] >= this.peerMaxStreams[t]) {
       this.pendingStreamsBlocked[t] = true;
       return null;
@@ -393,6 +412,7 @@ export class Connection {
     if (data.length) s.write(data);
     if (fin) s.end();
     this.sendQueue.add(id);
+    this.onWake?.(this);
     const buffered = s.bufferedBytes;
     const st = this.streams.get(id);
     if (st && buffered > STREAM_HIGH_WATER) st.wantDrain = true;
@@ -419,6 +439,7 @@ export class Connection {
       if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
     }
     this.maybeRetireStream(st);
+    this.onWake?.(this); // credit (MAX_STREAM_DATA, MAX_DATA, MAX_STREAMS) may be due
     return b;
   }
 
@@ -436,6 +457,7 @@ export class Connection {
     st.send.reset(code);
     this.sendQueue.delete(id);
     this.pendingResets.add(id);
+    this.onWake?.(this);
   }
 
   streamStopSending(id: number, code: number): void {
@@ -447,6 +469,7 @@ export class Connection {
     // data we will never read no longer holds connection credit
     if (unread) this.flow.onDataConsumed(unread);
     this.pendingStopSending.add(id);
+    this.onWake?.(this);
   }
 
   hasStream(id: number): boolean {
@@ -457,6 +480,7 @@ export class Connection {
   close(code = 0, reason = '', application = true, now?: number): void {
     if (this.state === 'closing' || this.state === 'draining' || this.state === 'closed') return;
     this.enterClosing({ by: 'local', application, code, reason }, now ?? this.lastActivity);
+    this.onWake?.(this);
   }
 
   /** Starts a key update (RFC 9001 §6.1). False when not allowed yet (handshake not confirmed or previous update unacked). */
@@ -466,6 +490,7 @@ export class Connection {
     // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
     this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
     this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    this.onWake?.(this);
     return true;
   }
 
@@ -1886,6 +1911,7 @@ export class Connection {
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
   ping(): void {
     this.pendingPing = true;
+    this.onWake?.(this);
   }
 }
 
