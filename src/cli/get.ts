@@ -29,6 +29,8 @@ export interface GetOptions {
   json?: boolean;
   /** Whole run (connect + every request), ms. */
   timeout?: number;
+  /** Give up on a QUIC handshake that has not completed after this long, ms (default 10 000). */
+  handshakeTimeout?: number;
 }
 
 export interface PlannedRequest {
@@ -54,6 +56,7 @@ export interface GetPlan {
   insecure: boolean;
   serverName: string | undefined;
   timeoutMs: number;
+  handshakeTimeoutMs: number;
 }
 
 export interface GetResult {
@@ -214,6 +217,7 @@ export function planGet(urls: string[], o: GetOptions): GetPlan {
     insecure: !!o.insecure,
     serverName: o.serverName,
     timeoutMs: o.timeout ?? 30_000,
+    handshakeTimeoutMs: o.handshakeTimeout ?? 10_000,
   };
 }
 
@@ -277,7 +281,13 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
     client = await Promise.race([
       // The server name defaults to the URL host even when it is an IP literal, so the certificate's IP SANs are
       // checked (no SNI is sent for an IP).
-      Client.connect(plan.origin + '/', { ca: plan.ca, insecure: plan.insecure, serverName: plan.serverName ?? plan.host, keyLog }),
+      Client.connect(plan.origin + '/', {
+        ca: plan.ca,
+        insecure: plan.insecure,
+        serverName: plan.serverName ?? plan.host,
+        keyLog,
+        handshakeTimeout: plan.handshakeTimeoutMs,
+      }),
       timedOut,
     ]);
   } catch (e) {
@@ -375,7 +385,7 @@ export async function runGet(urls: string[], o: GetOptions): Promise<number> {
   if (o.json) {
     process.stdout.write(JSON.stringify({ origin: plan.origin, method: plan.method, ...(connectError ? { error: connectError } : {}), requests: results, summary }, null, 2) + '\n');
   } else {
-    if (connectError) process.stderr.write(`qsr get: ${connectError}\n`);
+    if (connectError) process.stderr.write(`qsr get: cannot connect to ${plan.origin}: ${connectError.replace(/^connect: /, '')}\n`);
     process.stdout.write(formatTable(results, summary));
   }
   return summary.failed > 0 ? 1 : 0;

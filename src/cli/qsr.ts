@@ -48,6 +48,7 @@ program
   .option('--ca <file>', 'trust this CA / certificate (PEM); default for qsr up: ./.qsr/certs/cert.pem when present')
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--json', 'print JSON instead of a table')
+  .option('--handshake-timeout <ms>', 'give up when the QUIC handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
   .action(async (o) => {
     const { runClient } = await import('./client.js');
     const { existsSync } = await import('node:fs');
@@ -84,6 +85,7 @@ program
   .option('--key-update-after <ms>', 'initiate a key update this long after the handshake', intArg('--key-update-after', 0))
   .option('--duration <ms>', 'stay connected this long', intArg('--duration', 0), 1000)
   .option('--no-h3-control', 'do not open a minimal HTTP/3 control stream')
+  .option('--handshake-timeout <ms>', 'give up when the handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
   .action(async (url: string, o) => {
     process.exitCode = await quicConnect(url, o);
   });
@@ -123,6 +125,7 @@ program
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--json', 'print a JSON document instead of the table')
   .option('--timeout <ms>', 'give up on the whole run after this long', intArg('--timeout', 1), 30_000)
+  .option('--handshake-timeout <ms>', 'give up when the QUIC handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
   .exitOverride(usageExit2)
   .action(async (urls: string[], o) => {
     const { runGet } = await import('./get.js');
