@@ -1,6 +1,7 @@
 /** Public types of a QUIC connection: configuration, addresses and the events it gives to the layer above. */
 import type { KeyObject } from 'node:crypto';
 import type { CipherSuite } from './crypto/suites.js';
+import type { CongestionControllerFactory } from './recovery/congestion.js';
 import type { Group } from './tls/tls.js';
 
 export interface Address {
@@ -57,6 +58,8 @@ export interface ConnectionConfig {
   maxAckDelay?: number;
   /** Congestion/pacing switch for tests and benchmarks; default true. */
   pacing?: boolean;
+  /** The congestion controller (recovery/congestion.ts interface); default NewReno (recovery/new-reno.ts). */
+  congestionControl?: CongestionControllerFactory;
   /**
    * Give up on a handshake that has not completed this many ms after the connection started (0: no limit but the idle
    * timeout). The connection then closes with `handshakeFailure: { kind: 'timeout' }`. Default 10 000 for clients, 0

@@ -51,7 +51,8 @@ import { isBidi, isLocal } from './stream/ids.js';
 import { RttEstimator } from './recovery/rtt.js';
 import { AckTracker } from './recovery/ack-tracker.js';
 import { LossDetector, type SentPacket } from './recovery/loss.js';
-import { NewReno } from './recovery/congestion.js';
+import type { CongestionController } from './recovery/congestion.js';
+import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
 
@@ -174,7 +175,7 @@ export class Connection {
 
   // recovery
   private readonly rtt = new RttEstimator();
-  private readonly cc: NewReno;
+  private readonly cc: CongestionController;
   private readonly loss: LossDetector<PacketInfo>;
   private readonly pacer: Pacer;
   private ptoProbes = [0, 0, 0];
@@ -271,7 +272,7 @@ export class Connection {
     const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
     if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
     this.addressValidated = role === 'client';
-    this.cc = new NewReno(MIN_INITIAL_DATAGRAM);
+    this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
     this.loss = new LossDetector<PacketInfo>(this.rtt, this.cc, {
       maxAckDelay: () => this.peerParams?.maxAckDelay ?? 25,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NewReno } from '../../src/quic/recovery/congestion.js';
+import { NewReno } from '../../src/quic/recovery/new-reno.js';
 
 const pkt = (timeSent: number, size = 1200) => ({ size, timeSent });
 const many = (n: number, timeSent: number) => Array.from({ length: n }, () => pkt(timeSent));

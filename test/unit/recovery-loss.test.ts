@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LossDetector, type SentPacket } from '../../src/quic/recovery/loss.js';
-import { NewReno } from '../../src/quic/recovery/congestion.js';
+import { NewReno } from '../../src/quic/recovery/new-reno.js';
 import { RttEstimator } from '../../src/quic/recovery/rtt.js';
 
 type Space = 0 | 1 | 2;

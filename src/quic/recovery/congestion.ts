@@ -1,7 +1,7 @@
 /**
- * Congestion control interface and NewReno (RFC 9002 §7, Appendix B): slow start, recovery period with a single
- * window reduction per period (§7.3.2), congestion avoidance, persistent congestion (§7.6.2) and
- * underutilisation (§7.8, via the `appLimited` flag). Sizes are bytes, times milliseconds.
+ * The congestion controller interface the connection and the loss detector use (RFC 9002 §7). Each algorithm is a
+ * file of its own implementing it: NewReno in new-reno.ts (the default); CUBIC or BBR would sit beside it. Sizes are
+ * bytes, times milliseconds.
  */
 
 export interface CongestionPacket {
@@ -27,97 +27,9 @@ export interface CongestionController {
   canSend(bytes: number): boolean;
   /** True if a packet sent at `sentTime` belongs to the current recovery period. */
   inRecovery(sentTime: number): boolean;
-}
-
-/** kLossReductionFactor (RFC 9002 §7.3.2). */
-const LOSS_REDUCTION_FACTOR = 0.5;
-
-export class NewReno implements CongestionController {
-  cwnd: number;
-  bytesInFlight = 0;
-  ssthresh = Infinity;
-  /** Set by the sender while it has less to send than the window allows: the window then does not grow (§7.8). */
-  appLimited = false;
-  minWindow: number;
-  readonly initialWindow: number;
-  /** Start of the current recovery period; -Infinity when not in recovery. */
-  private recoveryStart = -Infinity;
-  /** Bytes acknowledged in congestion avoidance not yet turned into window growth. */
-  private avoidanceAcked = 0;
-
-  constructor(public maxDatagramSize = 1200) {
-    this.initialWindow = Math.min(10 * maxDatagramSize, Math.max(14720, 2 * maxDatagramSize));
-    this.minWindow = 2 * maxDatagramSize;
-    this.cwnd = this.initialWindow;
-  }
-
   /** The path allows larger datagrams now (PMTU discovery, RFC 9000 §14.3): window arithmetic uses the new size. */
-  setMaxDatagramSize(bytes: number): void {
-    this.maxDatagramSize = bytes;
-    this.minWindow = 2 * bytes;
-    if (this.cwnd < this.minWindow) this.cwnd = this.minWindow;
-  }
-
-  onPacketSent(bytes: number, _now: number): void {
-    this.bytesInFlight += bytes;
-  }
-
-  onPacketsAcked(packets: readonly CongestionPacket[], _now: number): void {
-    for (let i = 0; i < packets.length; i++) {
-      const p = packets[i];
-      this.release(p.size);
-      if (this.appLimited || this.inRecovery(p.timeSent)) continue;
-      if (this.cwnd < this.ssthresh) {
-        this.cwnd += p.size; // slow start
-      } else {
-        // Congestion avoidance: one maximum datagram per window's worth of acknowledged bytes.
-        this.avoidanceAcked += p.size;
-        while (this.avoidanceAcked >= this.cwnd) {
-          this.avoidanceAcked -= this.cwnd;
-          this.cwnd += this.maxDatagramSize;
-        }
-      }
-    }
-  }
-
-  onPacketsLost(packets: readonly CongestionPacket[], now: number): void {
-    let lastSent = -Infinity;
-    for (let i = 0; i < packets.length; i++) {
-      const p = packets[i];
-      this.release(p.size);
-      if (p.timeSent > lastSent) lastSent = p.timeSent;
-    }
-    if (packets.length > 0) this.onCongestionEvent(lastSent, now);
-  }
-
-  onPersistentCongestion(): void {
-    this.cwnd = this.minWindow;
-    this.recoveryStart = -Infinity;
-    this.avoidanceAcked = 0;
-  }
-
-  onPacketDiscarded(bytes: number): void {
-    this.release(bytes);
-  }
-
-  canSend(bytes: number): boolean {
-    return this.bytesInFlight + bytes <= this.cwnd;
-  }
-
-  inRecovery(sentTime: number): boolean {
-    return sentTime <= this.recoveryStart;
-  }
-
-  /** RFC 9002 §7.3.2: reduce once per recovery period, the period starting now. */
-  private onCongestionEvent(sentTime: number, now: number): void {
-    if (this.inRecovery(sentTime)) return;
-    this.recoveryStart = now;
-    this.ssthresh = Math.floor(this.cwnd * LOSS_REDUCTION_FACTOR);
-    this.cwnd = Math.max(this.ssthresh, this.minWindow);
-    this.avoidanceAcked = 0;
-  }
-
-  private release(bytes: number): void {
-    this.bytesInFlight = this.bytesInFlight > bytes ? this.bytesInFlight - bytes : 0;
-  }
+  setMaxDatagramSize(bytes: number): void;
 }
+
+/** Makes a connection's congestion controller; `maxDatagramSize` is the datagram size it starts with. */
+export type CongestionControllerFactory = (maxDatagramSize: number) => CongestionController;
