@@ -21,10 +21,6 @@ import {
   PacketType,
   parseHeader,
   removeHeaderProtection,
-  writeLongHeader,
-  writeShortHeader,
-  sealPacket,
-  packetNumberLength,
   type PacketHeader,
 } from './packet/header.js';
 import {
@@ -35,7 +31,6 @@ import {
   writeStreamFrameHeader,
   isAckEliciting,
   type Frame,
-  type PacketKind,
 } from './frame/frames.js';
 import {
   defaultTransportParameters,
@@ -49,48 +44,15 @@ import { WindowTuner } from './stream/autotune.js';
 import { ConnectionFlowControl } from './stream/flow.js';
 import { isBidi, isLocal } from './stream/ids.js';
 import { RttEstimator } from './recovery/rtt.js';
-import { AckTracker } from './recovery/ack-tracker.js';
 import { LossDetector, type SentPacket } from './recovery/loss.js';
 import type { CongestionController } from './recovery/congestion.js';
 import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
-
-/** What a sent packet carried that must be retransmitted or acted on when it is acknowledged or lost. */
-type SentFrame =
-  | { k: 'stream'; id: number; offset: number; len: number; fin: boolean }
-  | { k: 'crypto'; level: Level; offset: number; len: number }
-  | { k: 'ack'; largest: number }
-  | { k: 'max_data' }
-  | { k: 'max_stream_data'; id: number }
-  | { k: 'max_streams'; bidi: boolean }
-  | { k: 'data_blocked' }
-  | { k: 'stream_data_blocked'; id: number }
-  | { k: 'streams_blocked'; bidi: boolean }
-  | { k: 'reset'; id: number }
-  | { k: 'stop_sending'; id: number }
-  | { k: 'handshake_done' }
-  | { k: 'new_cid'; seq: number }
-  | { k: 'retire_cid'; seq: number }
-  | { k: 'ping' }
-  | { k: 'pmtu'; size: number };
-
-interface PacketInfo {
-  level: Level;
-  frames: SentFrame[];
-  keyPhase: number;
-}
-
-interface Space {
-  level: Level;
-  read: DirectionKeys | null;
-  write: DirectionKeys | null;
-  acks: AckTracker;
-  cryptoSend: SendStream;
-  cryptoRecv: RecvStream;
-  nextPn: number;
-  discarded: boolean;
-}
+import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
+import type { PacketInfo, SentFrame } from './connection/retransmits.js';
+import { FrameWriter, PING } from './connection/frame-writer.js';
+import { PacketBuilder } from './connection/packet-builder.js';
 
 interface Stream {
   id: number;
@@ -112,10 +74,8 @@ interface PeerCid {
   resetToken: Buffer | null;
 }
 
-const CRYPTO_BUFFER_LIMIT = 64 * 1024;
 const STREAM_HIGH_WATER = 1024 * 1024;
 const MIN_INITIAL_DATAGRAM = 1200;
-const AEAD_TAG = 16;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
 const MAX_UNDECRYPTABLE = 16;
 const MAX_DATAGRAM_LIMIT = 65527;
@@ -129,15 +89,6 @@ const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
-}
-
-const LEVEL_KIND: PacketKind[] = ['initial', 'handshake', '1rtt'];
-
-function levelOfType(t: PacketType): Level | null {
-  if (t === PacketType.Initial) return Level.Initial;
-  if (t === PacketType.Handshake) return Level.Handshake;
-  if (t === PacketType.OneRtt) return Level.OneRtt;
-  return null;
 }
 
 export class Connection {
@@ -304,17 +255,7 @@ export class Connection {
     this.connTuner = new WindowTuner(p.initialMaxData, Math.max(p.initialMaxData, this.cfg.maxConnectionReceiveWindow));
 
     const secrets = initialSecrets(originalDcid);
-    const mk = (level: Level): Space => ({
-      level,
-      read: null,
-      write: null,
-      acks: new AckTracker(level as 0 | 1 | 2, this.cfg.maxAckDelay),
-      cryptoSend: new SendStream(-1 - level, Number.MAX_SAFE_INTEGER),
-      cryptoRecv: new RecvStream(-1 - level, CRYPTO_BUFFER_LIMIT),
-      nextPn: 0,
-      discarded: false,
-    });
-    this.spaces = [mk(Level.Initial), mk(Level.Handshake), mk(Level.OneRtt)];
+    this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
     const init = this.spaces[Level.Initial];
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
@@ -1396,14 +1337,14 @@ export class Connection {
     const sp = this.spaces[Level.OneRtt];
     if (!sp.write) return null;
     const buf = Buffer.allocUnsafe(size);
-    const end = this.writePacket(buf, 0, sp, size, (b, o, e) => {
-      b[o] = 0x01; // PING
-      b.fill(0, o + 1, e); // PADDING to the end
-      return e;
-    });
+    const pb = this.builder;
+    if (!pb.begin(0, sp, size, this.dcid.length, this.scid.length, this.loss.largestAcked(Level.OneRtt))) return null;
+    buf[pb.payloadStart] = 0x01; // PING
+    buf.fill(0, pb.payloadStart + 1, pb.payloadEnd); // PADDING to the end
+    const end = pb.finish(buf, pb.payloadEnd);
     if (end === null) return null;
     const pn = sp.nextPn - 1;
-    this.sealPackets(buf);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
     this.pmtuProbing = size;
     // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
     this.loss.onPacketSent({
@@ -1554,16 +1495,16 @@ export class Connection {
         f = { type: 'connection_close', application: false, errorCode: E.APPLICATION_ERROR, frameType: 0, reason: '' };
       }
       const room = Math.min(buf.length, budget) - off;
-      const r = this.writePacket(buf, off, sp, room, (b, o, end) => {
-        if (frameLength(f) > end - o) return o;
-        return writeFrame(b, o, f);
-      });
+      const pb = this.builder;
+      if (!pb.begin(off, sp, room, this.dcid.length, this.scid.length, this.loss.largestAcked(sp.level as 0 | 1 | 2))) continue;
+      const pEnd = frameLength(f) > pb.payloadEnd - pb.payloadStart ? pb.payloadStart : writeFrame(buf, pb.payloadStart, f);
+      const r = pb.finish(buf, pEnd);
       if (r === null) continue;
       off = r;
       if (this.cfg.onePacketPerDatagram) break;
     }
     if (off === 0) return null;
-    this.sealPackets(buf);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
     return this.finishDatagram(buf, off);
   }
 
@@ -1597,14 +1538,14 @@ export class Connection {
       if (sp.level === Level.OneRtt && this.role === 'client' && !this.handshakeDone) continue;
       const room = limit - off;
       if (room < 48) break;
-      const frames: SentFrame[] = [];
-      let eliciting = false;
       const start = off;
-      const r = this.writePacket(buf, off, sp, room, (b, o, end) => {
-        const res = this.fillFrames(sp, b, o, end, congestionOk, frames, now);
-        eliciting = res.eliciting;
-        return res.off;
-      });
+      const pb = this.builder;
+      if (!pb.begin(off, sp, room, this.dcid.length, this.scid.length, this.loss.largestAcked(sp.level as 0 | 1 | 2))) continue;
+      const frames: SentFrame[] = [];
+      const w = this.writer;
+      w.reset(buf, pb.payloadStart, pb.payloadEnd, frames);
+      const eliciting = this.fillFrames(sp, w, congestionOk, now);
+      const r = pb.finish(buf, w.off);
       if (r === null) continue;
       packets.push({ sp, pn: sp.nextPn - 1, frames, size: r - start, eliciting, start });
       if (eliciting) ackEliciting = true;
@@ -1621,11 +1562,11 @@ export class Connection {
       const last = packets[packets.length - 1];
       const padTo = Math.min(MIN_INITIAL_DATAGRAM, limit);
       if (padTo > off) {
-        off = this.padLastPacket(buf, padTo);
+        off = this.builder.padLast(buf, padTo);
         last.size = off - last.start;
       }
     }
-    this.sealPackets(buf);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
     for (const p of packets) {
       if (p.sp.level === Level.Handshake && this.role === 'client' && !this.firstHandshakeSent) {
         this.firstHandshakeSent = true;
@@ -1691,169 +1632,80 @@ export class Connection {
     return buf.subarray(0, off);
   }
 
-  /**
-   * Lays out one packet at `off` for space `sp` in at most `room` bytes: header space, then the frames written by
-   * `fill` into [o, end), then room for the AEAD tag. The packet is sealed later by sealPackets, so that padding can
-   * still be added to the last packet of a datagram. Returns the end of the packet (tag included), or null when
-   * `fill` wrote nothing.
-   */
-  private writePacket(
-    buf: Buffer,
-    off: number,
-    sp: Space,
-    room: number,
-    fill: (b: Buffer, o: number, end: number) => number,
-  ): number | null {
-    const pn = sp.nextPn;
-    const pnLen = packetNumberLength(pn, this.loss.largestAcked(sp.level as 0 | 1 | 2));
-    const long = sp.level !== Level.OneRtt;
-    const headerLen = long
-      ? 1 + 4 + 1 + this.dcid.length + 1 + this.scid.length + (sp.level === Level.Initial ? 1 : 0) + 2 + pnLen
-      : 1 + this.dcid.length + pnLen;
-    const payloadStart = off + headerLen;
-    const end = off + room - AEAD_TAG;
-    if (end - payloadStart < 8) return null;
-    let pEnd = fill(buf, payloadStart, end);
-    if (pEnd === payloadStart) return null;
-    // The header-protection sample needs 4 bytes after the packet number start beyond pnLen (RFC 9001 §5.4.2).
-    while (pEnd - payloadStart + pnLen < 4) buf[pEnd++] = 0;
-    this.unsealed.push({ start: off, pn, pnLen, headerLen, level: sp.level, payloadEnd: pEnd, keys: sp.write! });
-    sp.nextPn++;
-    return pEnd + AEAD_TAG;
-  }
-
-  private readonly unsealed: {
-    start: number;
-    pn: number;
-    pnLen: number;
-    headerLen: number;
-    level: Level;
-    payloadEnd: number;
-    keys: DirectionKeys;
-  }[] = [];
+  /** Lays out and seals the packets of a datagram; the frame writer fills their payloads (no closures per packet). */
+  private readonly builder = new PacketBuilder();
+  private readonly writer = new FrameWriter();
 
   private get scid(): Buffer {
     return this.localCids.get(0) ?? this.localCids.values().next().value!;
   }
 
-  /** Pads the last laid-out packet with PADDING frames so the datagram ends at `padTo`. Returns the new end. */
-  private padLastPacket(buf: Buffer, padTo: number): number {
-    const p = this.unsealed[this.unsealed.length - 1];
-    const newPayloadEnd = padTo - AEAD_TAG;
-    if (newPayloadEnd > p.payloadEnd) {
-      buf.fill(0, p.payloadEnd, newPayloadEnd);
-      p.payloadEnd = newPayloadEnd;
-    }
-    return p.payloadEnd + AEAD_TAG;
-  }
-
-  /** Writes the headers of the laid-out packets and seals them. */
-  private sealPackets(buf: Buffer): void {
-    for (const p of this.unsealed) {
-      let pnOffset: number;
-      if (p.level !== Level.OneRtt) {
-        const type = p.level === Level.Initial ? PacketType.Initial : PacketType.Handshake;
-        const payloadLength = p.payloadEnd - (p.start + p.headerLen) + AEAD_TAG; // after the packet number
-        ({ pnOffset } = writeLongHeader(buf, p.start, type, QUIC_V1, this.dcid, this.scid, p.level === Level.Initial ? EMPTY : null, payloadLength, p.pn, p.pnLen));
-      } else {
-        ({ pnOffset } = writeShortHeader(buf, p.start, this.dcid, p.pn, p.pnLen, this.keyPhase as 0 | 1));
-      }
-      sealPacket(buf, p.start, pnOffset, p.pnLen, p.payloadEnd, p.pn, p.keys);
-    }
-    this.unsealed.length = 0;
-  }
-
-  /** Writes the frames for one packet. Returns the new offset and whether anything ack-eliciting was written. */
-  private fillFrames(
-    sp: Space,
-    b: Buffer,
-    o: number,
-    end: number,
-    congestionOk: boolean,
-    sent: SentFrame[],
-    now: number,
-  ): { off: number; eliciting: boolean } {
+  /** Writes the frames for one packet with `w`. Returns whether anything ack-eliciting was written. */
+  private fillFrames(sp: Space, w: FrameWriter, congestionOk: boolean, now: number): boolean {
     let eliciting = false;
     // ACK first, whenever one is due or we are sending anything else (piggybacked).
     const wantAck = sp.acks.needsAck(now);
     const probe = this.ptoProbes[sp.level] > 0;
-    const writeAck = (): void => {
-      // Built only when written: most packets of a bulk sender carry no ACK.
-      const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.localParams.ackDelayExponent) : null;
-      if (!ack) return;
-      const f: Frame = { type: 'ack', ranges: ack.ranges, ackDelay: sp.level === Level.OneRtt ? ack.ackDelay : 0 };
-      if (frameLength(f) > end - o) return;
-      o = writeFrame(b, o, f);
-      sp.acks.onAckSent();
-      sent.push({ k: 'ack', largest: ack.ranges[0][1] });
-    };
-    if (wantAck) writeAck();
+    if (wantAck) this.writeAck(sp, w, now);
 
     if (congestionOk) {
-      const before = sent.length;
-      o = this.fillElicitingFrames(sp, b, o, end, sent);
-      eliciting = sent.length > before; // everything fillElicitingFrames records is ack-eliciting
-      if (probe && !eliciting && end - o >= 1) {
-        b[o++] = 0x01; // PING
-        sent.push({ k: 'ping' });
-        eliciting = true;
-      }
-      if (!wantAck && eliciting && sp.acks.ackDeadline() !== null && end - o >= 16) {
+      const before = w.sent.length;
+      this.fillElicitingFrames(sp, w);
+      eliciting = w.sent.length > before; // everything fillElicitingFrames records is ack-eliciting
+      if (probe && !eliciting && w.ping()) eliciting = true;
+      if (!wantAck && eliciting && sp.acks.ackDeadline() !== null && w.room >= 16) {
         // Piggyback a pending ACK in whatever room the data left.
-        writeAck();
+        this.writeAck(sp, w, now);
       }
     }
-    return { off: o, eliciting };
+    return eliciting;
   }
 
-  private fillElicitingFrames(sp: Space, b: Buffer, o: number, end: number, sent: SentFrame[]): number {
+  private writeAck(sp: Space, w: FrameWriter, now: number): void {
+    // Built only when written: most packets of a bulk sender carry no ACK.
+    const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.localParams.ackDelayExponent) : null;
+    if (!ack) return;
+    const f: Frame = { type: 'ack', ranges: ack.ranges, ackDelay: sp.level === Level.OneRtt ? ack.ackDelay : 0 };
+    if (!w.put(f, { k: 'ack', largest: ack.ranges[0][1] })) return;
+    sp.acks.onAckSent();
+  }
+
+  private fillElicitingFrames(sp: Space, w: FrameWriter): void {
     // CRYPTO
-    while (end - o > 16) {
-      const room = end - o - 1 - 8 - 4; // type + offset varint (<=8) + length varint (<=4)
+    while (w.room > 16) {
+      const room = w.room - 1 - 8 - 4; // type + offset varint (<=8) + length varint (<=4)
       const ch = sp.cryptoSend.nextChunk(room, Number.MAX_SAFE_INTEGER);
       if (!ch || ch.data.length === 0) break;
-      const f: Frame = { type: 'crypto', offset: ch.offset, data: ch.data };
-      o = writeFrame(b, o, f);
-      sent.push({ k: 'crypto', level: sp.level, offset: ch.offset, len: ch.data.length });
+      w.off = writeFrame(w.buf, w.off, { type: 'crypto', offset: ch.offset, data: ch.data });
+      w.sent.push({ k: 'crypto', level: sp.level, offset: ch.offset, len: ch.data.length });
     }
     if (sp.level !== Level.OneRtt) {
-      if (this.pendingPing && end - o >= 1) {
-        b[o++] = 0x01;
-        sent.push({ k: 'ping' });
-        this.pendingPing = false;
-      }
-      return o;
+      if (this.pendingPing && w.ping()) this.pendingPing = false;
+      return;
     }
-    const put = (f: Frame, rec: SentFrame | null): boolean => {
-      if (frameLength(f) > end - o) return false;
-      o = writeFrame(b, o, f);
-      if (rec) sent.push(rec);
-      return true;
-    };
     if (this.pendingHandshakeDone && this.role === 'server') {
-      if (put({ type: 'handshake_done' }, { k: 'handshake_done' })) this.pendingHandshakeDone = false;
+      if (w.put({ type: 'handshake_done' }, { k: 'handshake_done' })) this.pendingHandshakeDone = false;
     }
     while (this.pendingPathResponses.length) {
-      if (!put({ type: 'path_response', data: this.pendingPathResponses[0] }, null)) break;
+      if (!w.put({ type: 'path_response', data: this.pendingPathResponses[0] }, PING)) break; // ack-eliciting but not retransmitted
       this.pendingPathResponses.shift();
-      sent.push({ k: 'ping' }); // ack-eliciting but not retransmitted
     }
     if (this.pendingPing) {
-      if (put({ type: 'ping' }, { k: 'ping' })) this.pendingPing = false;
+      if (w.put({ type: 'ping' }, PING)) this.pendingPing = false;
     }
     if (this.pendingMaxData || this.flow.maxDataUpdate() !== null) {
       if (this.flow.maxDataUpdate() !== null) this.flow.setWindow(this.connTuner.onCreditUpdate(this.flow.bytesConsumed, this.lastNow, this.rttForTuning()));
       const v = this.flow.maxDataUpdate();
       const max = v ?? this.flow.currentLimit; // a retransmission repeats the current limit
-      if (put({ type: 'max_data', max }, { k: 'max_data' })) {
+      if (w.put({ type: 'max_data', max }, { k: 'max_data' })) {
         if (v !== null) this.flow.markMaxDataSent(v);
         this.pendingMaxData = false;
       }
     }
-    for (const t of [0, 1]) {
-      if (this.pendingMaxStreams[t] && put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
+    for (let t = 0; t < 2; t++) {
+      if (this.pendingMaxStreams[t] && w.put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
         this.pendingMaxStreams[t] = false;
-      if (this.pendingStreamsBlocked[t] && put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
+      if (this.pendingStreamsBlocked[t] && w.put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
         this.pendingStreamsBlocked[t] = false;
         this.blockedFramesSent.streams++;
       }
@@ -1866,7 +1718,7 @@ export class Connection {
       }
       if (st.recv.maxStreamDataUpdate() !== null) this.tuneStreamWindow(st, st.recv);
       const v = st.recv.maxStreamDataUpdate() ?? st.recv.currentLimit;
-      if (!put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
+      if (!w.put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
       st.recv.markMaxStreamDataSent(v);
       this.pendingMaxStreamData.delete(id);
     }
@@ -1877,7 +1729,7 @@ export class Connection {
         this.pendingResets.delete(id);
         continue;
       }
-      if (!put({ type: 'reset_stream', streamId: id, errorCode: r.errorCode, finalSize: r.finalSize }, { k: 'reset', id })) break;
+      if (!w.put({ type: 'reset_stream', streamId: id, errorCode: r.errorCode, finalSize: r.finalSize }, { k: 'reset', id })) break;
       st.send!.pendingReset = null;
       this.pendingResets.delete(id);
     }
@@ -1888,7 +1740,7 @@ export class Connection {
         this.pendingStopSending.delete(id);
         continue;
       }
-      if (!put({ type: 'stop_sending', streamId: id, errorCode: code }, { k: 'stop_sending', id })) break;
+      if (!w.put({ type: 'stop_sending', streamId: id, errorCode: code }, { k: 'stop_sending', id })) break;
       this.pendingStopSending.delete(id);
       this.maybeRetireStream(st);
     }
@@ -1899,12 +1751,12 @@ export class Connection {
         this.pendingNewCids.shift();
         continue;
       }
-      if (!put({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.resetTokenFor(seq) }, { k: 'new_cid', seq })) break;
+      if (!w.put({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.resetTokenFor(seq) }, { k: 'new_cid', seq })) break;
       this.pendingNewCids.shift();
     }
     while (this.pendingRetireCids.length) {
       const seq = this.pendingRetireCids[0];
-      if (!put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
+      if (!w.put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
       this.pendingRetireCids.shift();
     }
     // STREAM frames, round robin over streams with data.
@@ -1916,16 +1768,17 @@ export class Connection {
         this.sendQueue.delete(id);
         continue;
       }
-      const room = end - o;
+      const room = w.room;
       if (room < 24) break;
       const overhead = streamFrameOverhead(id, st.send.highestSent + 1, room);
       const ch = st.send.nextChunk(room - overhead, this.flow.sendCredit);
       if (ch) {
-        o = writeStreamFrameHeader(b, o, id, ch.offset, ch.data.length, ch.fin);
-        ch.data.copy(b, o);
+        let o = writeStreamFrameHeader(w.buf, w.off, id, ch.offset, ch.data.length, ch.fin);
+        ch.data.copy(w.buf, o);
         o += ch.data.length;
+        w.off = o;
         if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
-        sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
+        w.sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
         if (ch.fin) this.maybeReturnCredit(st);
       }
       // Rotate to the back if it still has something to send now; else park it where its wake-up will find it.
@@ -1939,7 +1792,7 @@ export class Connection {
     // sender that just ran out says so in the same packet.
     if (this.connBlocked.size > 0 && this.flow.sendCredit <= 0) {
       const limit = this.flow.blockedLimit();
-      if ((limit !== null || this.pendingDataBlocked) && put({ type: 'data_blocked', limit: this.flow.peerLimit }, { k: 'data_blocked' })) {
+      if ((limit !== null || this.pendingDataBlocked) && w.put({ type: 'data_blocked', limit: this.flow.peerLimit }, { k: 'data_blocked' })) {
         this.flow.markBlockedSent(this.flow.peerLimit);
         this.pendingDataBlocked = false;
         this.blockedFramesSent.data++;
@@ -1952,12 +1805,11 @@ export class Connection {
         continue;
       }
       const limit = send.peerMaxStreamData;
-      if (!put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
+      if (!w.put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
       send.markBlockedSent(limit);
       this.pendingStreamBlocked.delete(id);
       this.blockedFramesSent.streamData++;
     }
-    return o;
   }
 
   private rttForTuning(): number {
@@ -1986,5 +1838,3 @@ export class Connection {
     this.onWake?.(this);
   }
 }
-
-const EMPTY = Buffer.alloc(0);
