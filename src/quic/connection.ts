@@ -27,8 +27,6 @@ import {
   parseFrames,
   writeFrame,
   frameLength,
-  streamFrameOverhead,
-  writeStreamFrameHeader,
   isAckEliciting,
   type Frame,
 } from './frame/frames.js';
@@ -38,35 +36,17 @@ import {
   decodeTransportParameters,
   type TransportParameters,
 } from './transport-params.js';
-import { SendStream } from './stream/send.js';
-import { RecvStream } from './stream/recv.js';
-import { WindowTuner } from './stream/autotune.js';
-import { ConnectionFlowControl } from './stream/flow.js';
-import { isBidi, isLocal } from './stream/ids.js';
 import { RttEstimator } from './recovery/rtt.js';
 import { LossDetector, type SentPacket } from './recovery/loss.js';
 import type { CongestionController } from './recovery/congestion.js';
 import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
+import { Streams } from './connection/streams.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
-import type { PacketInfo, SentFrame } from './connection/retransmits.js';
+import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter, PING } from './connection/frame-writer.js';
 import { PacketBuilder } from './connection/packet-builder.js';
-
-interface Stream {
-  id: number;
-  send: SendStream | null;
-  recv: RecvStream | null;
-  /** bufferedBytes was above the high-water mark: emit stream_drain when it falls. */
-  wantDrain: boolean;
-  /** A peer-opened stream whose slot was given back to the peer (MAX_STREAMS). */
-  creditReturned: boolean;
-  /** A stream_readable event is queued and the application has not read since: another would say nothing new. */
-  readableQueued: boolean;
-  /** Receive-window auto-tuning, made on the stream's first credit update. */
-  tuner: WindowTuner | null;
-}
 
 interface PeerCid {
   seq: number;
@@ -74,7 +54,6 @@ interface PeerCid {
   resetToken: Buffer | null;
 }
 
-const STREAM_HIGH_WATER = 1024 * 1024;
 const MIN_INITIAL_DATAGRAM = 1200;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
 const MAX_UNDECRYPTABLE = 16;
@@ -120,8 +99,6 @@ export class Connection {
   private peerCids: PeerCid[] = [];
   private dcid: Buffer;
   private nextLocalCidSeq = 1;
-  private pendingNewCids: number[] = [];
-  private pendingRetireCids: number[] = [];
   private highestRetirePriorTo = 0;
 
   // recovery
@@ -131,41 +108,13 @@ export class Connection {
   private readonly pacer: Pacer;
   private ptoProbes = [0, 0, 0];
 
-  // flow control and streams
-  private flow: ConnectionFlowControl;
-  private readonly connTuner: WindowTuner;
-  /** The largest stream receive window auto-tuning reached: later streams start from it. */
-  private learnedStreamWindow = 0;
-  private readonly streams = new Map<number, Stream>();
-  /** Streams with something to send now: new data within both credits, retransmissions, a FIN. */
-  private readonly sendQueue = new Set<number>();
-  /**
-   * Streams whose new data waits only on the peer's connection-level credit (MAX_DATA). They leave the send queue
-   * and all come back when MAX_DATA raises the limit; a stream waiting on its own credit comes back on its
-   * MAX_STREAM_DATA instead.
-   */
-  private readonly connBlocked = new Set<number>();
-  private readonly pendingMaxStreamData = new Set<number>();
-  private readonly pendingStopSending = new Set<number>();
-  private readonly pendingResets = new Set<number>();
-  private readonly pendingStreamBlocked = new Set<number>();
-  private pendingMaxData = false;
-  /** DATA_BLOCKED / STREAM_DATA_BLOCKED / STREAMS_BLOCKED frames sent (RFC 9000 §4.1, §4.6): for logs and tests. */
-  readonly blockedFramesSent = { data: 0, streamData: 0, streams: 0 };
-  private pendingDataBlocked = false;
-  private readonly pendingMaxStreams = [false, false]; // [uni, bidi]
-  private readonly pendingStreamsBlocked = [false, false];
-  private nextLocalStream = [0, 0]; // count of local streams opened [uni, bidi]
-  private peerMaxStreams = [0, 0];
-  private remoteStreamsOpened = [0, 0]; // highest remote stream index opened + 1
-  private remoteStreamsClosed = [0, 0];
-  private maxRemoteStreams = [0, 0]; // limits we advertised
-  private readonly maxRemoteStreamsInitial = [0, 0];
+  // streams, flow control, and the control frames waiting to be sent
+  private readonly pending = new Retransmits();
+  private readonly streams: Streams;
 
   // handshake, keys and timers
   private handshakeDone = false;
   private handshakeConfirmed = false;
-  private pendingHandshakeDone = false;
   private addressValidated: boolean;
   private bytesReceived = 0;
   private bytesSent = 0;
@@ -182,8 +131,6 @@ export class Connection {
   private closeDeadline = 0;
   private pendingClose: Frame | null = null;
   private sendCloseNow = false;
-  private pendingPing = false;
-  private pendingPathResponses: Buffer[] = [];
   private undecryptable: { dgram: Buffer; h: PacketHeader }[] = [];
   private firstHandshakeSent = false;
   /** Client: the server's source CID seen in its first packet, which becomes our DCID. */
@@ -248,11 +195,12 @@ export class Connection {
       p.statelessResetToken = randomBytes(16);
     }
     this.localParams = p;
-    this.maxRemoteStreams = [p.initialMaxStreamsUni, p.initialMaxStreamsBidi];
-    this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
-    this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
-    this.flow = new ConnectionFlowControl(p.initialMaxData, 0);
-    this.connTuner = new WindowTuner(p.initialMaxData, Math.max(p.initialMaxData, this.cfg.maxConnectionReceiveWindow));
+    this.streams = new Streams(
+      { role, local: p, maxStreamReceiveWindow: this.cfg.maxStreamReceiveWindow, maxConnectionReceiveWindow: this.cfg.maxConnectionReceiveWindow },
+      this.events,
+      this.pending,
+      this.rtt,
+    );
 
     const secrets = initialSecrets(originalDcid);
     this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
@@ -355,27 +303,14 @@ export class Connection {
   /** Opens a local stream; null when the peer's MAX_STREAMS does not allow one yet (STREAMS_BLOCKED is sent). */
   openStream(bidi: boolean): number | null {
     if (this.state !== 'established' && this.state !== 'handshake') throw new Error('connection is closed');
-    const t = bidi ? 1 : 0;
     this.onWake?.(this);
-    if (this.nextLocalStream[t] >= this.peerMaxStreams[t]) {
-      this.pendingStreamsBlocked[t] = true;
-      return null;
-    }
-    const id = this.nextLocalStream[t]++ * 4 + (this.role === 'client' ? 0 : 1) + (bidi ? 0 : 2);
-    this.createStream(id);
-    return id;
+    return this.streams.open(bidi);
   }
 
   /** Queues data on a stream (no copy: do not mutate `data` afterwards). Returns the bytes now buffered on it. */
   streamWrite(id: number, data: Buffer, fin = false): number {
-    const s = this.sendSide(id);
-    if (data.length) s.write(data);
-    if (fin) s.end();
-    this.sendQueue.add(id);
+    const buffered = this.streams.write(id, data, fin);
     this.onWake?.(this);
-    const buffered = s.bufferedBytes;
-    const st = this.streams.get(id);
-    if (st && buffered > STREAM_HIGH_WATER) st.wantDrain = true;
     return buffered;
   }
 
@@ -385,65 +320,45 @@ export class Connection {
 
   /** The receive windows credit updates currently extend by (they auto-tune): the connection's, and a stream's. */
   get connectionReceiveWindow(): number {
-    return this.connTuner.value;
+    return this.streams.connTuner.value;
   }
 
   streamReceiveWindow(id: number): number | null {
-    return this.streams.get(id)?.recv?.window ?? null;
+    return this.streams.map.get(id)?.recv?.window ?? null;
   }
 
   streamBufferedBytes(id: number): number {
-    return this.streams.get(id)?.send?.bufferedBytes ?? 0;
+    return this.streams.map.get(id)?.send?.bufferedBytes ?? 0;
+  }
+
+  /** DATA_BLOCKED / STREAM_DATA_BLOCKED / STREAMS_BLOCKED frames sent (RFC 9000 §4.1, §4.6): for logs and tests. */
+  get blockedFramesSent(): { data: number; streamData: number; streams: number } {
+    return this.streams.blockedFramesSent;
   }
 
   /** Reads in-order data; null when nothing is readable now. */
   streamRead(id: number, max?: number): Buffer | null {
-    const st = this.streams.get(id);
-    if (!st?.recv) return null;
-    st.readableQueued = false;
-    const b = st.recv.read(max);
-    if (b) {
-      this.flow.onDataConsumed(b.length);
-      if (st.recv.maxStreamDataUpdate() !== null) this.pendingMaxStreamData.add(id);
-      if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
-    }
-    this.maybeRetireStream(st);
+    const b = this.streams.read(id, max);
+    if (b === undefined) return null;
     this.onWake?.(this); // credit (MAX_STREAM_DATA, MAX_DATA, MAX_STREAMS) may be due
     return b;
   }
 
   /** True once the peer's FIN has been received and all data read. */
   streamFinished(id: number): boolean {
-    const st = this.streams.get(id);
-    if (!st) return true;
-    return st.recv ? st.recv.finished : true;
+    return this.streams.finished(id);
   }
 
   streamReset(id: number, code: number): void {
-    const st = this.streams.get(id);
-    if (!st?.send) return;
-    if (st.send.state === 'data_recvd' || st.send.state === 'reset_sent' || st.send.state === 'reset_recvd') return;
-    st.send.reset(code);
-    this.sendQueue.delete(id);
-    this.connBlocked.delete(id);
-    this.pendingResets.add(id);
-    this.onWake?.(this);
+    if (this.streams.reset(id, code)) this.onWake?.(this);
   }
 
   streamStopSending(id: number, code: number): void {
-    const st = this.streams.get(id);
-    if (!st?.recv) return;
-    if (st.recv.finished || st.recv.state === 'reset_recvd' || st.recv.state === 'reset_read') return;
-    const unread = st.recv.readableBytes;
-    st.recv.stopSending(code);
-    // data we will never read no longer holds connection credit
-    if (unread) this.flow.onDataConsumed(unread);
-    this.pendingStopSending.add(id);
-    this.onWake?.(this);
+    if (this.streams.stopSending(id, code)) this.onWake?.(this);
   }
 
   hasStream(id: number): boolean {
-    return this.streams.has(id);
+    return this.streams.map.has(id);
   }
 
   /** Closes the connection: CONNECTION_CLOSE with an application (default) or transport error code. */
@@ -688,60 +603,22 @@ export class Connection {
       case 'crypto':
         return this.onCrypto(level, f.offset, f.data);
       case 'stream':
-        return this.onStreamFrame(f.streamId, f.offset, f.data, f.fin);
-      case 'reset_stream': {
-        const st = this.recvStreamFor(f.streamId, 'RESET_STREAM');
-        if (!st?.recv) return;
-        const before = st.recv.readableBytes;
-        const grew = st.recv.onReset(f.errorCode, f.finalSize);
-        this.flow.onDataReceived(grew);
-        // Unread data of a reset stream is released back to connection flow control.
-        this.flow.onDataConsumed(grew + before);
-        if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
-        this.events.push({ type: 'stream_reset', id: f.streamId, code: f.errorCode });
-        this.maybeRetireStream(st);
-        return;
-      }
-      case 'stop_sending': {
-        const st = this.sendStreamFor(f.streamId, 'STOP_SENDING');
-        if (!st?.send) return;
-        const before = st.send.state;
-        st.send.onStopSending(f.errorCode);
-        if (before !== st.send.state && st.send.pendingReset) {
-          this.sendQueue.delete(f.streamId);
-          this.connBlocked.delete(f.streamId);
-          this.pendingResets.add(f.streamId);
-        }
-        this.events.push({ type: 'stop_sending', id: f.streamId, code: f.errorCode });
-        return;
-      }
+        return this.streams.onStreamFrame(f.streamId, f.offset, f.data, f.fin);
+      case 'reset_stream':
+        return this.streams.onResetStream(f.streamId, f.errorCode, f.finalSize);
+      case 'stop_sending':
+        return this.streams.onStopSending(f.streamId, f.errorCode);
       case 'max_data':
-        if (this.flow.setPeerMaxData(f.max) && this.connBlocked.size > 0) {
-          for (const id of this.connBlocked) this.sendQueue.add(id);
-          this.connBlocked.clear();
-        }
-        return;
-      case 'max_stream_data': {
-        const st = this.sendStreamFor(f.streamId, 'MAX_STREAM_DATA');
-        if (!st?.send) return;
-        st.send.setMaxStreamData(f.max);
-        if (st.send.hasSendable(Number.MAX_SAFE_INTEGER)) this.sendQueue.add(f.streamId);
-        return;
-      }
-      case 'max_streams': {
-        const t = f.bidi ? 1 : 0;
-        if (f.max > this.peerMaxStreams[t]) {
-          this.peerMaxStreams[t] = f.max;
-          this.events.push({ type: 'streams_available', bidi: f.bidi });
-        }
-        return;
-      }
+        return this.streams.onMaxData(f.max);
+      case 'max_stream_data':
+        return this.streams.onMaxStreamData(f.streamId, f.max);
+      case 'max_streams':
+        return this.streams.onMaxStreams(f.bidi, f.max);
       case 'data_blocked':
-      case 'stream_data_blocked':
       case 'streams_blocked':
-        // Informational; our credit is extended as the application reads.
-        if (f.type === 'stream_data_blocked') this.recvStreamFor(f.streamId, 'STREAM_DATA_BLOCKED');
-        return;
+        return; // informational; our credit is extended as the application reads
+      case 'stream_data_blocked':
+        return this.streams.onStreamDataBlocked(f.streamId);
       case 'new_token':
         if (this.role === 'server') throw new TransportError(E.PROTOCOL_VIOLATION, 'NEW_TOKEN from a client', 0x07);
         return;
@@ -759,7 +636,7 @@ export class Connection {
         return;
       }
       case 'path_challenge':
-        if (this.pendingPathResponses.length < 4) this.pendingPathResponses.push(Buffer.from(f.data));
+        if (this.pending.pathResponses.length < 4) this.pending.pathResponses.push(Buffer.from(f.data));
         return;
       case 'path_response':
         return; // we never send PATH_CHALLENGE (no migration), so any response is unsolicited and ignored
@@ -796,31 +673,18 @@ export class Connection {
     if (p.info.level === Level.OneRtt && !this.keyPhaseAcked && p.pn >= this.keyPhaseFirstPn) this.keyPhaseAcked = true;
     for (const f of p.info.frames) {
       switch (f.k) {
-        case 'stream': {
-          const st = this.streams.get(f.id);
-          if (!st?.send) break;
-          st.send.onAck(f.offset, f.len, f.fin);
-          if (st.wantDrain && st.send.bufferedBytes <= STREAM_HIGH_WATER / 2) {
-            st.wantDrain = false;
-            this.events.push({ type: 'stream_drain', id: f.id });
-          }
-          this.maybeRetireStream(st);
+        case 'stream':
+          this.streams.onStreamAcked(f.id, f.offset, f.len, f.fin);
           break;
-        }
         case 'crypto':
           this.spaces[f.level].cryptoSend.onAck(f.offset, f.len, false);
           break;
         case 'ack':
           space.acks.onAckOfAckReceived(f.largest);
           break;
-        case 'reset': {
-          const st = this.streams.get(f.id);
-          if (st?.send) {
-            st.send.onResetAcked();
-            this.maybeRetireStream(st);
-          }
+        case 'reset':
+          this.streams.onResetAcked(f.id);
           break;
-        }
         case 'pmtu':
           this.onPmtuProbeAcked(f.size);
           break;
@@ -841,58 +705,46 @@ export class Connection {
   private requeue(info: PacketInfo): void {
     for (const f of info.frames) {
       switch (f.k) {
-        case 'stream': {
-          const st = this.streams.get(f.id);
-          if (!st?.send) break;
-          st.send.onLost(f.offset, f.len, f.fin);
-          if (st.send.hasSendable(0)) this.sendQueue.add(f.id);
+        case 'stream':
+          this.streams.onStreamLost(f.id, f.offset, f.len, f.fin);
           break;
-        }
         case 'crypto': {
           const sp = this.spaces[f.level];
           if (!sp.discarded) sp.cryptoSend.onLost(f.offset, f.len, false);
           break;
         }
         case 'max_data':
-          this.pendingMaxData = true;
+          this.pending.maxData = true;
           break;
         case 'max_stream_data':
-          if (this.streams.get(f.id)?.recv) this.pendingMaxStreamData.add(f.id);
+          this.streams.onMaxStreamDataLost(f.id);
           break;
         case 'max_streams':
-          this.pendingMaxStreams[f.bidi ? 1 : 0] = true;
+          this.pending.maxStreams[f.bidi ? 1 : 0] = true;
           break;
         case 'data_blocked':
-          this.pendingDataBlocked = true;
+          this.pending.dataBlocked = true;
           break;
         case 'stream_data_blocked':
-          if (this.streams.has(f.id)) this.pendingStreamBlocked.add(f.id);
+          this.streams.onStreamDataBlockedLost(f.id);
           break;
         case 'streams_blocked':
-          this.pendingStreamsBlocked[f.bidi ? 1 : 0] = true;
+          this.pending.streamsBlocked[f.bidi ? 1 : 0] = true;
           break;
-        case 'reset': {
-          const st = this.streams.get(f.id);
-          if (st?.send) {
-            st.send.onResetLost();
-            this.pendingResets.add(f.id);
-          }
+        case 'reset':
+          this.streams.onResetLost(f.id);
           break;
-        }
-        case 'stop_sending': {
-          const st = this.streams.get(f.id);
-          if (st?.recv && st.recv.state !== 'reset_recvd' && st.recv.state !== 'reset_read' && !st.recv.finished)
-            this.pendingStopSending.add(f.id);
+        case 'stop_sending':
+          this.streams.onStopSendingLost(f.id);
           break;
-        }
         case 'handshake_done':
-          this.pendingHandshakeDone = true;
+          this.pending.handshakeDone = true;
           break;
         case 'new_cid':
-          if (this.localCids.has(f.seq)) this.pendingNewCids.push(f.seq);
+          if (this.localCids.has(f.seq)) this.pending.newCids.push(f.seq);
           break;
         case 'retire_cid':
-          this.pendingRetireCids.push(f.seq);
+          this.pending.retireCids.push(f.seq);
           break;
         case 'pmtu':
           this.onPmtuProbeLost(f.size);
@@ -955,7 +807,7 @@ export class Connection {
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
       if (this.role === 'server') {
-        this.pendingHandshakeDone = true;
+        this.pending.handshakeDone = true;
         this.confirmHandshake();
       }
       this.issueConnectionIds();
@@ -992,14 +844,11 @@ export class Connection {
     }
     this.peerParams = p;
     this.ackDelayUnit = 2 ** p.ackDelayExponent;
-    this.flow.setPeerMaxData(p.initialMaxData);
-    this.peerMaxStreams = [p.initialMaxStreamsUni, p.initialMaxStreamsBidi];
     if (p.statelessResetToken && this.peerCids[0]) this.peerCids[0].resetToken = p.statelessResetToken;
     const ours = this.localParams.maxIdleTimeout;
     const theirs = p.maxIdleTimeout;
     this.idleTimeout = ours && theirs ? Math.min(ours, theirs) : ours || theirs;
-    // Streams opened before the parameters arrived get their send limits now.
-    for (const st of this.streams.values()) if (st.send) st.send.setMaxStreamData(this.peerStreamLimit(st.id));
+    this.streams.applyPeerParams(p);
   }
 
   private confirmHandshake(): void {
@@ -1029,7 +878,7 @@ export class Connection {
       return;
     }
     if (seq < this.highestRetirePriorTo) {
-      this.pendingRetireCids.push(seq);
+      this.pending.retireCids.push(seq);
       return;
     }
     this.peerCids.push({ seq, cid: Buffer.from(cid), resetToken: Buffer.from(token) });
@@ -1037,7 +886,7 @@ export class Connection {
       this.highestRetirePriorTo = retirePriorTo;
       const keep: PeerCid[] = [];
       for (const c of this.peerCids) {
-        if (c.seq < retirePriorTo) this.pendingRetireCids.push(c.seq);
+        if (c.seq < retirePriorTo) this.pending.retireCids.push(c.seq);
         else keep.push(c);
       }
       this.peerCids = keep;
@@ -1056,7 +905,7 @@ export class Connection {
       const cid = randomBytes(this.cfg.cidLength);
       this.localCids.set(seq, cid);
       this.cidVersion++;
-      this.pendingNewCids.push(seq);
+      this.pending.newCids.push(seq);
     }
   }
 
@@ -1071,147 +920,6 @@ export class Connection {
   }
 
   private readonly resetTokens = new Map<number, Buffer>();
-
-  // ---------------------------------------------------------------- streams
-
-  private streamType(id: number): number {
-    return isBidi(id) ? 1 : 0;
-  }
-
-  private peerStreamLimit(id: number): number {
-    const p = this.peerParams;
-    if (!p) return 0;
-    if (!isBidi(id)) return p.initialMaxStreamDataUni;
-    // For a stream we opened, the peer's "remote" limit applies; for one they opened, their "local" one.
-    return isLocal(id, this.role) ? p.initialMaxStreamDataBidiRemote : p.initialMaxStreamDataBidiLocal;
-  }
-
-  private ourStreamLimit(id: number): number {
-    const p = this.localParams;
-    if (!isBidi(id)) return p.initialMaxStreamDataUni;
-    return isLocal(id, this.role) ? p.initialMaxStreamDataBidiLocal : p.initialMaxStreamDataBidiRemote;
-  }
-
-  private createStream(id: number): Stream {
-    const local = isLocal(id, this.role);
-    const bidi = isBidi(id);
-    const st: Stream = {
-      id,
-      send: bidi || local ? new SendStream(id, this.peerStreamLimit(id)) : null,
-      recv: bidi || !local ? new RecvStream(id, this.ourStreamLimit(id)) : null,
-      wantDrain: false,
-      creditReturned: false,
-      readableQueued: false,
-      tuner: null,
-    };
-    if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
-    this.streams.set(id, st);
-    return st;
-  }
-
-  /** The stream for a frame that carries data to us; opens remote streams implicitly (RFC 9000 §3.2). */
-  private recvStreamFor(id: number, frame: string): Stream | null {
-    const local = isLocal(id, this.role);
-    if (local && !isBidi(id))
-      throw new TransportError(E.STREAM_STATE_ERROR, `${frame} on send-only stream ${id}`, 0x04);
-    return this.getOrOpen(id, frame);
-  }
-
-  /** The stream for a frame about data we send. */
-  private sendStreamFor(id: number, frame: string): Stream | null {
-    const local = isLocal(id, this.role);
-    if (!local && !isBidi(id))
-      throw new TransportError(E.STREAM_STATE_ERROR, `${frame} on receive-only stream ${id}`, 0x05);
-    return this.getOrOpen(id, frame);
-  }
-
-  private getOrOpen(id: number, frame: string): Stream | null {
-    const st = this.streams.get(id);
-    if (st) return st;
-    const t = this.streamType(id);
-    const index = Math.floor(id / 4);
-    if (isLocal(id, this.role)) {
-      if (index >= this.nextLocalStream[t])
-        throw new TransportError(E.STREAM_STATE_ERROR, `${frame} on stream ${id} that we have not opened`);
-      return null; // already closed and forgotten
-    }
-    if (index < this.remoteStreamsOpened[t]) return null; // closed and forgotten
-    if (index >= this.maxRemoteStreams[t])
-      throw new TransportError(E.STREAM_LIMIT_ERROR, `stream ${id} exceeds the limit of ${this.maxRemoteStreams[t]}`);
-    let opened: Stream | null = null;
-    for (let i = this.remoteStreamsOpened[t]; i <= index; i++) {
-      const sid = i * 4 + (this.role === 'client' ? 1 : 0) + (t === 1 ? 0 : 2);
-      opened = this.createStream(sid);
-      this.events.push({ type: 'stream_open', id: sid });
-    }
-    this.remoteStreamsOpened[t] = index + 1;
-    return opened;
-  }
-
-  private sendSide(id: number): SendStream {
-    const st = this.streams.get(id);
-    if (!st) throw new Error(`stream ${id} is not open`);
-    if (!st.send) throw new Error(`stream ${id} is receive-only`);
-    return st.send;
-  }
-
-  private onStreamFrame(id: number, offset: number, data: Buffer, fin: boolean): void {
-    const st = this.recvStreamFor(id, 'STREAM');
-    if (!st?.recv) return;
-    const grew = st.recv.onData(offset, data, fin, true);
-    if (grew) this.flow.onDataReceived(grew);
-    if (st.recv.pendingStopSending !== null) {
-      // Data for a stream the application stopped is counted and dropped.
-      const n = st.recv.readableBytes;
-      if (n) {
-        st.recv.read();
-        this.flow.onDataConsumed(n);
-      }
-      return;
-    }
-    if (st.readableQueued) return;
-    if (st.recv.readableBytes > 0 || st.recv.finished || (fin && st.recv.readableBytes === 0)) {
-      st.readableQueued = true;
-      this.events.push({ type: 'stream_readable', id });
-    }
-  }
-
-  /** Forgets a stream once both directions are finished, and returns stream credit to the peer. */
-  private maybeRetireStream(st: Stream): void {
-    const recvDone = this.recvDone(st);
-    this.maybeReturnCredit(st, recvDone);
-    const sendDone = !st.send || st.send.state === 'data_recvd' || st.send.state === 'reset_recvd';
-    if (!sendDone || !recvDone) return;
-    if (this.pendingResets.has(st.id) || this.pendingStopSending.has(st.id)) return;
-    this.streams.delete(st.id);
-    this.sendQueue.delete(st.id);
-    this.connBlocked.delete(st.id);
-    this.pendingMaxStreamData.delete(st.id);
-    this.pendingStreamBlocked.delete(st.id);
-  }
-
-  private recvDone(st: Stream): boolean {
-    return !st.recv || st.recv.state === 'data_read' || st.recv.state === 'reset_read' || st.recv.state === 'reset_recvd' || st.recv.finished;
-  }
-
-  /**
-   * Gives a peer-opened stream's slot back (MAX_STREAMS) once the application is done with it: everything read and
-   * our side finished sending. Its acknowledgements may still be outstanding; the stream state lives on until then,
-   * but the peer need not wait a round trip for the next stream.
-   */
-  private maybeReturnCredit(st: Stream, recvDone = this.recvDone(st)): void {
-    if (st.creditReturned || isLocal(st.id, this.role) || !recvDone) return;
-    if (st.send && st.send.state !== 'data_sent' && st.send.state !== 'data_recvd' && st.send.state !== 'reset_sent' && st.send.state !== 'reset_recvd') return;
-    st.creditReturned = true;
-    const t = this.streamType(st.id);
-    this.remoteStreamsClosed[t]++;
-    // Extend the peer's stream credit when half of the initial window has been used up.
-    const target = this.remoteStreamsClosed[t] + this.maxRemoteStreamsInitial[t];
-    if (target - this.maxRemoteStreams[t] >= Math.max(1, this.maxRemoteStreamsInitial[t] / 2)) {
-      this.maxRemoteStreams[t] = target;
-      this.pendingMaxStreams[t] = true;
-    }
-  }
 
   // ---------------------------------------------------------------- errors and closing
 
@@ -1258,11 +966,7 @@ export class Connection {
   }
 
   private clearSendState(): void {
-    this.sendQueue.clear();
-    this.connBlocked.clear();
-    this.pendingMaxStreamData.clear();
-    this.pendingStopSending.clear();
-    this.pendingResets.clear();
+    this.streams.clearSendState();
   }
 
   private finishClose(): void {
@@ -1529,7 +1233,7 @@ export class Connection {
     let ackEliciting = false;
     let containsInitial = false;
     const packets: { sp: Space; pn: number; frames: SentFrame[]; size: number; eliciting: boolean; start: number }[] = [];
-    const pathResponse = this.pendingPathResponses.length > 0;
+    const pathResponse = this.pending.pathResponses.length > 0;
     for (const sp of this.spaces) {
       if (!sp.write || sp.discarded) continue;
       if (sp.level === Level.OneRtt && !this.handshakeDone && this.role === 'server') {
@@ -1557,7 +1261,7 @@ export class Connection {
     if (off === 0) return null;
     // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1),
     // and so is one carrying PATH_RESPONSE, within the amplification limit (RFC 9000 §8.2.2).
-    const sentPathResponse = pathResponse && this.pendingPathResponses.length === 0;
+    const sentPathResponse = pathResponse && this.pending.pathResponses.length === 0;
     if (((containsInitial && (this.role === 'client' || ackEliciting)) || sentPathResponse) && off < MIN_INITIAL_DATAGRAM) {
       const last = packets[packets.length - 1];
       const padTo = Math.min(MIN_INITIAL_DATAGRAM, limit);
@@ -1680,161 +1384,41 @@ export class Connection {
       w.sent.push({ k: 'crypto', level: sp.level, offset: ch.offset, len: ch.data.length });
     }
     if (sp.level !== Level.OneRtt) {
-      if (this.pendingPing && w.ping()) this.pendingPing = false;
+      if (this.pending.ping && w.ping()) this.pending.ping = false;
       return;
     }
-    if (this.pendingHandshakeDone && this.role === 'server') {
-      if (w.put({ type: 'handshake_done' }, { k: 'handshake_done' })) this.pendingHandshakeDone = false;
+    if (this.pending.handshakeDone && this.role === 'server') {
+      if (w.put({ type: 'handshake_done' }, { k: 'handshake_done' })) this.pending.handshakeDone = false;
     }
-    while (this.pendingPathResponses.length) {
-      if (!w.put({ type: 'path_response', data: this.pendingPathResponses[0] }, PING)) break; // ack-eliciting but not retransmitted
-      this.pendingPathResponses.shift();
+    while (this.pending.pathResponses.length) {
+      if (!w.put({ type: 'path_response', data: this.pending.pathResponses[0] }, PING)) break; // ack-eliciting but not retransmitted
+      this.pending.pathResponses.shift();
     }
-    if (this.pendingPing) {
-      if (w.put({ type: 'ping' }, PING)) this.pendingPing = false;
+    if (this.pending.ping) {
+      if (w.put({ type: 'ping' }, PING)) this.pending.ping = false;
     }
-    if (this.pendingMaxData || this.flow.maxDataUpdate() !== null) {
-      if (this.flow.maxDataUpdate() !== null) this.flow.setWindow(this.connTuner.onCreditUpdate(this.flow.bytesConsumed, this.lastNow, this.rttForTuning()));
-      const v = this.flow.maxDataUpdate();
-      const max = v ?? this.flow.currentLimit; // a retransmission repeats the current limit
-      if (w.put({ type: 'max_data', max }, { k: 'max_data' })) {
-        if (v !== null) this.flow.markMaxDataSent(v);
-        this.pendingMaxData = false;
-      }
-    }
-    for (let t = 0; t < 2; t++) {
-      if (this.pendingMaxStreams[t] && w.put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
-        this.pendingMaxStreams[t] = false;
-      if (this.pendingStreamsBlocked[t] && w.put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
-        this.pendingStreamsBlocked[t] = false;
-        this.blockedFramesSent.streams++;
-      }
-    }
-    for (const id of this.pendingMaxStreamData) {
-      const st = this.streams.get(id);
-      if (!st?.recv) {
-        this.pendingMaxStreamData.delete(id);
-        continue;
-      }
-      if (st.recv.maxStreamDataUpdate() !== null) this.tuneStreamWindow(st, st.recv);
-      const v = st.recv.maxStreamDataUpdate() ?? st.recv.currentLimit;
-      if (!w.put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
-      st.recv.markMaxStreamDataSent(v);
-      this.pendingMaxStreamData.delete(id);
-    }
-    for (const id of this.pendingResets) {
-      const st = this.streams.get(id);
-      const r = st?.send?.pendingReset;
-      if (!st || !r) {
-        this.pendingResets.delete(id);
-        continue;
-      }
-      if (!w.put({ type: 'reset_stream', streamId: id, errorCode: r.errorCode, finalSize: r.finalSize }, { k: 'reset', id })) break;
-      st.send!.pendingReset = null;
-      this.pendingResets.delete(id);
-    }
-    for (const id of this.pendingStopSending) {
-      const st = this.streams.get(id);
-      const code = st?.recv?.pendingStopSending;
-      if (!st || code === null || code === undefined) {
-        this.pendingStopSending.delete(id);
-        continue;
-      }
-      if (!w.put({ type: 'stop_sending', streamId: id, errorCode: code }, { k: 'stop_sending', id })) break;
-      this.pendingStopSending.delete(id);
-      this.maybeRetireStream(st);
-    }
-    while (this.pendingNewCids.length) {
-      const seq = this.pendingNewCids[0];
+    this.streams.writeCreditFrames(w, this.lastNow);
+    while (this.pending.newCids.length) {
+      const seq = this.pending.newCids[0];
       const cid = this.localCids.get(seq);
       if (!cid) {
-        this.pendingNewCids.shift();
+        this.pending.newCids.shift();
         continue;
       }
       if (!w.put({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.resetTokenFor(seq) }, { k: 'new_cid', seq })) break;
-      this.pendingNewCids.shift();
+      this.pending.newCids.shift();
     }
-    while (this.pendingRetireCids.length) {
-      const seq = this.pendingRetireCids[0];
+    while (this.pending.retireCids.length) {
+      const seq = this.pending.retireCids[0];
       if (!w.put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
-      this.pendingRetireCids.shift();
+      this.pending.retireCids.shift();
     }
-    // STREAM frames, round robin over streams with data.
-    let rounds = this.sendQueue.size;
-    for (const id of this.sendQueue) {
-      if (rounds-- <= 0) break;
-      const st = this.streams.get(id);
-      if (!st?.send) {
-        this.sendQueue.delete(id);
-        continue;
-      }
-      const room = w.room;
-      if (room < 24) break;
-      const overhead = streamFrameOverhead(id, st.send.highestSent + 1, room);
-      const ch = st.send.nextChunk(room - overhead, this.flow.sendCredit);
-      if (ch) {
-        let o = writeStreamFrameHeader(w.buf, w.off, id, ch.offset, ch.data.length, ch.fin);
-        ch.data.copy(w.buf, o);
-        o += ch.data.length;
-        w.off = o;
-        if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
-        w.sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
-        if (ch.fin) this.maybeReturnCredit(st);
-      }
-      // Rotate to the back if it still has something to send now; else park it where its wake-up will find it.
-      this.sendQueue.delete(id);
-      if (st.send.hasSendable(this.flow.sendCredit)) this.sendQueue.add(id);
-      else if (st.send.waitsOnConnectionCredit()) this.connBlocked.add(id);
-      else if (st.send.blockedLimit() !== null) this.pendingStreamBlocked.add(id);
-    }
-    // Blocked signals (RFC 9000 §4.1, §19.12-13): once per limit when new data waits on the peer's credit, and again
-    // while still blocked if the packet that carried one was lost (§13.3). Written after the STREAM frames, so a
-    // sender that just ran out says so in the same packet.
-    if (this.connBlocked.size > 0 && this.flow.sendCredit <= 0) {
-      const limit = this.flow.blockedLimit();
-      if ((limit !== null || this.pendingDataBlocked) && w.put({ type: 'data_blocked', limit: this.flow.peerLimit }, { k: 'data_blocked' })) {
-        this.flow.markBlockedSent(this.flow.peerLimit);
-        this.pendingDataBlocked = false;
-        this.blockedFramesSent.data++;
-      }
-    } else if (this.flow.sendCredit > 0) this.pendingDataBlocked = false;
-    for (const id of this.pendingStreamBlocked) {
-      const send = this.streams.get(id)?.send;
-      if (!send?.blockedByStreamCredit()) {
-        this.pendingStreamBlocked.delete(id);
-        continue;
-      }
-      const limit = send.peerMaxStreamData;
-      if (!w.put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
-      send.markBlockedSent(limit);
-      this.pendingStreamBlocked.delete(id);
-      this.blockedFramesSent.streamData++;
-    }
-  }
-
-  private rttForTuning(): number {
-    return this.rtt.hasSample ? this.rtt.smoothed : 0;
-  }
-
-  /**
-   * Auto-tunes a stream's receive window before its credit is extended; the connection window is kept at least
-   * 1.5 times the largest stream window, so one fast stream is not held by the connection's credit instead.
-   */
-  private tuneStreamWindow(st: Stream, recv: RecvStream): void {
-    st.tuner ??= new WindowTuner(recv.window, Math.max(recv.window, this.cfg.maxStreamReceiveWindow));
-    const w = st.tuner.onCreditUpdate(recv.consumedBytes, this.lastNow, this.rttForTuning());
-    if (w === recv.window) return;
-    recv.setWindow(w);
-    if (w > this.learnedStreamWindow) this.learnedStreamWindow = w;
-    if (this.connTuner.atLeast(w * 1.5)) {
-      this.flow.setWindow(this.connTuner.value);
-      if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
-    }
+    this.streams.writeStreamFrames(w);
   }
 
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
   ping(): void {
-    this.pendingPing = true;
+    this.pending.ping = true;
     this.onWake?.(this);
   }
 }
