@@ -43,16 +43,11 @@ import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
 import { Streams } from './connection/streams.js';
+import { ConnectionIds } from './connection/cids.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter, PING } from './connection/frame-writer.js';
 import { PacketBuilder } from './connection/packet-builder.js';
-
-interface PeerCid {
-  seq: number;
-  cid: Buffer;
-  resetToken: Buffer | null;
-}
 
 const MIN_INITIAL_DATAGRAM = 1200;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
@@ -75,9 +70,15 @@ export class Connection {
   state: ConnectionState = 'handshake';
   remote: Address;
   /** Our connection IDs by sequence number. */
-  readonly localCids = new Map<number, Buffer>();
+  get localCids(): Map<number, Buffer> {
+    return this.cids.local;
+  }
+
   /** Incremented whenever localCids changes (the endpoint re-syncs its routing table then). */
-  cidVersion = 0;
+  get cidVersion(): number {
+    return this.cids.version;
+  }
+
   /** The connection ID the client first sent to (server: used for routing until the client switches). */
   readonly originalDcid: Buffer;
   closeInfo: CloseInfo | null = null;
@@ -96,10 +97,7 @@ export class Connection {
   private readonly events: ConnectionEvent[] = [];
 
   // connection IDs
-  private peerCids: PeerCid[] = [];
-  private dcid: Buffer;
-  private nextLocalCidSeq = 1;
-  private highestRetirePriorTo = 0;
+  private readonly cids: ConnectionIds;
 
   // recovery
   private readonly rtt = new RttEstimator();
@@ -165,7 +163,6 @@ export class Connection {
       throw new RangeError(`maxDatagramSize must be between 1200 and ${MAX_DATAGRAM_LIMIT}`);
     this.remote = remote;
     this.originalDcid = originalDcid;
-    this.localCids.set(0, localCid);
     this.lastActivity = now;
     const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
     if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
@@ -195,6 +192,7 @@ export class Connection {
       p.statelessResetToken = randomBytes(16);
     }
     this.localParams = p;
+    this.cids = new ConnectionIds(localCid, originalDcid, this.cfg.cidLength, p.activeConnectionIdLimit, this.pending);
     this.streams = new Streams(
       { role, local: p, maxStreamReceiveWindow: this.cfg.maxStreamReceiveWindow, maxConnectionReceiveWindow: this.cfg.maxConnectionReceiveWindow },
       this.events,
@@ -224,7 +222,6 @@ export class Connection {
       keyLog: config.keyLog,
       transportParameters: encodeTransportParameters(p),
     });
-    this.dcid = originalDcid;
   }
 
   /** A client connection to `remote`; call `poll(now)` to get the first datagram. */
@@ -244,8 +241,7 @@ export class Connection {
    */
   static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number, clientInitialKeys?: DirectionKeys): Connection {
     const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
-    c.dcid = clientScid;
-    c.peerCids = [{ seq: 0, cid: clientScid, resetToken: null }];
+    c.cids.setPeerInitial(clientScid);
     c.serverCidLearned = true;
     c.resetIdle(now);
     return c;
@@ -552,8 +548,7 @@ export class Connection {
     }
 
     if (this.role === 'client' && !this.serverCidLearned && h.scid.length >= 0 && level !== Level.OneRtt) {
-      this.dcid = Buffer.from(h.scid);
-      this.peerCids = [{ seq: 0, cid: this.dcid, resetToken: null }];
+      this.cids.setPeerInitial(Buffer.from(h.scid));
       this.serverCidLearned = true;
     }
     if (this.role === 'server' && level === Level.Handshake && !this.addressValidated) {
@@ -623,18 +618,10 @@ export class Connection {
         if (this.role === 'server') throw new TransportError(E.PROTOCOL_VIOLATION, 'NEW_TOKEN from a client', 0x07);
         return;
       case 'new_connection_id':
-        return this.onNewConnectionId(f.seq, f.retirePriorTo, f.cid, f.resetToken);
-      case 'retire_connection_id': {
-        if (f.seq >= this.nextLocalCidSeq)
-          throw new TransportError(E.PROTOCOL_VIOLATION, `RETIRE_CONNECTION_ID for unissued sequence ${f.seq}`, 0x19);
-        const cid = this.localCids.get(f.seq);
-        if (cid) {
-          this.localCids.delete(f.seq);
-          this.cidVersion++;
-          this.issueConnectionIds();
-        }
+        return this.cids.onNewConnectionId(f.seq, f.retirePriorTo, f.cid, f.resetToken);
+      case 'retire_connection_id':
+        if (this.cids.onRetireConnectionId(f.seq)) this.issueConnectionIds();
         return;
-      }
       case 'path_challenge':
         if (this.pending.pathResponses.length < 4) this.pending.pathResponses.push(Buffer.from(f.data));
         return;
@@ -741,7 +728,7 @@ export class Connection {
           this.pending.handshakeDone = true;
           break;
         case 'new_cid':
-          if (this.localCids.has(f.seq)) this.pending.newCids.push(f.seq);
+          this.cids.onNewCidLost(f.seq);
           break;
         case 'retire_cid':
           this.pending.retireCids.push(f.seq);
@@ -844,7 +831,7 @@ export class Connection {
     }
     this.peerParams = p;
     this.ackDelayUnit = 2 ** p.ackDelayExponent;
-    if (p.statelessResetToken && this.peerCids[0]) this.peerCids[0].resetToken = p.statelessResetToken;
+    if (p.statelessResetToken) this.cids.setPeerInitialResetToken(p.statelessResetToken);
     const ours = this.localParams.maxIdleTimeout;
     const theirs = p.maxIdleTimeout;
     this.idleTimeout = ours && theirs ? Math.min(ours, theirs) : ours || theirs;
@@ -869,57 +856,11 @@ export class Connection {
     this.ptoProbes[level] = 0;
   }
 
-  private onNewConnectionId(seq: number, retirePriorTo: number, cid: Buffer, token: Buffer): void {
-    if (this.dcid.length === 0)
-      throw new TransportError(E.PROTOCOL_VIOLATION, 'NEW_CONNECTION_ID while using a zero-length connection ID', 0x18);
-    const existing = this.peerCids.find((c) => c.seq === seq);
-    if (existing) {
-      if (!existing.cid.equals(cid)) throw new TransportError(E.PROTOCOL_VIOLATION, 'NEW_CONNECTION_ID reuses a sequence number', 0x18);
-      return;
-    }
-    if (seq < this.highestRetirePriorTo) {
-      this.pending.retireCids.push(seq);
-      return;
-    }
-    this.peerCids.push({ seq, cid: Buffer.from(cid), resetToken: Buffer.from(token) });
-    if (retirePriorTo > this.highestRetirePriorTo) {
-      this.highestRetirePriorTo = retirePriorTo;
-      const keep: PeerCid[] = [];
-      for (const c of this.peerCids) {
-        if (c.seq < retirePriorTo) this.pending.retireCids.push(c.seq);
-        else keep.push(c);
-      }
-      this.peerCids = keep;
-      if (!this.peerCids.some((c) => c.cid.equals(this.dcid)) && this.peerCids.length) this.dcid = this.peerCids[0].cid;
-    }
-    if (this.peerCids.length > this.localParams.activeConnectionIdLimit)
-      throw new TransportError(E.CONNECTION_ID_LIMIT_ERROR, `more than ${this.localParams.activeConnectionIdLimit} active connection IDs`, 0x18);
-  }
-
   /** Issues NEW_CONNECTION_IDs up to the peer's active_connection_id_limit (at most 3 spare ones). */
   private issueConnectionIds(): void {
     if (!this.handshakeDone || !this.peerParams) return;
-    const want = Math.min(this.peerParams.activeConnectionIdLimit, 4);
-    while (this.localCids.size < want) {
-      const seq = this.nextLocalCidSeq++;
-      const cid = randomBytes(this.cfg.cidLength);
-      this.localCids.set(seq, cid);
-      this.cidVersion++;
-      this.pending.newCids.push(seq);
-    }
+    this.cids.issue(this.peerParams.activeConnectionIdLimit);
   }
-
-  private resetTokenFor(seq: number): Buffer {
-    // Stateless reset is not implemented yet: tokens are random and unused.
-    let t = this.resetTokens.get(seq);
-    if (!t) {
-      t = randomBytes(16);
-      this.resetTokens.set(seq, t);
-    }
-    return t;
-  }
-
-  private readonly resetTokens = new Map<number, Buffer>();
 
   // ---------------------------------------------------------------- errors and closing
 
@@ -1341,7 +1282,11 @@ export class Connection {
   private readonly writer = new FrameWriter();
 
   private get scid(): Buffer {
-    return this.localCids.get(0) ?? this.localCids.values().next().value!;
+    return this.cids.scid;
+  }
+
+  private get dcid(): Buffer {
+    return this.cids.dcid;
   }
 
   /** Writes the frames for one packet with `w`. Returns whether anything ack-eliciting was written. */
@@ -1398,21 +1343,7 @@ export class Connection {
       if (w.put({ type: 'ping' }, PING)) this.pending.ping = false;
     }
     this.streams.writeCreditFrames(w, this.lastNow);
-    while (this.pending.newCids.length) {
-      const seq = this.pending.newCids[0];
-      const cid = this.localCids.get(seq);
-      if (!cid) {
-        this.pending.newCids.shift();
-        continue;
-      }
-      if (!w.put({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.resetTokenFor(seq) }, { k: 'new_cid', seq })) break;
-      this.pending.newCids.shift();
-    }
-    while (this.pending.retireCids.length) {
-      const seq = this.pending.retireCids[0];
-      if (!w.put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
-      this.pending.retireCids.shift();
-    }
+    this.cids.writeFrames(w);
     this.streams.writeStreamFrames(w);
   }
 
