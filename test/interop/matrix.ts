@@ -370,11 +370,17 @@ export interface Cell {
   client: ClientPeer;
   server: ServerPeer;
   workDir: string;
-  /** The server instance this cell uses (shared unless the case started its own). */
-  instance(): Promise<ServerInstance>;
+  /**
+   * The server instance this cell uses, shared by every cell of this server kind and variant: 'default', 'chacha'
+   * (configured to accept only ChaCha20) or 'decrypt' (used only by the decrypt cases, so that its captures hold
+   * nothing but their own connection). Restarted when it has exited.
+   */
+  instance(variant?: Variant): Promise<ServerInstance>;
   /** A job for this cell against `inst` (defaults filled in). */
   job: ClientJob;
 }
+
+export type Variant = 'default' | 'chacha' | 'decrypt';
 
 export interface CaseDef {
   name: string;
@@ -386,11 +392,6 @@ export interface CaseDef {
 
 async function jobFor(cell: Cell, inst: ServerInstance | { port: number }, extra: Partial<ClientJob>): Promise<ClientJob> {
   return { ...cell.job, port: inst.port, ...extra };
-}
-
-/** A fresh server of this cell's kind, in its own directory, stopped by the caller. */
-async function ownServer(cell: Cell, o: { ciphers?: string[] } = {}): Promise<ServerInstance> {
-  return cell.server.start(cell.ctx, { workDir: join(cell.workDir, 'server'), fixedPorts: false, ciphers: o.ciphers });
 }
 
 async function withCapture<T>(cell: Cell, port: number, f: (cap: Capture) => Promise<T>): Promise<T | Outcome> {
@@ -537,8 +538,8 @@ export const CASES: readonly CaseDef[] = [
       const clientCan = cell.client.can.ciphers === true;
       const serverCan = cell.server.pickCiphers === true;
       if (!clientCan && !serverCan) return skip(`peer cannot ${cell.client.can.ciphers}, and ${cell.server.pickCiphers}`);
-      const inst = serverCan ? await ownServer(cell, { ciphers: [CHACHA] }) : await cell.instance();
-      try {
+      const inst = await cell.instance(serverCan ? 'chacha' : 'default');
+      {
         const files = cell.server.files(cell.ctx).slice(0, FEW);
         const job = await jobFor(cell, inst, { gets: files.map((f) => f.path), hash: true, ciphers: clientCan ? [CHACHA] : undefined });
         const r = await withCapture(cell, inst.port, async (cap) => {
@@ -555,8 +556,6 @@ export const CASES: readonly CaseDef[] = [
         if (names.some((n) => n !== CHACHA)) return fail(`ServerHello chose ${names.join(', ')}, want ${CHACHA} (${who})`, out.details);
         if (r.run.cipher !== undefined && r.run.cipher !== CHACHA) return fail(`the client reports ${r.run.cipher}`, out.details);
         return pass(`${out.reason}; ServerHello: ${CHACHA} (${who})`, out.details);
-      } finally {
-        if (serverCan) await inst.stop();
       }
     },
   },
@@ -610,8 +609,8 @@ export const CASES: readonly CaseDef[] = [
     title: "a capture decrypted by tshark with our side's key log",
     timeoutMs: 40_000,
     async run(cell) {
-      const inst = await ownServer(cell);
-      try {
+      const inst = await cell.instance('decrypt');
+      {
         const files = cell.server.files(cell.ctx).slice(0, FEW);
         const page = cell.server.page(cell.ctx);
         const want = [page, ...files];
@@ -620,7 +619,6 @@ export const CASES: readonly CaseDef[] = [
         if (keylog === null) return fail('neither side of this pair is ours: nothing to check');
         const r = await withCapture(cell, inst.port, async (cap) => {
           const run = await cell.client.run(job);
-          await inst.stop(); // the server's key log is complete and the connection closed
           await cap.stop();
           return run;
         });
@@ -632,8 +630,6 @@ export const CASES: readonly CaseDef[] = [
         const v = h3DecryptVerdict(rep, []);
         const details = { ...out.details, ...v.details, keylog: cell.client.ours ? 'client (ours)' : 'server (ours)' };
         return v.status === 'pass' ? pass(v.reason, details) : fail(v.reason, details);
-      } finally {
-        await inst.stop();
       }
     },
   },
@@ -703,12 +699,18 @@ export async function runMatrix(ctx: RunContext, o: MatrixOptions): Promise<Cell
         if (cu !== null) out = unavailableOutcome(ctx, cu);
         else if (su !== null) out = unavailableOutcome(ctx, su);
         else {
-          const instance = async (): Promise<ServerInstance> => {
-            const cur = shared.get(server.name);
+          const instance = async (variant: Variant = 'default'): Promise<ServerInstance> => {
+            const key = `${server.name}-${variant}`;
+            const cur = shared.get(key);
             if (cur !== undefined && cur.alive()) return cur;
-            if (cur !== undefined) o.log?.(`NOTE ${server.name} had exited; restarting it. Its log: ${cur.logTail().slice(-500)}`);
-            const inst = await server.start(ctx, { workDir: join(ctx.workRoot, `server-${server.name}`), fixedPorts: ctx.netns && server.name === 'router' });
-            shared.set(server.name, inst);
+            if (cur !== undefined) o.log?.(`NOTE ${key} had exited; restarting it. Its log: ${cur.logTail().slice(-500)}`);
+            const inst = await server.start(ctx, {
+              workDir: join(ctx.workRoot, `server-${key}`),
+              // the product's own ports in a private namespace, for the one instance most cases use
+              fixedPorts: ctx.netns && variant === 'default',
+              ciphers: variant === 'chacha' ? [CHACHA] : undefined,
+            });
+            shared.set(key, inst);
             return inst;
           };
           const job: ClientJob = {
