@@ -32,6 +32,12 @@ export interface ConnectionConfig {
   initialMaxStreamDataBidiLocal?: number;
   initialMaxStreamDataBidiRemote?: number;
   initialMaxStreamDataUni?: number;
+  /**
+   * Receive windows auto-tune (double when the application consumes a window faster than about two round trips
+   * per window) from the initial values up to these ceilings. Defaults 16 MiB per stream, 32 MiB per connection.
+   */
+  maxStreamReceiveWindow?: number;
+  maxConnectionReceiveWindow?: number;
   initialMaxStreamsBidi?: number;
   initialMaxStreamsUni?: number;
   /**

@@ -44,6 +44,7 @@ import {
 } from './transport-params.js';
 import { SendStream } from './stream/send.js';
 import { RecvStream } from './stream/recv.js';
+import { WindowTuner } from './stream/autotune.js';
 import { ConnectionFlowControl } from './stream/flow.js';
 import { isBidi, isLocal } from './stream/ids.js';
 import { RttEstimator } from './recovery/rtt.js';
@@ -99,6 +100,8 @@ interface Stream {
   creditReturned: boolean;
   /** A stream_readable event is queued and the application has not read since: another would say nothing new. */
   readableQueued: boolean;
+  /** Receive-window auto-tuning, made on the stream's first credit update. */
+  tuner: WindowTuner | null;
 }
 
 interface PeerCid {
@@ -149,7 +152,7 @@ export class Connection {
   private readonly cfg: Required<
     Pick<
       ConnectionConfig,
-      'maxIdleTimeout' | 'maxDatagramSize' | 'cidLength' | 'maxAckDelay' | 'pacing'
+      'maxIdleTimeout' | 'maxDatagramSize' | 'cidLength' | 'maxAckDelay' | 'pacing' | 'maxStreamReceiveWindow' | 'maxConnectionReceiveWindow'
     >
   > &
     ConnectionConfig;
@@ -176,13 +179,25 @@ export class Connection {
 
   // flow control and streams
   private flow: ConnectionFlowControl;
+  private readonly connTuner: WindowTuner;
+  /** The largest stream receive window auto-tuning reached: later streams start from it. */
+  private learnedStreamWindow = 0;
   private readonly streams = new Map<number, Stream>();
+  /** Streams with something to send now: new data within both credits, retransmissions, a FIN. */
   private readonly sendQueue = new Set<number>();
+  /**
+   * Streams whose new data waits only on the peer's connection-level credit (MAX_DATA). They leave the send queue
+   * and all come back when MAX_DATA raises the limit; a stream waiting on its own credit comes back on its
+   * MAX_STREAM_DATA instead.
+   */
+  private readonly connBlocked = new Set<number>();
   private readonly pendingMaxStreamData = new Set<number>();
   private readonly pendingStopSending = new Set<number>();
   private readonly pendingResets = new Set<number>();
   private readonly pendingStreamBlocked = new Set<number>();
   private pendingMaxData = false;
+  /** DATA_BLOCKED / STREAM_DATA_BLOCKED / STREAMS_BLOCKED frames sent (RFC 9000 §4.1, §4.6): for logs and tests. */
+  readonly blockedFramesSent = { data: 0, streamData: 0, streams: 0 };
   private pendingDataBlocked = false;
   private readonly pendingMaxStreams = [false, false]; // [uni, bidi]
   private readonly pendingStreamsBlocked = [false, false];
@@ -231,6 +246,8 @@ export class Connection {
       cidLength: 8,
       maxAckDelay: 25,
       pacing: true,
+      maxStreamReceiveWindow: 16 * 1024 * 1024,
+      maxConnectionReceiveWindow: 32 * 1024 * 1024,
       ...config,
     };
     if (this.cfg.maxDatagramSize < MIN_INITIAL_DATAGRAM || this.cfg.maxDatagramSize > MAX_DATAGRAM_LIMIT)
@@ -269,6 +286,7 @@ export class Connection {
     this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
     this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
     this.flow = new ConnectionFlowControl(p.initialMaxData, 0);
+    this.connTuner = new WindowTuner(p.initialMaxData, Math.max(p.initialMaxData, this.cfg.maxConnectionReceiveWindow));
 
     const secrets = initialSecrets(originalDcid);
     const mk = (level: Level): Space => ({
@@ -397,6 +415,15 @@ export class Connection {
     this.streamWrite(id, Buffer.alloc(0), true);
   }
 
+  /** The receive windows credit updates currently extend by (they auto-tune): the connection's, and a stream's. */
+  get connectionReceiveWindow(): number {
+    return this.connTuner.value;
+  }
+
+  streamReceiveWindow(id: number): number | null {
+    return this.streams.get(id)?.recv?.window ?? null;
+  }
+
   streamBufferedBytes(id: number): number {
     return this.streams.get(id)?.send?.bufferedBytes ?? 0;
   }
@@ -429,6 +456,7 @@ export class Connection {
     if (st.send.state === 'data_recvd' || st.send.state === 'reset_sent' || st.send.state === 'reset_recvd') return;
     st.send.reset(code);
     this.sendQueue.delete(id);
+    this.connBlocked.delete(id);
     this.pendingResets.add(id);
   }
 
@@ -679,13 +707,17 @@ export class Connection {
         st.send.onStopSending(f.errorCode);
         if (before !== st.send.state && st.send.pendingReset) {
           this.sendQueue.delete(f.streamId);
+          this.connBlocked.delete(f.streamId);
           this.pendingResets.add(f.streamId);
         }
         this.events.push({ type: 'stop_sending', id: f.streamId, code: f.errorCode });
         return;
       }
       case 'max_data':
-        this.flow.setPeerMaxData(f.max);
+        if (this.flow.setPeerMaxData(f.max) && this.connBlocked.size > 0) {
+          for (const id of this.connBlocked) this.sendQueue.add(id);
+          this.connBlocked.clear();
+        }
         return;
       case 'max_stream_data': {
         const st = this.sendStreamFor(f.streamId, 'MAX_STREAM_DATA');
@@ -1068,7 +1100,9 @@ export class Connection {
       wantDrain: false,
       creditReturned: false,
       readableQueued: false,
+      tuner: null,
     };
+    if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
     this.streams.set(id, st);
     return st;
   }
@@ -1149,6 +1183,7 @@ export class Connection {
     if (this.pendingResets.has(st.id) || this.pendingStopSending.has(st.id)) return;
     this.streams.delete(st.id);
     this.sendQueue.delete(st.id);
+    this.connBlocked.delete(st.id);
     this.pendingMaxStreamData.delete(st.id);
     this.pendingStreamBlocked.delete(st.id);
   }
@@ -1222,6 +1257,7 @@ export class Connection {
 
   private clearSendState(): void {
     this.sendQueue.clear();
+    this.connBlocked.clear();
     this.pendingMaxStreamData.clear();
     this.pendingStopSending.clear();
     this.pendingResets.clear();
@@ -1727,6 +1763,7 @@ export class Connection {
       if (put({ type: 'ping' }, { k: 'ping' })) this.pendingPing = false;
     }
     if (this.pendingMaxData || this.flow.maxDataUpdate() !== null) {
+      if (this.flow.maxDataUpdate() !== null) this.flow.setWindow(this.connTuner.onCreditUpdate(this.flow.bytesConsumed, this.lastNow, this.rttForTuning()));
       const v = this.flow.maxDataUpdate();
       const max = v ?? this.flow.currentLimit; // a retransmission repeats the current limit
       if (put({ type: 'max_data', max }, { k: 'max_data' })) {
@@ -1737,8 +1774,10 @@ export class Connection {
     for (const t of [0, 1]) {
       if (this.pendingMaxStreams[t] && put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
         this.pendingMaxStreams[t] = false;
-      if (this.pendingStreamsBlocked[t] && put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 }))
+      if (this.pendingStreamsBlocked[t] && put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
         this.pendingStreamsBlocked[t] = false;
+        this.blockedFramesSent.streams++;
+      }
     }
     for (const id of this.pendingMaxStreamData) {
       const st = this.streams.get(id);
@@ -1746,6 +1785,7 @@ export class Connection {
         this.pendingMaxStreamData.delete(id);
         continue;
       }
+      if (st.recv.maxStreamDataUpdate() !== null) this.tuneStreamWindow(st, st.recv);
       const v = st.recv.maxStreamDataUpdate() ?? st.recv.currentLimit;
       if (!put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
       st.recv.markMaxStreamDataSent(v);
@@ -1788,15 +1828,6 @@ export class Connection {
       if (!put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
       this.pendingRetireCids.shift();
     }
-    // Connection-level blocked signal.
-    const blocked = this.flow.blockedLimit();
-    if ((blocked !== null || this.pendingDataBlocked) && this.sendQueue.size) {
-      const limit = blocked ?? this.flow.sendCredit;
-      if (put({ type: 'data_blocked', limit }, { k: 'data_blocked' })) {
-        if (blocked !== null) this.flow.markBlockedSent(blocked);
-        this.pendingDataBlocked = false;
-      }
-    }
     // STREAM frames, round robin over streams with data.
     let rounds = this.sendQueue.size;
     for (const id of this.sendQueue) {
@@ -1810,24 +1841,64 @@ export class Connection {
       if (room < 24) break;
       const overhead = streamFrameOverhead(id, st.send.highestSent + 1, room);
       const ch = st.send.nextChunk(room - overhead, this.flow.sendCredit);
-      if (!ch) {
-        const bl = st.send.blockedLimit();
-        if (bl !== null && put({ type: 'stream_data_blocked', streamId: id, limit: bl }, { k: 'stream_data_blocked', id }))
-          st.send.markBlockedSent(bl);
-        this.sendQueue.delete(id);
-        continue;
+      if (ch) {
+        o = writeStreamFrameHeader(b, o, id, ch.offset, ch.data.length, ch.fin);
+        ch.data.copy(b, o);
+        o += ch.data.length;
+        if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
+        sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
+        if (ch.fin) this.maybeReturnCredit(st);
       }
-      o = writeStreamFrameHeader(b, o, id, ch.offset, ch.data.length, ch.fin);
-      ch.data.copy(b, o);
-      o += ch.data.length;
-      if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
-      sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
-      if (ch.fin) this.maybeReturnCredit(st);
-      // Rotate: move this stream to the back if it still has data.
+      // Rotate to the back if it still has something to send now; else park it where its wake-up will find it.
       this.sendQueue.delete(id);
       if (st.send.hasSendable(this.flow.sendCredit)) this.sendQueue.add(id);
+      else if (st.send.waitsOnConnectionCredit()) this.connBlocked.add(id);
+      else if (st.send.blockedLimit() !== null) this.pendingStreamBlocked.add(id);
+    }
+    // Blocked signals (RFC 9000 §4.1, §19.12-13): once per limit when new data waits on the peer's credit, and again
+    // while still blocked if the packet that carried one was lost (§13.3). Written after the STREAM frames, so a
+    // sender that just ran out says so in the same packet.
+    if (this.connBlocked.size > 0 && this.flow.sendCredit <= 0) {
+      const limit = this.flow.blockedLimit();
+      if ((limit !== null || this.pendingDataBlocked) && put({ type: 'data_blocked', limit: this.flow.peerLimit }, { k: 'data_blocked' })) {
+        this.flow.markBlockedSent(this.flow.peerLimit);
+        this.pendingDataBlocked = false;
+        this.blockedFramesSent.data++;
+      }
+    } else if (this.flow.sendCredit > 0) this.pendingDataBlocked = false;
+    for (const id of this.pendingStreamBlocked) {
+      const send = this.streams.get(id)?.send;
+      if (!send?.blockedByStreamCredit()) {
+        this.pendingStreamBlocked.delete(id);
+        continue;
+      }
+      const limit = send.peerMaxStreamData;
+      if (!put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
+      send.markBlockedSent(limit);
+      this.pendingStreamBlocked.delete(id);
+      this.blockedFramesSent.streamData++;
     }
     return o;
+  }
+
+  private rttForTuning(): number {
+    return this.rtt.hasSample ? this.rtt.smoothed : 0;
+  }
+
+  /**
+   * Auto-tunes a stream's receive window before its credit is extended; the connection window is kept at least
+   * 1.5 times the largest stream window, so one fast stream is not held by the connection's credit instead.
+   */
+  private tuneStreamWindow(st: Stream, recv: RecvStream): void {
+    st.tuner ??= new WindowTuner(recv.window, Math.max(recv.window, this.cfg.maxStreamReceiveWindow));
+    const w = st.tuner.onCreditUpdate(recv.consumedBytes, this.lastNow, this.rttForTuning());
+    if (w === recv.window) return;
+    recv.setWindow(w);
+    if (w > this.learnedStreamWindow) this.learnedStreamWindow = w;
+    if (this.connTuner.atLeast(w * 1.5)) {
+      this.flow.setWindow(this.connTuner.value);
+      if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
+    }
   }
 
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
