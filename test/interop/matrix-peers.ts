@@ -361,10 +361,15 @@ const qsrGet: ClientPeer = {
 };
 
 // Browsers: one page script for Chromium and Firefox. It runs in the page (same origin, so on the page's connection),
-// sends every GET at once (cache: no-store), hashes each body with crypto.subtle, or POSTs the pattern of
-// src/services/pattern.ts generated in the page, and reports per response the nextHopProtocol from the resource timing.
+// sends the GETs with up to BROWSER_CONCURRENCY in flight (cache: no-store), hashes each body with crypto.subtle, or
+// POSTs the pattern of src/services/pattern.ts generated in the page, and reports per response the nextHopProtocol from
+// the resource timing. The bound is Chromium's: with 2,000 fetches pending at once it sends a STREAMS_BLOCKED frame for
+// each one waiting for a stream and closes its own connection with QUIC_TOO_MANY_BUFFERED_CONTROL_FRAMES after ~1,000
+// of them (against gtlsserver just as against our servers); a page with 100 in flight is what a real page does.
+const BROWSER_CONCURRENCY = 100;
+
 function pageScript(job: ClientJob): string {
-  const arg = { gets: job.gets, hash: job.hash, post: job.post === undefined ? null : { path: job.post.path, size: job.post.size } };
+  const arg = { gets: job.gets, hash: job.hash, concurrency: BROWSER_CONCURRENCY, post: job.post === undefined ? null : { path: job.post.path, size: job.post.size } };
   return `(async (a) => {
   const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
   performance.setResourceTimingBufferSize(a.gets.length + 100);
@@ -388,7 +393,7 @@ function pageScript(job: ClientJob): string {
       return JSON.stringify([{ path: a.post.path, status: null, bytes: 0, error: String(e) }]);
     }
   }
-  const out = await Promise.all(a.gets.map(async (path) => {
+  const one = async (path) => {
     try {
       const r = await fetch(path, { cache: 'no-store' });
       const b = await r.arrayBuffer();
@@ -398,7 +403,17 @@ function pageScript(job: ClientJob): string {
     } catch (e) {
       return { path, status: null, bytes: 0, error: String(e) };
     }
-  }));
+  };
+  // At most a.concurrency requests in flight (workers taking the next index), results in request order.
+  const out = new Array(a.gets.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < a.gets.length) {
+      const i = next++;
+      out[i] = await one(a.gets[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(a.concurrency, a.gets.length) }, worker));
   const seen = new Map();
   for (const g of out) {
     const list = seen.get(g.path) || protocols(g.path);

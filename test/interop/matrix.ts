@@ -10,9 +10,9 @@
 // The cases below are written once against those two interfaces. A case the peer cannot do is a SKIP naming what the
 // peer cannot do; a peer that is not installed is a SKIP, or a FAIL with CI=true. Cases run one after the other (the
 // machine has two cores; a 100 MB transfer in parallel with another case measures the machine, not the peers), every
-// one bounded in time. Servers are started once per run and reused by the cases (restarted if one exits), except for
-// the cases that need a fresh one of their own: chacha20 (a server configured to pick ChaCha20) and decrypt (a clean
-// capture and key log).
+// one bounded in time. Servers are started once per run and reused by the cases (restarted if one exits); chacha20
+// uses a second instance of each server configured to accept only ChaCha20, and decrypt a third one that serves the
+// decrypt cases only, so that each capture holds just its own connection.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
@@ -539,24 +539,22 @@ export const CASES: readonly CaseDef[] = [
       const serverCan = cell.server.pickCiphers === true;
       if (!clientCan && !serverCan) return skip(`peer cannot ${cell.client.can.ciphers}, and ${cell.server.pickCiphers}`);
       const inst = await cell.instance(serverCan ? 'chacha' : 'default');
-      {
-        const files = cell.server.files(cell.ctx).slice(0, FEW);
-        const job = await jobFor(cell, inst, { gets: files.map((f) => f.path), hash: true, ciphers: clientCan ? [CHACHA] : undefined });
-        const r = await withCapture(cell, inst.port, async (cap) => {
-          const run = await cell.client.run(job);
-          await cap.stop();
-          return { run, suites: await serverHelloSuites(cap.pcap, cell.workDir) };
-        });
-        if (isOutcome(r)) return r;
-        const who = `${clientCan ? 'client offers only ChaCha20' : 'client offers all'}, ${serverCan ? 'server accepts only ChaCha20' : 'server default'}`;
-        const out = judge(cell, r.run, files.map(expectOf), { hash: true, oneConnection: true, what: `${FEW} files` }, { serverHello: r.suites, setup: who });
-        if (out.status !== 'pass') return out;
-        const names = r.suites.map((s) => SUITE_IDS[s] ?? s);
-        if (names.length === 0) return fail('no ServerHello in the capture', out.details);
-        if (names.some((n) => n !== CHACHA)) return fail(`ServerHello chose ${names.join(', ')}, want ${CHACHA} (${who})`, out.details);
-        if (r.run.cipher !== undefined && r.run.cipher !== CHACHA) return fail(`the client reports ${r.run.cipher}`, out.details);
-        return pass(`${out.reason}; ServerHello: ${CHACHA} (${who})`, out.details);
-      }
+      const files = cell.server.files(cell.ctx).slice(0, FEW);
+      const job = await jobFor(cell, inst, { gets: files.map((f) => f.path), hash: true, ciphers: clientCan ? [CHACHA] : undefined });
+      const r = await withCapture(cell, inst.port, async (cap) => {
+        const run = await cell.client.run(job);
+        await cap.stop();
+        return { run, suites: await serverHelloSuites(cap.pcap, cell.workDir) };
+      });
+      if (isOutcome(r)) return r;
+      const who = `${clientCan ? 'client offers only ChaCha20' : 'client offers all'}, ${serverCan ? 'server accepts only ChaCha20' : 'server default'}`;
+      const out = judge(cell, r.run, files.map(expectOf), { hash: true, oneConnection: true, what: `${FEW} files` }, { serverHello: r.suites, setup: who });
+      if (out.status !== 'pass') return out;
+      const names = r.suites.map((s) => SUITE_IDS[s] ?? s);
+      if (names.length === 0) return fail('no ServerHello in the capture', out.details);
+      if (names.some((n) => n !== CHACHA)) return fail(`ServerHello chose ${names.join(', ')}, want ${CHACHA} (${who})`, out.details);
+      if (r.run.cipher !== undefined && r.run.cipher !== CHACHA) return fail(`the client reports ${r.run.cipher}`, out.details);
+      return pass(`${out.reason}; ServerHello: ${CHACHA} (${who})`, out.details);
     },
   },
   {
@@ -610,27 +608,25 @@ export const CASES: readonly CaseDef[] = [
     timeoutMs: 40_000,
     async run(cell) {
       const inst = await cell.instance('decrypt');
-      {
-        const files = cell.server.files(cell.ctx).slice(0, FEW);
-        const page = cell.server.page(cell.ctx);
-        const want = [page, ...files];
-        const job = await jobFor(cell, inst, { gets: want.map((f) => f.path), hash: true, capture: true });
-        const keylog = cell.client.ours ? job.keylog : inst.keylog;
-        if (keylog === null) return fail('neither side of this pair is ours: nothing to check');
-        const r = await withCapture(cell, inst.port, async (cap) => {
-          const run = await cell.client.run(job);
-          await cap.stop();
-          return run;
-        });
-        if (isOutcome(r)) return r;
-        const out = judge(cell, r, want.map(expectOf), { hash: true, oneConnection: true, what: `${want.length} GETs` });
-        if (out.status !== 'pass') return out;
-        if (!existsSync(keylog)) return fail(`key log ${keylog} was not written`, out.details);
-        const rep = await decryptReportFiltered(join(cell.workDir, 'capture.pcapng'), keylog, cell.workDir);
-        const v = h3DecryptVerdict(rep, []);
-        const details = { ...out.details, ...v.details, keylog: cell.client.ours ? 'client (ours)' : 'server (ours)' };
-        return v.status === 'pass' ? pass(v.reason, details) : fail(v.reason, details);
-      }
+      const files = cell.server.files(cell.ctx).slice(0, FEW);
+      const page = cell.server.page(cell.ctx);
+      const want = [page, ...files];
+      const job = await jobFor(cell, inst, { gets: want.map((f) => f.path), hash: true, capture: true });
+      const keylog = cell.client.ours ? job.keylog : inst.keylog;
+      if (keylog === null) return fail('neither side of this pair is ours: nothing to check');
+      const r = await withCapture(cell, inst.port, async (cap) => {
+        const run = await cell.client.run(job);
+        await cap.stop();
+        return run;
+      });
+      if (isOutcome(r)) return r;
+      const out = judge(cell, r, want.map(expectOf), { hash: true, oneConnection: true, what: `${want.length} GETs` });
+      if (out.status !== 'pass') return out;
+      if (!existsSync(keylog)) return fail(`key log ${keylog} was not written`, out.details);
+      const rep = await decryptReportFiltered(join(cell.workDir, 'capture.pcapng'), keylog, cell.workDir);
+      const v = h3DecryptVerdict(rep, []);
+      const details = { ...out.details, ...v.details, keylog: cell.client.ours ? 'client (ours)' : 'server (ours)' };
+      return v.status === 'pass' ? pass(v.reason, details) : fail(v.reason, details);
     },
   },
 ];
