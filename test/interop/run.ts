@@ -18,11 +18,11 @@
 // defaultCertDir.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decryptReport, formatReport, injectSecrets, startCapture, type Capture, type DecryptReport } from './capture.js';
-import { CASES, fail, formatMatrix, makeContent, pairs, pass, runMatrix, selectedCell, skip, type CellResult, type Outcome, type RunContext } from './matrix.js';
+import { BIG, CASES, MEDIUM, fail, formatMatrix, makeContent, pairs, pass, runMatrix, selectedCell, skip, type CellResult, type Outcome, type RunContext } from './matrix.js';
 import { CLIENTS, SERVERS } from './matrix-peers.js';
 import { inPrivateNetns, netnsArgv, netnsUnavailable } from './netns.js';
 import { H3_NO_ERROR, freeUdpPort, makeWorkDir, missingPrograms, parseGtlsServerLog, runGtlsClient, startGtlsServer, type Child } from './peers.js';
@@ -194,6 +194,8 @@ async function main(argv: readonly string[]): Promise<number> {
   console.log(`interop matrix: work directory ${workRoot}${ctx.netns ? ', in a private network namespace' : ''}`);
   const results = await runMatrix(ctx, { clients: CLIENTS, servers: SERVERS, only: o.only, log: (l) => console.log(l) });
   const wallMs = Date.now() - t0;
+  // The pattern files are 110 MB; the rest of the work directory (logs, captures) stays for a look at failures.
+  for (const n of [MEDIUM, BIG]) rmSync(ctx.content.patternFile(n), { force: true });
   console.log('\n' + formatMatrix(results) + '\n');
   for (const r of results) if (r.status !== 'pass') console.log(`${r.status.toUpperCase()} ${r.client} -> ${r.server} ${r.case}: ${r.reason}`);
   mkdirSync(out, { recursive: true });
