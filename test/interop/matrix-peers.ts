@@ -538,9 +538,13 @@ const firefox: ClientPeer = {
     if (!ctx.netns) return { reason: 'Firefox runs only inside a private network namespace (run the matrix as root: it re-executes itself under unshare -n)', kind: 'netns' };
     return null;
   },
-  can: { windows: BROWSER_CANNOT_WINDOWS, ciphers: 'restrict its cipher suites (no pref for TLS 1.3 suites)', ownLoss: false, keyUpdate: 'initiate a key update on request' },
+  // Firefox's receive windows are prefs (network.http.http3.max_data / max_stream_data).
+  can: { windows: true, ciphers: 'restrict its cipher suites (no pref for TLS 1.3 suites)', ownLoss: false, keyUpdate: 'initiate a key update on request' },
   async run(job) {
     const mod = await loadModule<FirefoxModule>('./firefox.js');
+    const prefs: Record<string, number> = {};
+    if (job.windows?.maxData !== undefined) prefs['network.http.http3.max_data'] = job.windows.maxData;
+    if (job.windows?.maxStreamData !== undefined) prefs['network.http.http3.max_stream_data'] = job.windows.maxStreamData;
     if (mod === null) return { responses: [], error: 'adapter test/interop/firefox.ts is not in this tree', details: {} };
     const r = await mod.runFirefox({
       workDir: job.workDir,
@@ -550,6 +554,7 @@ const firefox: ClientPeer = {
       scripts: [{ name: 'job', expression: pageScript(job), timeoutMs: job.timeoutMs }],
       keylogFile: job.keylog,
       ...(job.capture === true ? { maxGsoSegments: 1 } : {}),
+      prefs,
       timeoutMs: job.timeoutMs,
     });
     const details: Record<string, unknown> = { h3: r.h3, loads: r.loads, fatal: r.fatal, exit: r.exit, logs: `${r.logBase}.*` };
