@@ -14,7 +14,7 @@ import { TransportError, TransportErrorCode as E, TlsError, TlsAlert } from './e
 import type { Address, CloseInfo, ConnectionConfig, ConnectionEvent, ConnectionState } from './connection-types.js';
 import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
-import { deriveKeys, nextGenerationKeys, type DirectionKeys } from './crypto/keys.js';
+import { deriveKeys, type DirectionKeys } from './crypto/keys.js';
 import { TLS_AES_128_GCM_SHA256 } from './crypto/suites.js';
 import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
@@ -44,6 +44,7 @@ import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
 import { Streams } from './connection/streams.js';
 import { ConnectionIds } from './connection/cids.js';
+import { KeyUpdate } from './connection/key-update.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter, PING } from './connection/frame-writer.js';
@@ -111,19 +112,12 @@ export class Connection {
   private readonly streams: Streams;
 
   // handshake, keys and timers
+  private readonly keyUpdate: KeyUpdate;
   private handshakeDone = false;
   private handshakeConfirmed = false;
   private addressValidated: boolean;
   private bytesReceived = 0;
   private bytesSent = 0;
-  private keyPhase = 0;
-  private keyGeneration = 0;
-  private nextRead: DirectionKeys | null = null;
-  private prevRead: DirectionKeys | null = null;
-  private prevReadDiscardAt = 0;
-  /** The first packet number sent with the current write keys; a key update needs it acknowledged first. */
-  private keyPhaseFirstPn = 0;
-  private keyPhaseAcked = true;
   private lastActivity: number;
   private idleTimeout = 0;
   private closeDeadline = 0;
@@ -202,6 +196,7 @@ export class Connection {
 
     const secrets = initialSecrets(originalDcid);
     this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
+    this.keyUpdate = new KeyUpdate(this.spaces[Level.OneRtt], this.events);
     const init = this.spaces[Level.Initial];
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
@@ -270,7 +265,7 @@ export class Connection {
   }
 
   get currentKeyGeneration(): number {
-    return this.keyGeneration;
+    return this.keyUpdate.generation;
   }
 
   get rttStats(): { smoothed: number; min: number; latest: number } {
@@ -366,28 +361,9 @@ export class Connection {
 
   /** Starts a key update (RFC 9001 §6.1). False when not allowed yet (handshake not confirmed or previous update unacked). */
   initiateKeyUpdate(): boolean {
-    if (!this.handshakeConfirmed || !this.keyPhaseAcked || this.state !== 'established') return false;
-    if (!this.rotateKeys('local')) return false;
-    // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
-    this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
-    this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    if (!this.handshakeConfirmed || !this.keyUpdate.canInitiate || this.state !== 'established') return false;
+    if (!this.keyUpdate.initiate()) return false;
     this.onWake?.(this);
-    return true;
-  }
-
-  /** Moves both directions to the next key generation and flips the key phase (RFC 9001 §6). */
-  private rotateKeys(by: 'local' | 'peer'): boolean {
-    const app = this.spaces[Level.OneRtt];
-    if (!app.write || !app.read) return false;
-    this.prevRead = app.read;
-    app.read = this.nextRead ?? nextGenerationKeys(app.read);
-    this.nextRead = nextGenerationKeys(app.read);
-    app.write = nextGenerationKeys(app.write);
-    this.keyPhase ^= 1;
-    this.keyGeneration++;
-    this.keyPhaseFirstPn = app.nextPn;
-    this.keyPhaseAcked = false;
-    this.events.push({ type: 'key_update', generation: this.keyGeneration, initiatedBy: by });
     return true;
   }
 
@@ -522,12 +498,14 @@ export class Connection {
     const ct = dgram.subarray(un.headerEnd, h.end);
     let keys = space.read;
     let phaseChange = false;
-    if (level === Level.OneRtt && un.keyPhase !== this.keyPhase) {
+    const ku = this.keyUpdate;
+    if (level === Level.OneRtt && un.keyPhase !== ku.phase) {
       // Either a reordered packet from the previous phase or the peer's key update (RFC 9001 §6.3).
-      if (this.prevRead && un.pn < this.keyPhaseFirstPnRecv) keys = this.prevRead;
+      const prev = ku.previousKeysFor(un.pn);
+      if (prev !== null) keys = prev;
       else {
         if (!this.handshakeConfirmed && this.role === 'server' && !this.handshakeDone) return;
-        keys = this.nextRead ?? nextGenerationKeys(space.read);
+        keys = ku.nextReadKeys();
         phaseChange = true;
       }
     }
@@ -541,11 +519,9 @@ export class Connection {
     if (reserved !== 0) throw new TransportError(E.PROTOCOL_VIOLATION, 'reserved header bits are not zero');
     if (space.acks.isDuplicate(un.pn)) return;
 
-    if (phaseChange) this.onPeerKeyUpdate(un.pn, now);
-    else if (level === Level.OneRtt && keys === space.read && this.prevRead && this.prevReadDiscardAt === 0) {
-      this.prevReadDiscardAt = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
-      if (this.keyPhaseFirstPnRecv < 0 || un.pn < this.keyPhaseFirstPnRecv) this.keyPhaseFirstPnRecv = un.pn;
-    }
+    if (phaseChange) ku.onPeerKeyUpdate(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
+    else if (level === Level.OneRtt && keys === space.read && ku.prevRead !== null && ku.prevReadDiscardAt === 0)
+      ku.onFirstPacketOfPhase(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
 
     if (this.role === 'client' && !this.serverCidLearned && h.scid.length >= 0 && level !== Level.OneRtt) {
       this.cids.setPeerInitial(Buffer.from(h.scid));
@@ -574,19 +550,8 @@ export class Connection {
     if (this.state === 'closing') this.sendCloseNow = true;
   }
 
-  private keyPhaseFirstPnRecv = -1;
   /** Microseconds per unit of the peer's ACK Delay field: 2^ack_delay_exponent (RFC 9000 §18.2), 8 by default. */
   private ackDelayUnit = 8;
-
-  private onPeerKeyUpdate(pn: number, now: number): void {
-    if (!this.keyPhaseAcked) {
-      // The peer may not update again before acknowledging our update's packets (RFC 9001 §6.2).
-      throw new TransportError(E.KEY_UPDATE_ERROR, 'key update before the previous one was acknowledged');
-    }
-    if (!this.rotateKeys('peer')) return;
-    this.keyPhaseFirstPnRecv = pn;
-    this.prevReadDiscardAt = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
-  }
 
   private onFrame(f: Frame, level: Level, now: number): void {
     switch (f.type) {
@@ -657,7 +622,7 @@ export class Connection {
 
   private onPacketAcked(p: SentPacket<PacketInfo>): void {
     const space = this.spaces[p.info.level];
-    if (p.info.level === Level.OneRtt && !this.keyPhaseAcked && p.pn >= this.keyPhaseFirstPn) this.keyPhaseAcked = true;
+    if (p.info.level === Level.OneRtt) this.keyUpdate.onPacketAcked(p.pn);
     for (const f of p.info.frames) {
       switch (f.k) {
         case 'stream':
@@ -806,7 +771,7 @@ export class Connection {
     const sp = this.spaces[s.level];
     if (s.direction === 'read') sp.read = keys;
     else sp.write = keys;
-    if (s.level === Level.OneRtt && s.direction === 'read') this.nextRead = nextGenerationKeys(keys);
+    if (s.level === Level.OneRtt && s.direction === 'read') this.keyUpdate.onReadKeysInstalled(keys);
     if (s.direction === 'read' && this.undecryptable.length) {
       const pending = this.undecryptable;
       this.undecryptable = [];
@@ -946,7 +911,7 @@ export class Connection {
       const a = sp.acks.ackDeadline();
       if (a !== null) t = Math.min(t, a);
     }
-    if (this.prevReadDiscardAt) t = Math.min(t, this.prevReadDiscardAt);
+    if (this.keyUpdate.prevReadDiscardAt) t = Math.min(t, this.keyUpdate.prevReadDiscardAt);
     if (this.pacingUntil) t = Math.min(t, this.pacingUntil);
     return t === Infinity ? null : t;
   }
@@ -989,7 +954,7 @@ export class Connection {
     const end = pb.finish(buf, pb.payloadEnd);
     if (end === null) return null;
     const pn = sp.nextPn - 1;
-    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
     this.pmtuProbing = size;
     // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
     this.loss.onPacketSent({
@@ -999,7 +964,7 @@ export class Connection {
       size: end,
       ackEliciting: true,
       inFlight: false,
-      info: { level: Level.OneRtt, frames: [{ k: 'pmtu', size }], keyPhase: this.keyPhase },
+      info: { level: Level.OneRtt, frames: [{ k: 'pmtu', size }], keyPhase: this.keyUpdate.phase },
     });
     return this.finishDatagram(buf, end);
   }
@@ -1052,10 +1017,7 @@ export class Connection {
       return;
     }
     if (this.handshakeDeadline && !this.handshakeDone && now >= this.handshakeDeadline) return this.onHandshakeTimeout(now);
-    if (this.prevReadDiscardAt && now >= this.prevReadDiscardAt) {
-      this.prevRead = null;
-      this.prevReadDiscardAt = 0;
-    }
+    if (this.keyUpdate.prevReadDiscardAt && now >= this.keyUpdate.prevReadDiscardAt) this.keyUpdate.discardPrevious();
     if (this.pacingUntil && now >= this.pacingUntil) this.pacingUntil = 0;
     const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, now);
     if (lossT !== null && now >= lossT) {
@@ -1149,7 +1111,7 @@ export class Connection {
       if (this.cfg.onePacketPerDatagram) break;
     }
     if (off === 0) return null;
-    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
     return this.finishDatagram(buf, off);
   }
 
@@ -1211,7 +1173,7 @@ export class Connection {
         last.size = off - last.start;
       }
     }
-    this.builder.seal(buf, this.dcid, this.scid, this.keyPhase as 0 | 1);
+    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
     for (const p of packets) {
       if (p.sp.level === Level.Handshake && this.role === 'client' && !this.firstHandshakeSent) {
         this.firstHandshakeSent = true;
@@ -1226,7 +1188,7 @@ export class Connection {
         size: p.size,
         ackEliciting: p.eliciting,
         inFlight: p.eliciting || (containsInitial && p === packets[packets.length - 1] && off >= MIN_INITIAL_DATAGRAM),
-        info: { level: p.sp.level, frames: p.frames, keyPhase: this.keyPhase },
+        info: { level: p.sp.level, frames: p.frames, keyPhase: this.keyUpdate.phase },
       });
       if (p.eliciting) {
         const sp = p.sp.level;
