@@ -45,6 +45,7 @@ import { DecodeError } from '../util/varint.js';
 import { Streams } from './connection/streams.js';
 import { ConnectionIds } from './connection/cids.js';
 import { KeyUpdate } from './connection/key-update.js';
+import { PathMtu } from './connection/pmtu.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter, PING } from './connection/frame-writer.js';
@@ -57,8 +58,6 @@ const MAX_DATAGRAM_LIMIT = 65527;
 const PACING_GRANULARITY = 1;
 /** Datagrams up to this size are copied out of the scratch buffer into Node's buffer pool (see finishDatagram). */
 const SMALL_DATAGRAM = 2048;
-/** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
-const PMTU_STEPS = [1452, 4096, 8192, 16384];
 const LOOPBACK_MAX_DATAGRAM = 16384;
 const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
@@ -163,6 +162,7 @@ export class Connection {
     this.addressValidated = role === 'client';
     this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
+    this.pmtu = new PathMtu(MIN_INITIAL_DATAGRAM, this.cc, this.pacer);
     this.loss = new LossDetector<PacketInfo>(this.rtt, this.cc, {
       maxAckDelay: () => this.peerParams?.maxAckDelay ?? 25,
       isServer: role === 'server',
@@ -638,7 +638,7 @@ export class Connection {
           this.streams.onResetAcked(f.id);
           break;
         case 'pmtu':
-          this.onPmtuProbeAcked(f.size);
+          this.pmtu.onProbeAcked(f.size);
           break;
         default:
           break;
@@ -699,7 +699,7 @@ export class Connection {
           this.pending.retireCids.push(f.seq);
           break;
         case 'pmtu':
-          this.onPmtuProbeLost(f.size);
+          this.pmtu.onProbeLost(f.size);
           break;
         case 'ack':
         case 'ping':
@@ -920,30 +920,20 @@ export class Connection {
 
   // ---------------------------------------------------------------- path MTU discovery (RFC 9000 §14.3)
 
-  /** The datagram size in use: 1200 until a larger probe is acknowledged. */
-  private mtu = MIN_INITIAL_DATAGRAM;
-  /** Sizes still to try, ascending; the probe in flight, and failures of the current size. */
-  private pmtuCandidates: number[] | null = null;
-  private pmtuProbing = 0;
-  private pmtuFailures = 0;
+  private readonly pmtu: PathMtu;
 
   get datagramSize(): number {
-    return this.mtu;
+    return this.pmtu.size;
   }
 
-  private pmtuProbeDue(): boolean {
-    if (!this.handshakeConfirmed || this.state !== 'established' || this.pmtuProbing || !this.peerParams) return false;
-    if (this.pmtuCandidates === null) {
-      const ceiling = Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize);
-      this.pmtuCandidates = PMTU_STEPS.filter((s) => s > this.mtu && s < ceiling);
-      if (ceiling > this.mtu) this.pmtuCandidates.push(ceiling);
-    }
-    return this.pmtuCandidates.length > 0;
+  /** The size of the PMTU probe due now, or 0. */
+  private pmtuProbeDue(): number {
+    if (!this.handshakeConfirmed || this.state !== 'established' || !this.peerParams) return 0;
+    return this.pmtu.probeDue(Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize));
   }
 
   /** A PMTU probe: one 1-RTT packet with PING and PADDING filling a datagram of the candidate size. */
-  private buildPmtuProbe(now: number): Buffer | null {
-    const size = this.pmtuCandidates![0];
+  private buildPmtuProbe(size: number, now: number): Buffer | null {
     const sp = this.spaces[Level.OneRtt];
     if (!sp.write) return null;
     const buf = Buffer.allocUnsafe(size);
@@ -955,7 +945,7 @@ export class Connection {
     if (end === null) return null;
     const pn = sp.nextPn - 1;
     this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
-    this.pmtuProbing = size;
+    this.pmtu.onProbeSent(size);
     // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
     this.loss.onPacketSent({
       pn,
@@ -969,24 +959,6 @@ export class Connection {
     return this.finishDatagram(buf, end);
   }
 
-  private onPmtuProbeAcked(size: number): void {
-    if (size !== this.pmtuProbing) return;
-    this.pmtuProbing = 0;
-    this.pmtuFailures = 0;
-    this.pmtuCandidates!.shift();
-    if (size > this.mtu) {
-      this.mtu = size;
-      this.cc.setMaxDatagramSize(size);
-      this.pacer.maxDatagramSize = size;
-    }
-  }
-
-  private onPmtuProbeLost(size: number): void {
-    if (size !== this.pmtuProbing) return;
-    this.pmtuProbing = 0;
-    // Three losses in a row: this size does not pass; stop searching (RFC 8899 MAX_PROBES).
-    if (++this.pmtuFailures >= 3) this.pmtuCandidates = [];
-  }
   /** The latest `now` we were given (timer queries take no time argument). */
   private lastNow = 0;
 
@@ -1078,8 +1050,9 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'draining') return null;
     if (this.state === 'closing') return this.buildClose();
     const d = this.buildDatagram(now);
-    if (d || !this.pmtuProbeDue()) return d;
-    return this.buildPmtuProbe(now);
+    if (d) return d;
+    const probe = this.pmtuProbeDue();
+    return probe ? this.buildPmtuProbe(probe, now) : null;
   }
 
   private amplificationBudget(): number {
@@ -1090,7 +1063,7 @@ export class Connection {
   private buildClose(): Buffer | null {
     if (!this.sendCloseNow || !this.pendingClose) return null;
     this.sendCloseNow = false;
-    const buf = this.scratchBuffer(this.mtu);
+    const buf = this.scratchBuffer(this.pmtu.size);
     let off = 0;
     const budget = this.amplificationBudget();
     // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
@@ -1116,7 +1089,7 @@ export class Connection {
   }
 
   private buildDatagram(now: number): Buffer | null {
-    const mds = this.mtu;
+    const mds = this.pmtu.size;
     const budget = this.amplificationBudget();
     if (budget < 64) return null;
     const limit = Math.min(mds, budget);
