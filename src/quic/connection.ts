@@ -46,6 +46,7 @@ import { Streams } from './connection/streams.js';
 import { ConnectionIds } from './connection/cids.js';
 import { KeyUpdate } from './connection/key-update.js';
 import { PathMtu } from './connection/pmtu.js';
+import { Timer, TimerTable } from './connection/timers.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter, PING } from './connection/frame-writer.js';
@@ -119,7 +120,6 @@ export class Connection {
   private bytesSent = 0;
   private lastActivity: number;
   private idleTimeout = 0;
-  private closeDeadline = 0;
   private pendingClose: Frame | null = null;
   private sendCloseNow = false;
   private undecryptable: { dgram: Buffer; h: PacketHeader }[] = [];
@@ -128,8 +128,8 @@ export class Connection {
   private serverCidLearned = false;
   private retireUnusedOdcid = false;
   stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
-  /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
-  private handshakeDeadline = 0;
+  /** Every deadline of the connection, by name (connection/timers.ts). */
+  private readonly timers = new TimerTable();
 
   private constructor(
     role: Role,
@@ -158,7 +158,7 @@ export class Connection {
     this.originalDcid = originalDcid;
     this.lastActivity = now;
     const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
-    if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
+    if (handshakeTimeout > 0) this.timers.set(Timer.handshake, now + handshakeTimeout);
     this.addressValidated = role === 'client';
     this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
@@ -196,7 +196,7 @@ export class Connection {
 
     const secrets = initialSecrets(originalDcid);
     this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
-    this.keyUpdate = new KeyUpdate(this.spaces[Level.OneRtt], this.events);
+    this.keyUpdate = new KeyUpdate(this.spaces[Level.OneRtt], this.events, this.timers);
     const init = this.spaces[Level.Initial];
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
@@ -520,7 +520,7 @@ export class Connection {
     if (space.acks.isDuplicate(un.pn)) return;
 
     if (phaseChange) ku.onPeerKeyUpdate(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
-    else if (level === Level.OneRtt && keys === space.read && ku.prevRead !== null && ku.prevReadDiscardAt === 0)
+    else if (level === Level.OneRtt && keys === space.read && ku.discardPending)
       ku.onFirstPacketOfPhase(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
 
     if (this.role === 'client' && !this.serverCidLearned && h.scid.length >= 0 && level !== Level.OneRtt) {
@@ -756,6 +756,7 @@ export class Connection {
     }
     if (!this.handshakeDone && this.tls.handshakeComplete) {
       this.handshakeDone = true;
+      this.timers.stop(Timer.handshake);
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
       if (this.role === 'server') {
@@ -855,7 +856,7 @@ export class Connection {
       reason,
     };
     this.sendCloseNow = true;
-    this.closeDeadline = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
+    this.timers.set(Timer.close, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
     this.clearSendState();
     this.emitClosed();
   }
@@ -866,7 +867,7 @@ export class Connection {
       return;
     }
     this.state = 'draining';
-    this.closeDeadline = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
+    this.timers.set(Timer.close, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
     this.clearSendState();
     this.emitClosed();
   }
@@ -896,27 +897,27 @@ export class Connection {
 
   // ---------------------------------------------------------------- timers
 
-  /** The time at which `handleTimeout` must be called, or null. */
+  /** The time at which `handleTimeout` must be called, or null: the earliest deadline in the table. */
   nextTimeout(): number | null {
     if (this.state === 'closed') return null;
-    if (this.state === 'closing' || this.state === 'draining') return this.closeDeadline;
-    let t = Infinity;
-    const idle = this.idleDeadline();
-    if (idle !== null) t = Math.min(t, idle);
-    if (this.handshakeDeadline && !this.handshakeDone) t = Math.min(t, this.handshakeDeadline);
-    const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow);
-    if (lossT !== null) t = Math.min(t, lossT);
+    if (this.state === 'closing' || this.state === 'draining') return this.timers.get(Timer.close);
+    this.refreshTimers();
+    return this.timers.next();
+  }
+
+  /** Sets the deadlines that follow from other state: idle, loss detection / PTO, ACK delay. */
+  private refreshTimers(): void {
+    const timers = this.timers;
+    timers.set(Timer.idle, this.idleDeadline());
+    timers.set(Timer.loss, this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow));
+    let ack = Infinity;
     for (const sp of this.spaces) {
       if (sp.discarded || !sp.write) continue;
       const a = sp.acks.ackDeadline();
-      if (a !== null) t = Math.min(t, a);
+      if (a !== null && a < ack) ack = a;
     }
-    if (this.keyUpdate.prevReadDiscardAt) t = Math.min(t, this.keyUpdate.prevReadDiscardAt);
-    if (this.pacingUntil) t = Math.min(t, this.pacingUntil);
-    return t === Infinity ? null : t;
+    timers.set(Timer.ack, ack);
   }
-
-  private pacingUntil = 0;
 
   // ---------------------------------------------------------------- path MTU discovery (RFC 9000 §14.3)
 
@@ -978,21 +979,21 @@ export class Connection {
   handleTimeout(now: number): void {
     this.lastNow = now;
     if (this.state === 'closed') return;
+    const timers = this.timers;
     if (this.state === 'closing' || this.state === 'draining') {
-      if (now >= this.closeDeadline) this.finishClose();
+      if (timers.expired(Timer.close, now)) this.finishClose();
       return;
     }
-    const idle = this.idleDeadline();
-    if (idle !== null && now >= idle) {
+    this.refreshTimers();
+    if (timers.expired(Timer.idle, now)) {
       this.closeInfo = { by: 'idle', application: false, code: 0, reason: 'idle timeout' };
       this.finishClose();
       return;
     }
-    if (this.handshakeDeadline && !this.handshakeDone && now >= this.handshakeDeadline) return this.onHandshakeTimeout(now);
-    if (this.keyUpdate.prevReadDiscardAt && now >= this.keyUpdate.prevReadDiscardAt) this.keyUpdate.discardPrevious();
-    if (this.pacingUntil && now >= this.pacingUntil) this.pacingUntil = 0;
-    const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, now);
-    if (lossT !== null && now >= lossT) {
+    if (timers.expired(Timer.handshake, now)) return this.onHandshakeTimeout(now);
+    if (timers.expired(Timer.keyDiscard, now)) this.keyUpdate.discardPrevious();
+    if (timers.expired(Timer.pacing, now)) timers.stop(Timer.pacing);
+    if (timers.expired(Timer.loss, now)) {
       const r = this.loss.onLossTimeout(now, this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write);
       this.onPacketsLost(r.lost);
       if (r.probe) {
@@ -1101,7 +1102,7 @@ export class Connection {
       // tokens go negative and later packets wait longer), so pacing never runs below the congestion rate.
       if (t > now + PACING_GRANULARITY) {
         congestionOk = false;
-        this.pacingUntil = t;
+        this.timers.set(Timer.pacing, t);
       }
     }
     const buf = this.scratchBuffer(mds);

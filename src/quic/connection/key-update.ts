@@ -7,14 +7,14 @@ import type { ConnectionEvent } from '../connection-types.js';
 import { nextGenerationKeys, type DirectionKeys } from '../crypto/keys.js';
 import { TransportError, TransportErrorCode as E } from '../errors.js';
 import type { Space } from './space.js';
+import { Timer, type TimerTable } from './timers.js';
 
 export class KeyUpdate {
   /** The key phase bit we send and expect (RFC 9001 §6). */
   phase: 0 | 1 = 0;
   generation = 0;
-  /** The previous read keys, kept until `prevReadDiscardAt` (0: not scheduled yet). */
+  /** The previous read keys, kept until the keyDiscard timer (not armed: not scheduled yet). */
   prevRead: DirectionKeys | null = null;
-  prevReadDiscardAt = 0;
   /** The next generation's read keys. */
   private nextRead: DirectionKeys | null = null;
   /** The first packet number sent with the current write keys; a key update needs it acknowledged first. */
@@ -27,7 +27,13 @@ export class KeyUpdate {
     /** The 1-RTT packet number space whose keys are rotated. */
     private readonly app: Space,
     private readonly events: ConnectionEvent[],
+    private readonly timers: TimerTable,
   ) {}
+
+  /** The previous read keys are held and no discard time is set yet (it is set by the first packet of the phase). */
+  get discardPending(): boolean {
+    return this.prevRead !== null && !this.timers.isArmed(Timer.keyDiscard);
+  }
 
   /** The 1-RTT read keys were installed: derive the next generation ahead. */
   onReadKeysInstalled(keys: DirectionKeys): void {
@@ -44,7 +50,7 @@ export class KeyUpdate {
     if (!this.rotate('local')) return false;
     // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
     this.firstPnRecv = Number.MAX_SAFE_INTEGER;
-    this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    this.timers.stop(Timer.keyDiscard); // set when the first packet of the new phase is received
     return true;
   }
 
@@ -66,12 +72,12 @@ export class KeyUpdate {
     }
     if (!this.rotate('peer')) return;
     this.firstPnRecv = pn;
-    this.prevReadDiscardAt = discardAt;
+    this.timers.set(Timer.keyDiscard, discardAt);
   }
 
   /** The first packet in the current phase after our own update arrived: the previous keys go at `discardAt`. */
   onFirstPacketOfPhase(pn: number, discardAt: number): void {
-    this.prevReadDiscardAt = discardAt;
+    this.timers.set(Timer.keyDiscard, discardAt);
     if (this.firstPnRecv < 0 || pn < this.firstPnRecv) this.firstPnRecv = pn;
   }
 
@@ -80,10 +86,10 @@ export class KeyUpdate {
     if (!this.acked && pn >= this.firstPnSent) this.acked = true;
   }
 
-  /** The discard deadline of the previous read keys passed. */
+  /** The keyDiscard timer: the previous read keys go (RFC 9001 §6.5). */
   discardPrevious(): void {
     this.prevRead = null;
-    this.prevReadDiscardAt = 0;
+    this.timers.stop(Timer.keyDiscard);
   }
 
   /** Moves both directions to the next key generation and flips the key phase (RFC 9001 §6). */
