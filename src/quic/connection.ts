@@ -47,9 +47,10 @@ import { ConnectionIds } from './connection/cids.js';
 import { KeyUpdate } from './connection/key-update.js';
 import { PathMtu } from './connection/pmtu.js';
 import { Timer, TimerTable } from './connection/timers.js';
+import { Framer } from './connection/framer.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
-import { FrameWriter, PING } from './connection/frame-writer.js';
+import { FrameWriter } from './connection/frame-writer.js';
 import { PacketBuilder } from './connection/packet-builder.js';
 
 const MIN_INITIAL_DATAGRAM = 1200;
@@ -193,6 +194,7 @@ export class Connection {
       this.pending,
       this.rtt,
     );
+    this.framer = new Framer(role, p.ackDelayExponent, this.pending, this.streams, this.cids);
 
     const secrets = initialSecrets(originalDcid);
     this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
@@ -1125,7 +1127,7 @@ export class Connection {
       const frames: SentFrame[] = [];
       const w = this.writer;
       w.reset(buf, pb.payloadStart, pb.payloadEnd, frames);
-      const eliciting = this.fillFrames(sp, w, congestionOk, now);
+      const eliciting = this.framer.fill(sp, w, congestionOk, this.ptoProbes[sp.level] > 0, now);
       const r = pb.finish(buf, w.off);
       if (r === null) continue;
       packets.push({ sp, pn: sp.nextPn - 1, frames, size: r - start, eliciting, start });
@@ -1216,6 +1218,7 @@ export class Connection {
   /** Lays out and seals the packets of a datagram; the frame writer fills their payloads (no closures per packet). */
   private readonly builder = new PacketBuilder();
   private readonly writer = new FrameWriter();
+  private readonly framer: Framer;
 
   private get scid(): Buffer {
     return this.cids.scid;
@@ -1223,64 +1226,6 @@ export class Connection {
 
   private get dcid(): Buffer {
     return this.cids.dcid;
-  }
-
-  /** Writes the frames for one packet with `w`. Returns whether anything ack-eliciting was written. */
-  private fillFrames(sp: Space, w: FrameWriter, congestionOk: boolean, now: number): boolean {
-    let eliciting = false;
-    // ACK first, whenever one is due or we are sending anything else (piggybacked).
-    const wantAck = sp.acks.needsAck(now);
-    const probe = this.ptoProbes[sp.level] > 0;
-    if (wantAck) this.writeAck(sp, w, now);
-
-    if (congestionOk) {
-      const before = w.sent.length;
-      this.fillElicitingFrames(sp, w);
-      eliciting = w.sent.length > before; // everything fillElicitingFrames records is ack-eliciting
-      if (probe && !eliciting && w.ping()) eliciting = true;
-      if (!wantAck && eliciting && sp.acks.ackDeadline() !== null && w.room >= 16) {
-        // Piggyback a pending ACK in whatever room the data left.
-        this.writeAck(sp, w, now);
-      }
-    }
-    return eliciting;
-  }
-
-  private writeAck(sp: Space, w: FrameWriter, now: number): void {
-    // Built only when written: most packets of a bulk sender carry no ACK.
-    const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.localParams.ackDelayExponent) : null;
-    if (!ack) return;
-    const f: Frame = { type: 'ack', ranges: ack.ranges, ackDelay: sp.level === Level.OneRtt ? ack.ackDelay : 0 };
-    if (!w.put(f, { k: 'ack', largest: ack.ranges[0][1] })) return;
-    sp.acks.onAckSent();
-  }
-
-  private fillElicitingFrames(sp: Space, w: FrameWriter): void {
-    // CRYPTO
-    while (w.room > 16) {
-      const room = w.room - 1 - 8 - 4; // type + offset varint (<=8) + length varint (<=4)
-      const ch = sp.cryptoSend.nextChunk(room, Number.MAX_SAFE_INTEGER);
-      if (!ch || ch.data.length === 0) break;
-      w.off = writeFrame(w.buf, w.off, { type: 'crypto', offset: ch.offset, data: ch.data });
-      w.sent.push({ k: 'crypto', level: sp.level, offset: ch.offset, len: ch.data.length });
-    }
-    if (sp.level !== Level.OneRtt) {
-      if (this.pending.ping && w.ping()) this.pending.ping = false;
-      return;
-    }
-    if (this.pending.handshakeDone && this.role === 'server') {
-      if (w.put({ type: 'handshake_done' }, { k: 'handshake_done' })) this.pending.handshakeDone = false;
-    }
-    while (this.pending.pathResponses.length) {
-      if (!w.put({ type: 'path_response', data: this.pending.pathResponses[0] }, PING)) break; // ack-eliciting but not retransmitted
-      this.pending.pathResponses.shift();
-    }
-    if (this.pending.ping) {
-      if (w.put({ type: 'ping' }, PING)) this.pending.ping = false;
-    }
-    this.streams.writeCreditFrames(w, this.lastNow);
-    this.cids.writeFrames(w);
-    this.streams.writeStreamFrames(w);
   }
 
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
