@@ -3,7 +3,7 @@
  * listener's HTTP/2 and HTTP/1.1 requests. Errors stay on that stream: no route 404, upstream unreachable 502,
  * timeout 504; a client that cancels aborts the upstream request; bodies stream both ways with backpressure.
  */
-import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Router } from './routes.js';
 import type { RouteConfig, TimeoutsConfig } from './config.js';
@@ -147,6 +147,9 @@ export class Forwarder {
     const countOut = (n: number): void => {
       bytesOut += n;
     };
+    const countIn = (n: number): void => {
+      bytesIn += n;
+    };
     try {
       const m = state.router.match({ method: ex.method, authority: ex.authority, path: ex.path });
       if (!m) {
@@ -166,23 +169,10 @@ export class Forwarder {
         rules: m.route.headers,
       });
       const hasBody = !METHODS_WITHOUT_BODY.has(ex.method) || ex.fields.some(([n]) => n === 'content-length' || n === 'content-type');
-      // Count the request body on its way to the upstream (a 'data' listener on the body itself would start it
-      // flowing before the upstream client reads it).
-      const body = hasBody
-        ? ex.body.pipe(
-            new Transform({
-              transform(chunk: Buffer, _enc, cb) {
-                bytesIn += chunk.length;
-                cb(null, chunk);
-              },
-            }),
-          )
-        : null;
-      if (body) ex.body.once('aborted', () => body.destroy(new Error('client aborted the request body')));
       let res;
       try {
         res = await pool.request(
-          { method: ex.method, path: m.forwardPath, headers, body, signal: abort },
+          { method: ex.method, path: m.forwardPath, headers, body: hasBody ? ex.body : null, onBodyData: countIn, signal: abort },
           state.timeouts,
         );
       } catch (err) {
@@ -196,7 +186,7 @@ export class Forwarder {
         upstream = ue?.upstream ?? null;
         error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
         bytesOut = jsonError(ex, status, {
-          error: status === 504 ? 'upstream timeout' : 'upstream unavailable',
+          error: status === 504 ? 'upstream timeout' : status === 408 ? 'request body timeout' : 'upstream unavailable',
           route: m.route.name,
           detail: (err as Error).message,
         });
