@@ -95,6 +95,11 @@ function pump(src: Readable, dst: Writable, count: (n: number) => void): Promise
   });
 }
 
+/** address:port, an IPv6 address in brackets (`[::1]:443`). */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
 
 function jsonError(ex: Exchange, status: number, body: Record<string, unknown>): number {
@@ -221,7 +226,7 @@ export class Forwarder {
       this.log?.logStream({
         connectionId: ex.connectionId,
         streamId: ex.streamId ?? -1,
-        client: `${ex.client.address}:${ex.client.port}`,
+        client: hostPort(ex.client.address, ex.client.port),
         protocol: ex.protocol,
         method: ex.method,
         authority: ex.authority,

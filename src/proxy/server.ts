@@ -2,6 +2,7 @@
  * The stream router: an HTTP/3 server on UDP and an HTTPS server (HTTP/2 + HTTP/1.1, advertising Alt-Svc h3) on
  * TCP, both feeding the Forwarder. Holds the routing state built from a Config and swaps it on reload.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -103,10 +104,13 @@ function tcpExchange(
   for (let i = 0; i + 1 < raw.length; i += 2) if (!raw[i].startsWith(':')) fields.push([raw[i].toLowerCase(), raw[i + 1]]);
   const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
   const sock = req.socket;
-  let id = connIds.get(sock);
+  // One id per TCP connection: for HTTP/2 the session (req.socket is a new proxy object for every stream), for
+  // HTTP/1.1 the socket.
+  const conn: object = h2 ? (req as Http2ServerRequest).stream.session ?? sock : sock;
+  let id = connIds.get(conn);
   if (!id) {
-    id = `tcp-${sock.remotePort}-${Date.now().toString(36)}`;
-    connIds.set(sock, id);
+    id = `tcp-${randomBytes(8).toString('hex')}`;
+    connIds.set(conn, id);
   }
   const r = res as ServerResponse;
   return {
