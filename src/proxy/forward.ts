@@ -10,6 +10,7 @@ import type { RouteConfig, TimeoutsConfig } from './config.js';
 import { upstreamRequestHeaders, downstreamResponseHeaders, type FieldList } from './headers.js';
 import { UpstreamCancel, UpstreamError, type UpstreamPool } from './upstream.js';
 import type { AccessLog } from './access-log.js';
+import { H3ConnectionClosedError, H3Error, H3ErrorCode, H3StreamError, h3ErrorName } from '../h3/errors.js';
 
 /** One request as the forwarder sees it, whatever protocol it came in on. */
 export interface Exchange {
@@ -35,6 +36,8 @@ export interface Exchange {
   onClientAbort(cb: () => void): void;
   /** True when the client's stream is gone before the response finished. */
   clientGone(): boolean;
+  /** What the client's side failed with, when the protocol layer said (a reset, a connection close, an idle timeout). */
+  failure?(): Error | null;
 }
 
 /** What the forwarder needs from the running configuration (swapped atomically on reload). */
@@ -130,9 +133,41 @@ export class Forwarder {
     this.drainDeadlinePassed = true;
   }
 
-  /** Why a stream whose client side went away ended early. */
-  private cancelReason(): string {
-    return this.drainDeadlinePassed ? 'cut at the drain deadline of a shutdown' : 'client cancelled';
+  /** Why a stream whose client side went away ended early, from what its protocol layer reported. */
+  private cancelReason(ex: Exchange): string {
+    const f = ex.failure?.() ?? null;
+    if (f instanceof H3ConnectionClosedError) {
+      // The connection hit its idle timeout: the client vanished without closing (crashed, lost its network).
+      if (f.by === 'idle') return 'connection idle timeout (the client stopped answering)';
+      if (f.by === 'peer') return `client closed the connection (${f.application ? h3ErrorName(f.code) : `transport error 0x${f.code.toString(16)}`})`;
+      if (this.drainDeadlinePassed) return 'cut at the drain deadline of a shutdown';
+      return f.message;
+    }
+    if (this.drainDeadlinePassed) return 'cut at the drain deadline of a shutdown';
+    // A stream error of ours on the request (e.g. more DATA than its content-length).
+    if (f instanceof H3Error && f.scope === 'stream') return `stream error ${f.message}`;
+    if (f instanceof H3StreamError && f.code !== H3ErrorCode.H3_REQUEST_CANCELLED) return `client cancelled (${h3ErrorName(f.code)})`;
+    return 'client cancelled';
+  }
+
+  /** Writes the line of a request stream that the HTTP/3 layer reset with a stream error before it became a request. */
+  logStreamError(e: { connectionId: string; streamId: number; client: { address: string; port: number }; error: Error }): void {
+    this.log?.logStream({
+      connectionId: e.connectionId,
+      streamId: e.streamId,
+      client: hostPort(e.client.address, e.client.port),
+      protocol: 'h3',
+      method: null,
+      authority: null,
+      path: null,
+      route: null,
+      upstream: null,
+      status: null,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: 0,
+      error: `stream error ${e.error.message}`,
+    });
   }
 
   /** Installs a new configuration; requests in flight keep the state they started with. */
@@ -182,7 +217,7 @@ export class Forwarder {
         );
       } catch (err) {
         if (abort.aborted) {
-          error = this.cancelReason();
+          error = this.cancelReason(ex);
           status = 499;
           return;
         }
@@ -210,7 +245,7 @@ export class Forwarder {
         // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
         // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
         const clientGone = abort.aborted || ex.clientGone();
-        error = clientGone ? this.cancelReason() : `upstream body: ${(err as Error).message}`;
+        error = clientGone ? this.cancelReason(ex) : `upstream body: ${(err as Error).message}`;
         if (clientGone) abort.abort(new Error('client cancelled the stream'));
         else ex.reset();
         // The rest of the upstream body is not wanted either way: destroying it ends the upstream request (and

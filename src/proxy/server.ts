@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { Http3Server, type Http3Request, type Http3Response } from '../h3/server.js';
+import { Http3Server, type Http3Request, type Http3Response, type Http3StreamErrorInfo } from '../h3/server.js';
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { keyLogSink } from '../obs/keylog.js';
@@ -57,6 +57,7 @@ function buildState(config: Config, log: ProxyLog): ForwardState {
 function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
   const conn = req.session.quic.conn;
   const fields = req.rawHeaders.filter(([n]) => !n.startsWith(':'));
+  let failure: Error | null = null;
   return {
     protocol: 'h3',
     method: req.method,
@@ -76,7 +77,8 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
     reset: () => res.reset(H3ErrorCode.H3_INTERNAL_ERROR),
     onClientAbort: (cb) => {
       let done = false;
-      const once = (): void => {
+      const once = (err?: unknown): void => {
+        if (failure === null && err instanceof Error) failure = err;
         if (!done && !res.writableFinished) {
           done = true;
           cb();
@@ -89,6 +91,8 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
       });
     },
     clientGone: () => res.destroyed && !res.writableFinished,
+    // The error the stream failed with (its reset code, the connection close or idle timeout), once it failed.
+    failure: () => failure,
   };
 }
 
@@ -195,6 +199,9 @@ export class ProxyServer {
       quic: { maxIdleTimeout: c.quic.maxIdleTimeoutMs, onePacketPerDatagram: c.quic.onePacketPerDatagram },
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
+    this.h3.on('streamError', (e: Http3StreamErrorInfo) =>
+      this.forwarder.logStreamError({ connectionId: e.session.quic.conn.originalDcid.toString('hex'), streamId: e.streamId, client: e.remoteAddress, error: e.error }),
+    );
     const udp = this.h3.addresses();
     const altSvc = `h3=":${udp[0].port}"; ma=86400`;
     const tcp: { address: string; port: number }[] = [];

@@ -55,6 +55,18 @@ async function waitFor<T>(what: string, ms: number, check: () => T | undefined):
   }
 }
 
+/** Polls the access log until a line matches. */
+async function lineFor(r: Router, pred: (l: Record<string, unknown>) => boolean, what: string, ms = 5000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const lines = await r.lines();
+    const l = lines.find(pred);
+    if (l) return l;
+    if (Date.now() > deadline) throw new Error(`no access log line: ${what}\n${JSON.stringify(lines).slice(0, 3000)}`);
+    await sleep(100);
+  }
+}
+
 async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of body) chunks.push(c as Buffer);
@@ -208,4 +220,78 @@ test('access log: one connectionId per HTTP/2 connection; IPv6 clients in bracke
   const v6h2 = byPath('/text/sample?c=v6h2');
   assert.equal(v6h2.protocol, 'h2');
   assert.match(String(v6h2.client), /^\[::1\]:\d+$/);
+});
+
+test('a stream rejected with H3_EXCESSIVE_LOAD (header section over the limit) gets an access log line', { timeout: 30_000 }, async () => {
+  const text = await service('text');
+  const r = await startRouter([{ name: 'text', prefix: '/text', upstreams: [text.url] }]);
+  const client = await r.connect();
+  await waitFor("the router's SETTINGS", 5000, () => (client.session.peerSettings ? true : undefined));
+  // Our client refuses to send more than the peer's SETTINGS_MAX_FIELD_SECTION_SIZE (64 KiB): lift that, so the
+  // router sees what a client that ignores the setting would send.
+  client.session.peerMaxFieldSectionSize = Infinity;
+  await assert.rejects(client.request('/text/sample?big=1', { headers: { 'x-big': 'a'.repeat(70_000) } }), (err: unknown) => {
+    assert.ok(err instanceof H3StreamError, String(err));
+    assert.equal(err.code, H3ErrorCode.H3_EXCESSIVE_LOAD);
+    return true;
+  });
+  // The connection is still fine.
+  const ok = await client.request('/text/sample?after=1');
+  assert.equal(ok.status, 200);
+  await readAll(ok.body);
+  const line = await lineFor(r, (l) => l.streamId === 0, 'the line of the rejected stream 0');
+  // The header section was never decoded: no method, authority or path to show.
+  assert.equal(line.status, null);
+  assert.equal(line.route, null);
+  assert.equal(line.protocol, 'h3');
+  assert.equal(line.method, null);
+  assert.equal(line.path, null);
+  assert.match(String(line.error), /H3_EXCESSIVE_LOAD/);
+  assert.match(String(line.client), /^127\.0\.0\.1:\d+$/);
+  assert.equal(typeof line.streamId, 'number');
+});
+
+test('a client that vanished mid-stream is logged as the idle timeout its connection hit, not as a client cancel', { timeout: 40_000 }, async () => {
+  const video = await service('video');
+  const r = await startRouter([{ name: 'video', prefix: '/video', upstreams: [video.url] }], { quic: { maxIdleTimeoutMs: 1000 } });
+  const dir = mkdtempSync(join(tmpdir(), 'qsr-router-logs-client-'));
+  dirs.push(dir);
+  const path = '/video/stream?seconds=30&kbps=100&vanish=1';
+  // A client in its own process, so that SIGKILL makes it vanish without a CONNECTION_CLOSE.
+  const child = spawnBounded({
+    name: 'qsr-get',
+    cmd: process.execPath,
+    args: [QSR, 'get', `https://127.0.0.1:${r.port4}${path}`, '--ca', r.info.certPath, '--server-name', 'localhost', '--timeout', '60000'],
+    workDir: dir,
+    timeoutMs: 35_000,
+  });
+  children.push(child);
+  await waitFor('the live stream to start', 15_000, () => (video.server.stats.liveStreams === 1 ? true : undefined));
+  await sleep(300);
+  await child.stop('SIGKILL', 2000);
+  const line = await lineFor(r, (l) => l.path === path, 'the line of the vanished client', 15_000);
+  assert.equal(line.status, 200);
+  assert.match(String(line.error), /idle timeout/, `access log error: ${String(line.error)}`);
+  assert.doesNotMatch(String(line.error), /cancel/);
+  // The upstream request was ended too.
+  await waitFor('the live stream to stop', 5000, () => (video.server.stats.liveStreams === 0 ? true : undefined));
+});
+
+test('a 60 KB path is capped in the access log line, and the line says so', { timeout: 30_000 }, async () => {
+  const text = await service('text');
+  const r = await startRouter([{ name: 'text', prefix: '/text', upstreams: [text.url] }]);
+  const client = await r.connect();
+  const long = `/nowhere/${'p'.repeat(60_000)}`;
+  const res = await client.request(long);
+  assert.equal(res.status, 404); // no route
+  await readAll(res.body);
+  await lineFor(r, (l) => typeof l.path === 'string' && l.path.startsWith('/nowhere/ppp'), 'the long path');
+  const raw = (await r.rawLines()).find((l) => l.includes('/nowhere/ppp'))!;
+  assert.ok(raw.length < 4096, `line of ${raw.length} characters`);
+  const line = JSON.parse(raw) as Record<string, unknown>;
+  assert.equal(String(line.path).length, 2048);
+  assert.ok(long.startsWith(String(line.path)));
+  assert.equal(line.pathTruncated, true);
+  assert.equal(line.pathLength, long.length);
+  assert.equal(line.status, 404);
 });
