@@ -90,6 +90,28 @@ export class Http3Response extends Writable {
     this.destroy();
   }
 
+  /**
+   * end(body) sends the last DATA frame and FIN together: the body goes to the QUIC stream at once and FIN right
+   * after it, in the same call. (Through the Writable, _final runs only on a later tick, after the write callback;
+   * a response made while the driver is building packets, e.g. a 404 answered synchronously, then had its DATA
+   * sent in one packet and a STREAM frame holding only FIN in the next.) Only when nothing else is queued.
+   */
+  override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
+    const body = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : chunk;
+    if (Buffer.isBuffer(body) && !this.writableEnded && !this.destroyed && this.writableLength === 0 && !this.writableCorked) {
+      try {
+        if (!this.sent) this.respond(200);
+      } catch (e) {
+        this.destroy(e as Error);
+        return this;
+      }
+      this.stream.writeData(body, () => {});
+      const done = typeof encoding === 'function' ? encoding : cb;
+      return super.end(done as (() => void) | undefined);
+    }
+    return super.end(chunk, encoding as BufferEncoding, cb as (() => void) | undefined);
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     try {
       if (!this.sent) this.respond(200);

@@ -295,3 +295,68 @@ test('a 60 KB path is capped in the access log line, and the line says so', { ti
   assert.equal(line.pathLength, long.length);
   assert.equal(line.status, 404);
 });
+
+interface StreamFrame {
+  offset: number;
+  length: number;
+  fin: boolean;
+}
+
+/** Records every STREAM frame the client's QUIC connection receives, by stream id (wrapping its frame handler). */
+function recordStreamFrames(client: Http3Client): Map<number, StreamFrame[]> {
+  const frames = new Map<number, StreamFrame[]>();
+  const conn = client.session.quic.conn as unknown as { onStreamFrame(id: number, offset: number, data: Buffer, fin: boolean): void };
+  const original = conn.onStreamFrame.bind(conn);
+  conn.onStreamFrame = (id, offset, data, fin) => {
+    let list = frames.get(id);
+    if (!list) frames.set(id, (list = []));
+    list.push({ offset, length: data.length, fin });
+    original(id, offset, data, fin);
+  };
+  return frames;
+}
+
+test("the router's own answers (404, 502, 503, 504) carry FIN in the STREAM frame of their last DATA", { timeout: 40_000 }, async () => {
+  const text = await service('text');
+  // 502: passes its health checks, drops the connection on any other request; 504: never answers.
+  const broken = await upstream((req) => req.socket.destroy());
+  const silent = await upstream(() => undefined);
+  const dead = `http://127.0.0.1:${await deadPort()}`;
+  const r = await startRouter(
+    [
+      { name: 'text', prefix: '/text', upstreams: [text.url] },
+      { name: 'broken', prefix: '/broken', upstreams: [broken] },
+      { name: 'silent', prefix: '/silent', upstreams: [silent] },
+      { name: 'dead', prefix: '/dead', upstreams: [dead] },
+    ],
+    { healthCheck: { intervalMs: 100, timeoutMs: 100, unhealthyAfter: 1, healthyAfter: 1 }, timeouts: { headersMs: 300, drainMs: 500 } },
+  );
+  const client = await r.connect();
+  const frames = recordStreamFrames(client);
+  const get = async (path: string): Promise<{ status: number; streamId: number; body: string }> => {
+    const res = await client.request(path);
+    return { status: res.status, streamId: res.streamId, body: (await readAll(res.body)).toString() };
+  };
+  // The dead upstream is taken out by its first failed check: from then on its route answers 503.
+  let unavailable = await get('/dead/x');
+  for (let i = 0; i < 40 && unavailable.status !== 503; i++) {
+    await sleep(100);
+    unavailable = await get('/dead/x');
+  }
+  const answers = [await get('/nowhere'), await get('/broken/x'), unavailable, await get('/silent/x'), await get('/text/sample')];
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [404, 502, 503, 504, 200],
+    answers.map((a) => a.body).join('\n'),
+  );
+  for (const a of answers) {
+    const list = frames.get(a.streamId) ?? [];
+    const fins = list.filter((f) => f.fin);
+    const why = `status ${a.status}, stream ${a.streamId}: ${JSON.stringify(list)}`;
+    assert.equal(fins.length, 1, why);
+    // FIN rides on the frame that ends the body: its STREAM frame has data, and nothing comes after it.
+    assert.ok(fins[0]!.length > 0, `FIN in a STREAM frame of its own: ${why}`);
+    const end = Math.max(...list.map((f) => f.offset + f.length));
+    assert.equal(fins[0]!.offset + fins[0]!.length, end, why);
+  }
+});
