@@ -42,6 +42,9 @@ export async function serviceCommand(name: string, o: ServiceCommandOptions): Pr
     // Under `qsr up` the supervisor holds an IPC channel: when it goes away (killed, crashed), so do we, so that
     // a service never outlives its router and keeps the port.
     if (process.send) {
+      // The channel itself must not keep the process alive: once the server has closed, the service exits at once
+      // (a ref'd channel held it until the supervisor's SIGKILL).
+      process.channel?.unref();
       process.once('disconnect', () => {
         onSignal();
         setTimeout(() => process.exit(0), 2000).unref();

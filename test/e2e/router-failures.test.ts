@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Http3Client } from '../../src/h3/client.js';
-import { H3RequestRejectedError } from '../../src/h3/errors.js';
+import { H3ErrorCode, H3RequestRejectedError, H3StreamError } from '../../src/h3/errors.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
 import { startService, type RunningService, type ServiceLogEvent } from '../../src/services/index.js';
 
@@ -663,3 +663,33 @@ test(
     assert.match(String(line.error), /cancel/, `access log error: ${String(line.error)}`);
   },
 );
+
+test('an upstream that dies mid-body (stopped or killed): the client sees its stream reset, never a clean end, and the access log has the error', { timeout: 60_000 }, async () => {
+  for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+    const video = await serviceChild('video');
+    const router = await startRouter([{ name: 'video', prefix: '/video', upstreams: [video.url] }]);
+    const client = await router.connect();
+    const path = `/video/stream?seconds=30&kbps=200&upstream=${sig}`;
+    const res = await client.request(path);
+    assert.equal(res.status, 200);
+    let got = 0;
+    const outcome = new Promise<Error | 'ended'>((resolve) => {
+      res.body.on('data', (d: Buffer) => (got += d.length));
+      res.body.once('error', (e) => resolve(e));
+      res.body.once('end', () => resolve('ended'));
+    });
+    await waitFor('the first 5000 bytes', 10_000, () => (got >= 5000 ? true : undefined));
+    const exited = new Promise<void>((r) => video.child.once('exit', () => r()));
+    video.child.kill(sig);
+    await deadline(exited, 10_000, `the video service to exit on ${sig}`);
+    const end = await deadline(outcome, 10_000, 'the end of the client stream');
+    assert.ok(end instanceof H3StreamError, `${sig}: the stream must be reset, got ${end === 'ended' ? 'a clean end' : String(end)}`);
+    assert.equal(end.code, H3ErrorCode.H3_INTERNAL_ERROR);
+    assert.ok(!res.body.readableEnded);
+    const line = await waitFor('the access log line', 5000, () => router.accessLog().find((l) => l.path === path));
+    assert.equal(line.status, 200);
+    assert.match(String(line.error), /upstream body/, `${sig}: access log error: ${String(line.error)}`);
+    // The connection is still usable for other streams.
+    assert.ok((line.bytesOut as number) >= 5000);
+  }
+});

@@ -142,6 +142,9 @@ export interface StartRouterOptions {
   timeoutMs?: number;
   /** How long to wait for the "is up" summary. Default 20 s. */
   readyMs?: number;
+  /** Run `qsr up` as the leader of its own process group (as a shell does for a foreground job), so that a test can
+   * signal the whole group the way a terminal's Ctrl-C does: see RunningRouter.signalGroup. */
+  processGroup?: boolean;
 }
 
 export interface RunningRouter {
@@ -160,6 +163,8 @@ export interface RunningRouter {
   stderr(): string;
   /** Access log lines (JSON objects on stdout). */
   accessLog(): Record<string, unknown>[];
+  /** Sends `sig` to the process group of `qsr up` (only with processGroup: true; its PID is the group ID). */
+  signalGroup(sig: NodeJS.Signals): void;
   /** SIGTERM, SIGKILL after graceMs (default 8 s); then makes sure no service is left. Idempotent. */
   stop(graceMs?: number): Promise<ExitInfo>;
   /** Deletes `dir` (call after stop(), typically only when the test passed, so failures leave their logs). */
@@ -202,6 +207,7 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
     workDir: dir,
     cwd: dir,
     timeoutMs: opts.timeoutMs ?? 120_000,
+    detached: opts.processGroup ?? false,
   });
   let stopped: Promise<ExitInfo> | null = null;
   const r: RunningRouter = {
@@ -216,6 +222,10 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
     stdout: () => proc.stdout(),
     stderr: () => proc.stderr(),
     accessLog: () => jsonLines(proc.stdout()).filter((o) => 'streamId' in o && 'connectionId' in o),
+    signalGroup(sig) {
+      if (!opts.processGroup || proc.pid === undefined || !proc.isRunning()) throw new Error('signalGroup: qsr up is not running as a process group leader');
+      process.kill(-proc.pid, sig);
+    },
     stop(graceMs = 8000) {
       stopped ??= (async () => {
         const exit = await proc.stop('SIGTERM', graceMs);
