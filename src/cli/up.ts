@@ -66,7 +66,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     const listed = Object.keys(config.services).length > 0;
     const specs = (Object.keys(SERVICE_PORTS) as (keyof typeof SERVICE_PORTS)[])
       .filter((n) => !listed || config.services[n])
-      .map((name) => ({ name, port: config.services[name]?.port ?? SERVICE_PORTS[name] }));
+      .map((name) => {
+        const limit = config.services[name]?.maxBodyBytes;
+        return { name, port: config.services[name]?.port ?? SERVICE_PORTS[name], args: limit !== undefined ? ['--max-body-bytes', String(limit)] : undefined };
+      });
     for (const s of specs) services[s.name] = s.port;
     await supervisor.start(specs);
   }

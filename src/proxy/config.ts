@@ -42,6 +42,7 @@
  *     balance: least-outstanding
  *     headers: { set: { x-a: b }, remove: [x-b] }
  * # The built-in services `qsr up` starts next to the router (any of video, text, control). Absent: none.
+ * # services.text.maxBodyBytes: the text service's limit for a POST /text body (default 10485760 = 10 MiB; larger: 413).
  * services: { video: { port: 5001 }, text: { port: 5002 }, control: { port: 5003 } }
  * ```
  *
@@ -119,7 +120,13 @@ export interface Config {
   healthCheck: HealthCheckConfig | null;
   quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean };
   routes: RouteConfig[];
-  services: Partial<Record<ServiceName, { port: number }>>;
+  services: Partial<Record<ServiceName, ServiceConfig>>;
+}
+
+export interface ServiceConfig {
+  port: number;
+  /** Text service only: the largest POST /text body in bytes (default 10 MiB). */
+  maxBodyBytes?: number;
 }
 
 /** Every problem in a configuration; `message` has one `<file>: <path>: <expected>` line per problem. */
@@ -257,6 +264,11 @@ const routeSchema = z.strictObject({
 });
 
 const serviceSchema = z.strictObject({ port });
+/** The text service also takes its body limit (POST /text larger than this is 413). */
+const textServiceSchema = z.strictObject({
+  port,
+  maxBodyBytes: leaf<number>('a positive whole number of bytes', isPosInt).optional(),
+});
 
 const configSchema = z.strictObject({
   listen: z.array(leaf<string>('"host:port" or "[ipv6]:port"', (v) => typeof v === 'string' && parseListenAddress(v) !== null)).optional(),
@@ -279,7 +291,7 @@ const configSchema = z.strictObject({
     .optional(),
   routes: z.array(routeSchema),
   services: z
-    .strictObject({ video: serviceSchema.optional(), text: serviceSchema.optional(), control: serviceSchema.optional() })
+    .strictObject({ video: serviceSchema.optional(), text: textServiceSchema.optional(), control: serviceSchema.optional() })
     .optional(),
 });
 
@@ -396,7 +408,7 @@ function normalize(raw: RawConfig, source: string, baseDir: string, keylogDefaul
       balance: r.balance ?? 'round-robin',
       headers: { set: { ...(r.headers?.set ?? {}) }, remove: [...(r.headers?.remove ?? [])] },
     })),
-    services: stripUndefined(raw.services ?? {}),
+    services: Object.fromEntries(Object.entries(raw.services ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, stripUndefined(v!)])),
   };
 }
 

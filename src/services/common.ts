@@ -30,6 +30,8 @@ export interface ServiceOptions {
   log?: (event: ServiceLogEvent) => void;
   /** How long `close()` lets in-flight requests finish before dropping their connections. Default 5000 ms. */
   closeTimeoutMs?: number;
+  /** Text service: the largest `POST /text` body in bytes; a larger one is answered 413. Default 10 MiB (10485760). */
+  maxBodyBytes?: number;
 }
 
 export interface ServiceStats {

@@ -138,6 +138,8 @@ export function writeConfig(dir: string, overrides: ConfigOverrides): string {
 export interface StartRouterOptions {
   /** Top-level configuration keys to replace (see writeConfig). */
   set?: Record<string, unknown>;
+  /** Ports to use (default: freshly allocated), e.g. when `set` names the service ports itself. */
+  ports?: RouterPorts;
   /** Hard limit for the `qsr up` process (SIGKILL to its PID). Default 120 s. */
   timeoutMs?: number;
   /** How long to wait for the "is up" summary. Default 20 s. */
@@ -197,7 +199,7 @@ function killOrphanService(pid: number): void {
 /** Runs `qsr up --config` in a fresh temp dir with free ports and waits for its summary. Throws (after cleaning up) if it does not come up. */
 export async function startRouter(opts: StartRouterOptions = {}): Promise<RunningRouter> {
   const dir = mkdtempSync(join(tmpdir(), 'qsr-e2e-router-'));
-  const ports = await allocatePorts();
+  const ports = opts.ports ?? (await allocatePorts());
   const configPath = writeConfig(dir, { ports, set: opts.set });
   const dataDir = join(dir, 'data');
   const proc = spawnBounded({

@@ -460,8 +460,21 @@ test(
   },
 );
 
-test('an idle qsr up stops promptly on SIGTERM: each service exits by itself when asked (not by SIGKILL), exit 0', { timeout: 60_000 }, async () => {
-  await withRouter({}, async (r) => {
+test('qsr up with nothing in flight stops promptly on SIGTERM: each service exits by itself when asked (not by SIGKILL), exit 0; services.text.maxBodyBytes reaches the text service', { timeout: 60_000 }, async () => {
+  const ports = await allocatePorts();
+  const services = { video: { port: ports.video }, text: { port: ports.text, maxBodyBytes: 1000 }, control: { port: ports.control } };
+  await withRouter({ ports, set: { services } }, async (r) => {
+    const client = await Http3Client.connect(`https://127.0.0.1:${r.port}`, { ca: loadPemChain(readFileSync(r.certPath, 'utf8')), serverName: 'localhost' });
+    try {
+      const ok = await client.request('/text', { method: 'POST', body: 'z'.repeat(1000) });
+      assert.equal(ok.status, 200);
+      await readBody(ok.body);
+      const over = await client.request('/text', { method: 'POST', body: 'z'.repeat(1001) });
+      assert.equal(over.status, 413);
+      assert.equal((JSON.parse((await readBody(over.body)).toString()) as { limit: number }).limit, 1000);
+    } finally {
+      await client.close();
+    }
     const exit = await r.stop();
     assert.equal(exit.code, 0, r.stderr().slice(-3000));
     const stops = serviceStops(r.stderr());
