@@ -16,8 +16,8 @@
  * keylog: false
  * # One JSON line per request stream: stdout, a file path, or false.
  * accessLog: stdout
- * # Upstream timeouts in milliseconds: TCP connect, response headers, gap between body chunks,
- * # and how long a graceful shutdown waits for open streams.
+ * # Upstream timeouts in milliseconds: TCP connect, response headers (counted from the end of the request body),
+ * # gap between body chunks (request and response), and how long a graceful shutdown waits for open streams.
  * timeouts: { connectMs: 2000, headersMs: 10000, idleBodyMs: 30000, drainMs: 10000 }
  * # Active health checks: GET <path> on every upstream every intervalMs; 2xx within timeoutMs is a success.
  * # An upstream is taken out after `unhealthyAfter` failures in a row and back in after `healthyAfter`
