@@ -693,3 +693,55 @@ test('an upstream that dies mid-body (stopped or killed): the client sees its st
     assert.ok((line.bytesOut as number) >= 5000);
   }
 });
+
+test('an upload that takes several times timeouts.headersMs goes through (200, intact); a backend silent after the body still gets 504', { timeout: 40_000 }, async () => {
+  const video = await service('video');
+  // Reads the whole body, then never answers.
+  const silent = http.createServer((req) => req.resume());
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise<void>((r) => {
+    silent.closeAllConnections();
+    silent.close(() => r());
+  }));
+  const router = await startRouter(
+    [
+      { name: 'video', prefix: '/video', upstreams: [video.url] },
+      { name: 'silent', prefix: '/silent', upstreams: [`http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`] },
+    ],
+    { headersMs: 500, idleBodyMs: 5000 },
+  );
+  const client = await router.connect();
+  /** 10 pieces of 10 kB, 200 ms apart: about 2 s, four times headersMs. */
+  const trickle = (): { body: Readable; sha256: () => string } => {
+    const h = createHash('sha256');
+    let i = 0;
+    const body = new Readable({
+      read() {
+        if (i === 10) return void this.push(null);
+        const chunk = randomBytes(10_000);
+        i++;
+        h.update(chunk);
+        setTimeout(() => this.push(chunk), 200);
+      },
+    });
+    return { body, sha256: () => h.digest('hex') };
+  };
+  const up = trickle();
+  const res = await client.request('/video?slow-upload=1', { method: 'POST', body: up.body, headers: { 'content-type': 'application/octet-stream' } });
+  const text = (await readAll(res.body)).toString();
+  assert.equal(res.status, 200, text);
+  const j = JSON.parse(text) as { bytes: number; sha256: string };
+  assert.equal(j.bytes, 100_000);
+  assert.equal(j.sha256, up.sha256());
+  const line = await waitFor('the access log line of the upload', 5000, () => router.accessLog().find((l) => l.path === '/video?slow-upload=1'));
+  assert.equal(line.status, 200);
+  assert.equal(line.bytesIn, 100_000);
+  assert.equal(line.error, null);
+
+  const res2 = await client.request('/silent', { method: 'POST', body: trickle().body });
+  const text2 = (await readAll(res2.body)).toString();
+  assert.equal(res2.status, 504, text2);
+  assert.equal((JSON.parse(text2) as { error: string }).error, 'upstream timeout');
+  const line2 = await waitFor('the 504 line', 5000, () => router.accessLog().find((l) => l.path === '/silent'));
+  assert.equal(line2.bytesIn, 100_000, 'the whole body went upstream before the timeout');
+});
