@@ -298,14 +298,13 @@ export class UpstreamPool extends EventEmitter {
       const onGone = (): void => {
         if (!src.readableEnded) counted.destroy(new Error('the client aborted the request body'));
       };
-      const onError = (err: Error): void => void counted.destroy(err);
+      // Stays for good: an error the client's body emits later (after we let go of it) must not go unhandled.
+      src.on('error', (err: Error) => void counted.destroy(err));
       src.once('aborted', onGone);
       src.once('close', onGone);
-      src.once('error', onError);
       detachBody = () => {
         src.off('aborted', onGone);
         src.off('close', onGone);
-        src.off('error', onError);
         src.unpipe(counted);
       };
       counted.once('end', () => {
