@@ -16,6 +16,7 @@ import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
 import { deriveKeys, nextGenerationKeys, type DirectionKeys } from './crypto/keys.js';
 import { TLS_AES_128_GCM_SHA256 } from './crypto/suites.js';
+import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
   PacketType,
   parseHeader,
@@ -44,6 +45,7 @@ import {
 } from './transport-params.js';
 import { SendStream } from './stream/send.js';
 import { RecvStream } from './stream/recv.js';
+import { WindowTuner } from './stream/autotune.js';
 import { ConnectionFlowControl } from './stream/flow.js';
 import { isBidi, isLocal } from './stream/ids.js';
 import { RttEstimator } from './recovery/rtt.js';
@@ -99,6 +101,8 @@ interface Stream {
   creditReturned: boolean;
   /** A stream_readable event is queued and the application has not read since: another would say nothing new. */
   readableQueued: boolean;
+  /** Receive-window auto-tuning, made on the stream's first credit update. */
+  tuner: WindowTuner | null;
 }
 
 interface PeerCid {
@@ -120,6 +124,7 @@ const SMALL_DATAGRAM = 2048;
 /** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
 const PMTU_STEPS = [1452, 4096, 8192, 16384];
 const LOOPBACK_MAX_DATAGRAM = 16384;
+const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
@@ -149,7 +154,7 @@ export class Connection {
   private readonly cfg: Required<
     Pick<
       ConnectionConfig,
-      'maxIdleTimeout' | 'maxDatagramSize' | 'cidLength' | 'maxAckDelay' | 'pacing'
+      'maxIdleTimeout' | 'maxDatagramSize' | 'cidLength' | 'maxAckDelay' | 'pacing' | 'maxStreamReceiveWindow' | 'maxConnectionReceiveWindow'
     >
   > &
     ConnectionConfig;
@@ -176,13 +181,25 @@ export class Connection {
 
   // flow control and streams
   private flow: ConnectionFlowControl;
+  private readonly connTuner: WindowTuner;
+  /** The largest stream receive window auto-tuning reached: later streams start from it. */
+  private learnedStreamWindow = 0;
   private readonly streams = new Map<number, Stream>();
+  /** Streams with something to send now: new data within both credits, retransmissions, a FIN. */
   private readonly sendQueue = new Set<number>();
+  /**
+   * Streams whose new data waits only on the peer's connection-level credit (MAX_DATA). They leave the send queue
+   * and all come back when MAX_DATA raises the limit; a stream waiting on its own credit comes back on its
+   * MAX_STREAM_DATA instead.
+   */
+  private readonly connBlocked = new Set<number>();
   private readonly pendingMaxStreamData = new Set<number>();
   private readonly pendingStopSending = new Set<number>();
   private readonly pendingResets = new Set<number>();
   private readonly pendingStreamBlocked = new Set<number>();
   private pendingMaxData = false;
+  /** DATA_BLOCKED / STREAM_DATA_BLOCKED / STREAMS_BLOCKED frames sent (RFC 9000 §4.1, §4.6): for logs and tests. */
+  readonly blockedFramesSent = { data: 0, streamData: 0, streams: 0 };
   private pendingDataBlocked = false;
   private readonly pendingMaxStreams = [false, false]; // [uni, bidi]
   private readonly pendingStreamsBlocked = [false, false];
@@ -220,9 +237,19 @@ export class Connection {
   /** Client: the server's source CID seen in its first packet, which becomes our DCID. */
   private serverCidLearned = false;
   private retireUnusedOdcid = false;
-  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0 };
+  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
+  /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
+  private handshakeDeadline = 0;
 
-  private constructor(role: Role, config: ConnectionConfig, remote: Address, originalDcid: Buffer, localCid: Buffer, now: number) {
+  private constructor(
+    role: Role,
+    config: ConnectionConfig,
+    remote: Address,
+    originalDcid: Buffer,
+    localCid: Buffer,
+    now: number,
+    initialRead?: DirectionKeys,
+  ) {
     this.role = role;
     this.cfg = {
       maxIdleTimeout: 30_000,
@@ -231,6 +258,8 @@ export class Connection {
       cidLength: 8,
       maxAckDelay: 25,
       pacing: true,
+      maxStreamReceiveWindow: 16 * 1024 * 1024,
+      maxConnectionReceiveWindow: 32 * 1024 * 1024,
       ...config,
     };
     if (this.cfg.maxDatagramSize < MIN_INITIAL_DATAGRAM || this.cfg.maxDatagramSize > MAX_DATAGRAM_LIMIT)
@@ -239,6 +268,8 @@ export class Connection {
     this.originalDcid = originalDcid;
     this.localCids.set(0, localCid);
     this.lastActivity = now;
+    const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
+    if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
     this.addressValidated = role === 'client';
     this.cc = new NewReno(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
@@ -269,6 +300,7 @@ export class Connection {
     this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
     this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
     this.flow = new ConnectionFlowControl(p.initialMaxData, 0);
+    this.connTuner = new WindowTuner(p.initialMaxData, Math.max(p.initialMaxData, this.cfg.maxConnectionReceiveWindow));
 
     const secrets = initialSecrets(originalDcid);
     const mk = (level: Level): Space => ({
@@ -286,7 +318,7 @@ export class Connection {
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
     init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
-    init.read = deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
+    init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
 
     this.tls = new TlsEndpoint({
       role,
@@ -316,9 +348,12 @@ export class Connection {
     return c;
   }
 
-  /** A server connection for a client's first Initial packet (the endpoint checked version and size). */
-  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number): Connection {
-    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now);
+  /**
+   * A server connection for a client's first Initial packet. The endpoint checked version and size and that the packet
+   * decrypts with `clientInitialKeys` (derived from clientDcid, reused here), so clientScid is authenticated.
+   */
+  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number, clientInitialKeys?: DirectionKeys): Connection {
+    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
     c.dcid = clientScid;
     c.peerCids = [{ seq: 0, cid: clientScid, resetToken: null }];
     c.serverCidLearned = true;
@@ -364,6 +399,13 @@ export class Connection {
     return this.events.shift();
   }
 
+  /**
+   * Set by the endpoint that owns this connection: called by every API call below that may give the connection
+   * something to send (a stream opened, written, read (credit), reset or stopped, close, key update, ping), so that
+   * the endpoint polls only connections with work to do.
+   */
+  onWake: ((c: Connection) => void) | null = null;
+
   hasEvents(): boolean {
     return this.events.length > 0;
   }
@@ -372,6 +414,7 @@ export class Connection {
   openStream(bidi: boolean): number | null {
     if (this.state !== 'established' && this.state !== 'handshake') throw new Error('connection is closed');
     const t = bidi ? 1 : 0;
+    this.onWake?.(this);
     if (this.nextLocalStream[t] >= this.peerMaxStreams[t]) {
       this.pendingStreamsBlocked[t] = true;
       return null;
@@ -387,6 +430,7 @@ export class Connection {
     if (data.length) s.write(data);
     if (fin) s.end();
     this.sendQueue.add(id);
+    this.onWake?.(this);
     const buffered = s.bufferedBytes;
     const st = this.streams.get(id);
     if (st && buffered > STREAM_HIGH_WATER) st.wantDrain = true;
@@ -395,6 +439,15 @@ export class Connection {
 
   streamEnd(id: number): void {
     this.streamWrite(id, Buffer.alloc(0), true);
+  }
+
+  /** The receive windows credit updates currently extend by (they auto-tune): the connection's, and a stream's. */
+  get connectionReceiveWindow(): number {
+    return this.connTuner.value;
+  }
+
+  streamReceiveWindow(id: number): number | null {
+    return this.streams.get(id)?.recv?.window ?? null;
   }
 
   streamBufferedBytes(id: number): number {
@@ -413,6 +466,7 @@ export class Connection {
       if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
     }
     this.maybeRetireStream(st);
+    this.onWake?.(this); // credit (MAX_STREAM_DATA, MAX_DATA, MAX_STREAMS) may be due
     return b;
   }
 
@@ -429,7 +483,9 @@ export class Connection {
     if (st.send.state === 'data_recvd' || st.send.state === 'reset_sent' || st.send.state === 'reset_recvd') return;
     st.send.reset(code);
     this.sendQueue.delete(id);
+    this.connBlocked.delete(id);
     this.pendingResets.add(id);
+    this.onWake?.(this);
   }
 
   streamStopSending(id: number, code: number): void {
@@ -441,6 +497,7 @@ export class Connection {
     // data we will never read no longer holds connection credit
     if (unread) this.flow.onDataConsumed(unread);
     this.pendingStopSending.add(id);
+    this.onWake?.(this);
   }
 
   hasStream(id: number): boolean {
@@ -451,6 +508,7 @@ export class Connection {
   close(code = 0, reason = '', application = true, now?: number): void {
     if (this.state === 'closing' || this.state === 'draining' || this.state === 'closed') return;
     this.enterClosing({ by: 'local', application, code, reason }, now ?? this.lastActivity);
+    this.onWake?.(this);
   }
 
   /** Starts a key update (RFC 9001 §6.1). False when not allowed yet (handshake not confirmed or previous update unacked). */
@@ -460,6 +518,7 @@ export class Connection {
     // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
     this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
     this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    this.onWake?.(this);
     return true;
   }
 
@@ -525,6 +584,7 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.bytesReceived += dgram.length;
     this.stats.bytesReceived += dgram.length;
+    this.stats.datagramsReceived++;
     let off = 0;
     let firstDcid: Buffer | null = null;
     while (off < dgram.length) {
@@ -539,7 +599,9 @@ export class Connection {
       else if (!firstDcid.equals(h.dcid)) return;
       off = h.end;
       if (h.type === PacketType.VersionNegotiation || h.type === PacketType.Retry) {
-        // Neither is valid after the first packet from the server, and Retry handling is not supported.
+        // Either one ends a client's attempt (neither is valid after the first packet from the server).
+        if (this.role === 'client' && this.state === 'handshake') this.onVersionNegotiationOrRetry(dgram, h);
+        if (this.isTerminal()) return;
         continue;
       }
       if (h.version !== QUIC_V1) continue;
@@ -551,6 +613,32 @@ export class Connection {
       }
       if (this.isTerminal()) return;
     }
+  }
+
+  /**
+   * A client's answer from a server that will not start this handshake: Version Negotiation without v1 (RFC 9000
+   * §6.2) or a Retry (§17.2.5; following it is not supported yet). Either abandons the attempt at once, with no
+   * CONNECTION_CLOSE (the server keeps no state). Packets the RFC says to discard change nothing: any packet after
+   * one from the server processed, a VN that lists v1 or does not echo our connection IDs (§6.2, RFC 8999 §6), a
+   * Retry whose integrity tag does not verify against our original DCID (RFC 9001 §5.8).
+   */
+  private onVersionNegotiationOrRetry(dgram: Buffer, h: PacketHeader): void {
+    if (this.stats.packetsReceived > 0 || this.serverCidLearned) return;
+    if (h.type === PacketType.VersionNegotiation) {
+      const versions = h.supportedVersions ?? [];
+      if (versions.includes(QUIC_V1) || !h.scid.equals(this.originalDcid) || !h.dcid.equals(this.scid)) return;
+      this.closeInfo = {
+        by: 'peer',
+        application: false,
+        code: 0,
+        reason: 'Version Negotiation without QUIC v1',
+        handshakeFailure: { kind: 'version_negotiation', versions },
+      };
+    } else {
+      if (!h.dcid.equals(this.scid) || !verifyRetryIntegrity(this.originalDcid, dgram.subarray(h.start, h.end))) return;
+      this.closeInfo = { by: 'peer', application: false, code: 0, reason: 'Retry (not supported yet)', handshakeFailure: { kind: 'retry' } };
+    }
+    this.finishClose();
   }
 
   /** Draining or closed: nothing more is sent or processed. */
@@ -679,13 +767,17 @@ export class Connection {
         st.send.onStopSending(f.errorCode);
         if (before !== st.send.state && st.send.pendingReset) {
           this.sendQueue.delete(f.streamId);
+          this.connBlocked.delete(f.streamId);
           this.pendingResets.add(f.streamId);
         }
         this.events.push({ type: 'stop_sending', id: f.streamId, code: f.errorCode });
         return;
       }
       case 'max_data':
-        this.flow.setPeerMaxData(f.max);
+        if (this.flow.setPeerMaxData(f.max) && this.connBlocked.size > 0) {
+          for (const id of this.connBlocked) this.sendQueue.add(id);
+          this.connBlocked.clear();
+        }
         return;
       case 'max_stream_data': {
         const st = this.sendStreamFor(f.streamId, 'MAX_STREAM_DATA');
@@ -1068,7 +1160,9 @@ export class Connection {
       wantDrain: false,
       creditReturned: false,
       readableQueued: false,
+      tuner: null,
     };
+    if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
     this.streams.set(id, st);
     return st;
   }
@@ -1149,6 +1243,7 @@ export class Connection {
     if (this.pendingResets.has(st.id) || this.pendingStopSending.has(st.id)) return;
     this.streams.delete(st.id);
     this.sendQueue.delete(st.id);
+    this.connBlocked.delete(st.id);
     this.pendingMaxStreamData.delete(st.id);
     this.pendingStreamBlocked.delete(st.id);
   }
@@ -1222,6 +1317,7 @@ export class Connection {
 
   private clearSendState(): void {
     this.sendQueue.clear();
+    this.connBlocked.clear();
     this.pendingMaxStreamData.clear();
     this.pendingStopSending.clear();
     this.pendingResets.clear();
@@ -1255,6 +1351,7 @@ export class Connection {
     let t = Infinity;
     const idle = this.idleDeadline();
     if (idle !== null) t = Math.min(t, idle);
+    if (this.handshakeDeadline && !this.handshakeDone) t = Math.min(t, this.handshakeDeadline);
     const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow);
     if (lossT !== null) t = Math.min(t, lossT);
     for (const sp of this.spaces) {
@@ -1367,6 +1464,7 @@ export class Connection {
       this.finishClose();
       return;
     }
+    if (this.handshakeDeadline && !this.handshakeDone && now >= this.handshakeDeadline) return this.onHandshakeTimeout(now);
     if (this.prevReadDiscardAt && now >= this.prevReadDiscardAt) {
       this.prevRead = null;
       this.prevReadDiscardAt = 0;
@@ -1390,6 +1488,22 @@ export class Connection {
           if (sp.write && sp.cryptoSend.highestSent > 0) sp.cryptoSend.onLost(0, sp.cryptoSend.highestSent, false);
         }
       }
+    }
+  }
+
+  /**
+   * The handshake did not complete in time (ConnectionConfig.handshakeTimeout). A peer that never sent anything
+   * decryptable holds no state for us and gets nothing; one that did hears CONNECTION_CLOSE (NO_ERROR).
+   */
+  private onHandshakeTimeout(now: number): void {
+    const timeoutMs = this.cfg.handshakeTimeout ?? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT;
+    const failure = { kind: 'timeout' as const, timeoutMs, datagrams: this.stats.datagramsReceived, decrypted: this.stats.packetsReceived };
+    const info = { by: 'local' as const, application: false, code: E.NO_ERROR, reason: 'handshake timeout', handshakeFailure: failure };
+    if (failure.decrypted === 0) {
+      this.closeInfo = info;
+      this.finishClose();
+    } else {
+      this.enterClosing(info, now);
     }
   }
 
@@ -1727,6 +1841,7 @@ export class Connection {
       if (put({ type: 'ping' }, { k: 'ping' })) this.pendingPing = false;
     }
     if (this.pendingMaxData || this.flow.maxDataUpdate() !== null) {
+      if (this.flow.maxDataUpdate() !== null) this.flow.setWindow(this.connTuner.onCreditUpdate(this.flow.bytesConsumed, this.lastNow, this.rttForTuning()));
       const v = this.flow.maxDataUpdate();
       const max = v ?? this.flow.currentLimit; // a retransmission repeats the current limit
       if (put({ type: 'max_data', max }, { k: 'max_data' })) {
@@ -1737,8 +1852,10 @@ export class Connection {
     for (const t of [0, 1]) {
       if (this.pendingMaxStreams[t] && put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
         this.pendingMaxStreams[t] = false;
-      if (this.pendingStreamsBlocked[t] && put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 }))
+      if (this.pendingStreamsBlocked[t] && put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
         this.pendingStreamsBlocked[t] = false;
+        this.blockedFramesSent.streams++;
+      }
     }
     for (const id of this.pendingMaxStreamData) {
       const st = this.streams.get(id);
@@ -1746,6 +1863,7 @@ export class Connection {
         this.pendingMaxStreamData.delete(id);
         continue;
       }
+      if (st.recv.maxStreamDataUpdate() !== null) this.tuneStreamWindow(st, st.recv);
       const v = st.recv.maxStreamDataUpdate() ?? st.recv.currentLimit;
       if (!put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
       st.recv.markMaxStreamDataSent(v);
@@ -1788,15 +1906,6 @@ export class Connection {
       if (!put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
       this.pendingRetireCids.shift();
     }
-    // Connection-level blocked signal.
-    const blocked = this.flow.blockedLimit();
-    if ((blocked !== null || this.pendingDataBlocked) && this.sendQueue.size) {
-      const limit = blocked ?? this.flow.sendCredit;
-      if (put({ type: 'data_blocked', limit }, { k: 'data_blocked' })) {
-        if (blocked !== null) this.flow.markBlockedSent(blocked);
-        this.pendingDataBlocked = false;
-      }
-    }
     // STREAM frames, round robin over streams with data.
     let rounds = this.sendQueue.size;
     for (const id of this.sendQueue) {
@@ -1810,29 +1919,70 @@ export class Connection {
       if (room < 24) break;
       const overhead = streamFrameOverhead(id, st.send.highestSent + 1, room);
       const ch = st.send.nextChunk(room - overhead, this.flow.sendCredit);
-      if (!ch) {
-        const bl = st.send.blockedLimit();
-        if (bl !== null && put({ type: 'stream_data_blocked', streamId: id, limit: bl }, { k: 'stream_data_blocked', id }))
-          st.send.markBlockedSent(bl);
-        this.sendQueue.delete(id);
-        continue;
+      if (ch) {
+        o = writeStreamFrameHeader(b, o, id, ch.offset, ch.data.length, ch.fin);
+        ch.data.copy(b, o);
+        o += ch.data.length;
+        if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
+        sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
+        if (ch.fin) this.maybeReturnCredit(st);
       }
-      o = writeStreamFrameHeader(b, o, id, ch.offset, ch.data.length, ch.fin);
-      ch.data.copy(b, o);
-      o += ch.data.length;
-      if (ch.isNew) this.flow.onNewDataSent(ch.isNew);
-      sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
-      if (ch.fin) this.maybeReturnCredit(st);
-      // Rotate: move this stream to the back if it still has data.
+      // Rotate to the back if it still has something to send now; else park it where its wake-up will find it.
       this.sendQueue.delete(id);
       if (st.send.hasSendable(this.flow.sendCredit)) this.sendQueue.add(id);
+      else if (st.send.waitsOnConnectionCredit()) this.connBlocked.add(id);
+      else if (st.send.blockedLimit() !== null) this.pendingStreamBlocked.add(id);
+    }
+    // Blocked signals (RFC 9000 §4.1, §19.12-13): once per limit when new data waits on the peer's credit, and again
+    // while still blocked if the packet that carried one was lost (§13.3). Written after the STREAM frames, so a
+    // sender that just ran out says so in the same packet.
+    if (this.connBlocked.size > 0 && this.flow.sendCredit <= 0) {
+      const limit = this.flow.blockedLimit();
+      if ((limit !== null || this.pendingDataBlocked) && put({ type: 'data_blocked', limit: this.flow.peerLimit }, { k: 'data_blocked' })) {
+        this.flow.markBlockedSent(this.flow.peerLimit);
+        this.pendingDataBlocked = false;
+        this.blockedFramesSent.data++;
+      }
+    } else if (this.flow.sendCredit > 0) this.pendingDataBlocked = false;
+    for (const id of this.pendingStreamBlocked) {
+      const send = this.streams.get(id)?.send;
+      if (!send?.blockedByStreamCredit()) {
+        this.pendingStreamBlocked.delete(id);
+        continue;
+      }
+      const limit = send.peerMaxStreamData;
+      if (!put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
+      send.markBlockedSent(limit);
+      this.pendingStreamBlocked.delete(id);
+      this.blockedFramesSent.streamData++;
     }
     return o;
+  }
+
+  private rttForTuning(): number {
+    return this.rtt.hasSample ? this.rtt.smoothed : 0;
+  }
+
+  /**
+   * Auto-tunes a stream's receive window before its credit is extended; the connection window is kept at least
+   * 1.5 times the largest stream window, so one fast stream is not held by the connection's credit instead.
+   */
+  private tuneStreamWindow(st: Stream, recv: RecvStream): void {
+    st.tuner ??= new WindowTuner(recv.window, Math.max(recv.window, this.cfg.maxStreamReceiveWindow));
+    const w = st.tuner.onCreditUpdate(recv.consumedBytes, this.lastNow, this.rttForTuning());
+    if (w === recv.window) return;
+    recv.setWindow(w);
+    if (w > this.learnedStreamWindow) this.learnedStreamWindow = w;
+    if (this.connTuner.atLeast(w * 1.5)) {
+      this.flow.setWindow(this.connTuner.value);
+      if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
+    }
   }
 
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
   ping(): void {
     this.pendingPing = true;
+    this.onWake?.(this);
   }
 }
 

@@ -107,6 +107,13 @@ export class SimNetwork {
     }
   }
 
+  private wakeups: number[] = [];
+
+  /** The application wants to run (onTick) at simulated time `t`, even if no datagram or timer is due then. */
+  wakeAt(t: number): void {
+    this.wakeups.push(t);
+  }
+
   /**
    * Runs until `done()` is true or `maxTime` ms of simulated time pass. `onTick` runs after every step
    * (the application: accept connections, read and write streams). Returns true when done.
@@ -120,6 +127,8 @@ export class SimNetwork {
       if (done()) return true;
       let next = Infinity;
       for (const q of this.queue) if (q.at < next) next = q.at;
+      this.wakeups = this.wakeups.filter((t) => t > this.now);
+      for (const t of this.wakeups) if (t < next) next = t;
       for (const ep of this.nodes.values()) {
         const t = ep.nextTimeout();
         if (t !== null && t < next) next = t;

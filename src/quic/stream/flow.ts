@@ -44,9 +44,11 @@ export class ConnectionFlowControl {
     this.sent += n;
   }
 
-  /** MAX_DATA from the peer (never decreases). */
-  setPeerMaxData(max: number): void {
-    if (max > this.peerMaxData) this.peerMaxData = max;
+  /** MAX_DATA from the peer (never decreases). True when it raised the limit. */
+  setPeerMaxData(max: number): boolean {
+    if (max <= this.peerMaxData) return false;
+    this.peerMaxData = max;
+    return true;
   }
 
   /**
@@ -67,6 +69,11 @@ export class ConnectionFlowControl {
   /** Our current advertised MAX_DATA. */
   get currentLimit(): number {
     return this.ourMaxData;
+  }
+
+  /** Bytes the application read, or that resets and discarded streams released. */
+  get bytesConsumed(): number {
+    return this.consumed;
   }
 
   get bytesReceived(): number {

@@ -27,7 +27,7 @@ export class RecvStream {
   pendingStopSending: number | null = null;
 
   private limit: number;
-  private window: number;
+  private windowBytes: number;
   private highest = 0;
   private finalSizeValue: number | null = null;
   private readOffset = 0;
@@ -46,7 +46,12 @@ export class RecvStream {
     initialMaxStreamData: number,
   ) {
     this.limit = initialMaxStreamData;
-    this.window = initialMaxStreamData;
+    this.windowBytes = initialMaxStreamData;
+  }
+
+  /** Flow-control bytes released so far (read, discarded or abandoned). */
+  get consumedBytes(): number {
+    return this.consumed;
   }
 
   /** Our current advertised limit (the value of the latest MAX_STREAM_DATA, or the initial one). */
@@ -273,17 +278,22 @@ export class RecvStream {
    */
   maxStreamDataUpdate(): number | null {
     if (this.state !== 'recv') return null;
-    if (this.limit - this.consumed >= this.window / 2) return null;
-    return this.consumed + this.window;
+    if (this.limit - this.consumed >= this.windowBytes / 2) return null;
+    return this.consumed + this.windowBytes;
   }
 
   markMaxStreamDataSent(v: number): void {
     if (v > this.limit) this.limit = v;
   }
 
+  /** The receive window future credit updates extend by. */
+  get window(): number {
+    return this.windowBytes;
+  }
+
   /** Changes the receive window used for future credit updates (auto-tuning is the caller's choice). */
   setWindow(bytes: number): void {
-    this.window = bytes;
+    this.windowBytes = bytes;
   }
 
   /** Flow-control bytes released since the last call; pass to ConnectionFlowControl.onDataConsumed. */

@@ -118,6 +118,11 @@ export class SendStream {
     return this.ended && !this.finSent;
   }
 
+  /** New data is waiting and the stream's own credit allows it: only the connection's credit can be short. */
+  waitsOnConnectionCredit(): boolean {
+    return !this.isDone() && this.writtenUpTo > this.sentUpTo && this.maxStreamData > this.sentUpTo;
+  }
+
   nextChunk(maxDataLength: number, connCredit: number): (StreamChunk & { isNew: number }) | null {
     if (this.isDone()) return null;
     const finalSize = this.writtenUpTo; // meaningful only once ended
@@ -269,6 +274,11 @@ export class SendStream {
       return this.maxStreamData;
     }
     return null;
+  }
+
+  /** New data is waiting on the stream's own flow-control limit (reported or not). */
+  blockedByStreamCredit(): boolean {
+    return !this.isDone() && this.writtenUpTo > this.sentUpTo && this.sentUpTo >= this.maxStreamData;
   }
 
   markBlockedSent(limit: number): void {
