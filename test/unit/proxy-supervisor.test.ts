@@ -123,3 +123,25 @@ test('supervisor: service stderr lines become structured records at their own le
   assert.equal(stopped.fields.code, 0);
   assert.equal(stopped.fields.signal, null);
 });
+
+test('supervisor: once the shutdown has begun (freeze), a service that exits is not restarted, and that is logged', { timeout: 20_000 }, async () => {
+  const log = collectingLog();
+  process.env.EXIT_MS = '300';
+  const sup = new Supervisor(log, { cmd: process.execPath, args: [fakeService()] });
+  try {
+    await sup.start([{ name: 'control', port: 5996 }]);
+    sup.freeze();
+    const deadline = Date.now() + 10_000;
+    while (!log.lines.some((l) => /exited during the shutdown/.test(l.msg)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 500)); // longer than the first backoff (200 ms)
+    assert.equal(sup.restarts('control'), 0);
+    assert.equal(sup.pids().control, null);
+    const line = log.lines.find((l) => /control service exited during the shutdown \(code 3\); not restarted/.test(l.msg));
+    assert.ok(line, JSON.stringify(log.lines));
+    assert.equal(line.level, 'warn');
+    assert.equal(log.lines.filter((l) => /service started/.test(l.msg)).length, 1);
+  } finally {
+    delete process.env.EXIT_MS;
+    await sup.stop();
+  }
+});
