@@ -1,11 +1,14 @@
 /**
  * One QUIC v1 connection (RFC 9000), sans-I/O: datagrams and `now` in; datagrams, events and a timer deadline out.
+ * This file receives and dispatches, glues TLS to the packet number spaces, assembles datagrams and closes; each
+ * other concern is a module under connection/ (streams, retransmits, cids, key-update, pmtu, framer, frame-writer,
+ * packet-builder, timers, space).
  *
- * - Packet protection and key update: RFC 9001 §5, §6 (crypto/keys.ts, packet/header.ts)
+ * - Packet protection and key update: RFC 9001 §5, §6 (crypto/keys.ts, packet/header.ts, connection/key-update.ts)
  * - Handshake over CRYPTO frames, key installation and discard: RFC 9001 §4 (tls/tls.ts)
- * - Streams and flow control: RFC 9000 §2–§4 (stream/*)
+ * - Streams and flow control: RFC 9000 §2–§4 (connection/streams.ts, stream/*)
  * - ACKs, loss detection, PTO, congestion control and pacing: RFC 9002 (recovery/*)
- * - Connection IDs, path validation responses, closing/draining, idle timeout: RFC 9000 §5, §8.2, §10
+ * - Connection IDs (connection/cids.ts), path validation responses, closing/draining, idle timeout: RFC 9000 §5, §8.2, §10
  * - Anti-amplification before address validation: RFC 9000 §8.1
  */
 import { randomBytes } from 'node:crypto';
