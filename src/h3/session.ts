@@ -34,7 +34,7 @@ import {
   type FrameEvent,
 } from './frames.js';
 import { H3ConnectionClosedError, H3Error, H3ErrorCode as E, H3RequestRejectedError } from './errors.js';
-import { H3RequestStream, IncomingBody } from './request-stream.js';
+import { H3RequestStream, IncomingBody, type RequestStreamSession } from './request-stream.js';
 import type { HeaderList } from './validate.js';
 
 export const UniStreamType = { CONTROL: 0x00, PUSH: 0x01, QPACK_ENCODER: 0x02, QPACK_DECODER: 0x03 } as const;
@@ -52,7 +52,7 @@ export interface Http3SessionOptions {
  * Events: 'request' (H3RequestStream, server: a validated request head), 'goaway' (id), 'settings'
  * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError).
  */
-export class Http3Session extends EventEmitter {
+export class Http3Session extends EventEmitter implements RequestStreamSession {
   readonly encoder: QpackEncoder;
   readonly decoder: QpackDecoder;
   readonly maxFieldSectionSize: number;
