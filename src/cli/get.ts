@@ -14,7 +14,8 @@ import type { Http3Client } from '../h3/client.js';
 import { checkField, type HeaderList } from '../h3/validate.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain } from '../quic/tls/pem.js';
-import { UsageError } from './args.js';
+import type { ConnectionConfig } from '../quic/connection-types.js';
+import { UsageError, parseSuites } from './args.js';
 
 export interface GetOptions {
   repeat?: number;
@@ -31,6 +32,12 @@ export interface GetOptions {
   timeout?: number;
   /** Give up on a QUIC handshake that has not completed after this long, ms (default 10 000). */
   handshakeTimeout?: number;
+  /** TLS 1.3 suites to offer, comma-separated (default: all three). */
+  ciphers?: string;
+  /** Our initial connection receive window (initial_max_data), bytes. */
+  maxData?: number;
+  /** Our initial receive window of each request stream (initial_max_stream_data_bidi_local), bytes. */
+  maxStreamData?: number;
 }
 
 export interface PlannedRequest {
@@ -57,6 +64,8 @@ export interface GetPlan {
   serverName: string | undefined;
   timeoutMs: number;
   handshakeTimeoutMs: number;
+  /** Transport settings from --ciphers / --max-data / --max-stream-data. */
+  quic: Partial<ConnectionConfig>;
 }
 
 export interface GetResult {
@@ -192,6 +201,12 @@ export function planGet(urls: string[], o: GetOptions): GetPlan {
     }
   }
 
+  const quic: Partial<ConnectionConfig> = {};
+  const suites = parseSuites('--ciphers', o.ciphers);
+  if (suites) quic.cipherSuites = suites;
+  if (o.maxData !== undefined) quic.initialMaxData = o.maxData;
+  if (o.maxStreamData !== undefined) quic.initialMaxStreamDataBidiLocal = o.maxStreamData;
+
   const used = new Set<string>();
   const requests: PlannedRequest[] = [];
   for (let i = 0; i < parsed.length; i++) {
@@ -218,6 +233,7 @@ export function planGet(urls: string[], o: GetOptions): GetPlan {
     serverName: o.serverName,
     timeoutMs: o.timeout ?? 30_000,
     handshakeTimeoutMs: o.handshakeTimeout ?? 10_000,
+    quic,
   };
 }
 
@@ -287,6 +303,7 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
         serverName: plan.serverName ?? plan.host,
         keyLog,
         handshakeTimeout: plan.handshakeTimeoutMs,
+        quic: plan.quic,
       }),
       timedOut,
     ]);

@@ -103,6 +103,7 @@ program
   .option('--key <file>', 'private key (PEM); needs --cert')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
   .option('--data-dir <dir>', 'where the development certificate is kept (in DIR/certs)', '.qsr')
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to accept, in order of preference (default: all three)')
   .exitOverride(usageExit2)
   .action(async (o) => {
     const { runServe } = await import('./serve.js');
@@ -126,6 +127,9 @@ program
   .option('--json', 'print a JSON document instead of the table')
   .option('--timeout <ms>', 'give up on the whole run after this long', intArg('--timeout', 1), 30_000)
   .option('--handshake-timeout <ms>', 'give up when the QUIC handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to offer, comma-separated (default: all three)')
+  .option('--max-data <bytes>', 'initial connection receive window (initial_max_data)', intArg('--max-data', 1))
+  .option('--max-stream-data <bytes>', 'initial receive window of each request stream', intArg('--max-stream-data', 1))
   .exitOverride(usageExit2)
   .action(async (urls: string[], o) => {
     const { runGet } = await import('./get.js');

@@ -8,21 +8,11 @@ import { lookup } from 'node:dns/promises';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
-import { suiteByName, type CipherSuite } from '../quic/crypto/suites.js';
 import type { Group } from '../quic/tls/tls.js';
-import { UsageError, parseHostPort, parseHttpsUrl } from './args.js';
+import { UsageError, parseHostPort, parseHttpsUrl, parseSuites } from './args.js';
 
 function emit(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-export function parseSuites(flag: string, list: string | undefined): CipherSuite[] | undefined {
-  if (!list) return undefined;
-  return list.split(',').map((name) => {
-    const s = suiteByName(name.trim());
-    if (!s) throw new UsageError(`${flag}: unknown cipher suite '${name}' (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)`);
-    return s;
-  });
 }
 
 export function parseGroups(flag: string, list: string | undefined): Group[] | undefined {

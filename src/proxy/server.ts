@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Http3Server, type Http3Request, type Http3Response } from '../h3/server.js';
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
+import { suiteByName } from '../quic/crypto/suites.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { ensureDevCert } from '../io/devcert.js';
 import type { Config } from './config.js';
@@ -190,7 +191,11 @@ export class ProxyServer {
       certChain: loadPemChain(certPem),
       privateKey: loadPrivateKey(keyPem),
       keyLog: c.keylog ? keyLogSink(c.keylog) : keyLogSink(null),
-      quic: { maxIdleTimeout: c.quic.maxIdleTimeoutMs, onePacketPerDatagram: c.quic.onePacketPerDatagram },
+      quic: {
+        maxIdleTimeout: c.quic.maxIdleTimeoutMs,
+        onePacketPerDatagram: c.quic.onePacketPerDatagram,
+        ...(c.quic.ciphers ? { cipherSuites: c.quic.ciphers.map((n) => suiteByName(n)!) } : {}),
+      },
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
     const quic = this.h3.endpoint.endpoint;
