@@ -26,4 +26,24 @@ export default tseslint.config(
     },
     rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
   },
+  {
+    // The driver and HTTP/3 get sockets and the clock from an IoRuntime (src/io/runtime.ts), so that tests can run
+    // them on a simulated network with a fake clock: only the Node runtime touches node:dgram or real time.
+    files: ['src/io/**/*.ts', 'src/h3/**/*.ts'],
+    ignores: ['src/io/node-runtime.ts', 'src/io/devcert.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: ['node:dgram', 'dgram', 'node:perf_hooks', 'perf_hooks', 'node:timers', 'timers', 'node:timers/promises'].map((name) => ({ name, message: 'use the IoRuntime (src/io/runtime.ts)' })) },
+      ],
+      'no-restricted-globals': [
+        'error',
+        ...['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'clearImmediate', 'performance'].map((name) => ({
+          name,
+          message: 'use the IoRuntime clock (src/io/runtime.ts)',
+        })),
+      ],
+      'no-restricted-properties': ['error', { object: 'Date', property: 'now', message: 'use the IoRuntime clock (src/io/runtime.ts)' }],
+    },
+  },
 );
