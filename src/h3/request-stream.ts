@@ -40,6 +40,8 @@ export interface RequestStreamSession {
   resumeFieldSection(streamId: number): HeaderList | 'blocked';
   cancelFieldSections(streamId: number): void;
   connectionError(e: Error): void;
+  /** We reset the stream with a stream error (the session emits 'streamError'). */
+  onStreamError(r: H3RequestStream, e: H3Error): void;
   onStreamDone(r: H3RequestStream): void;
 }
 
@@ -300,6 +302,9 @@ export class H3RequestStream {
   private fail(e: unknown): void {
     if (e instanceof H3Error && e.scope === 'stream') {
       this.abort(e.code, e);
+      // A stream error of ours (malformed message, header section over the limit, ...): the session tells whoever
+      // keeps records (a request already handed to the application learns it through its failure as well).
+      this.session.onStreamError(this, e);
       return;
     }
     if (e instanceof H3Error) {

@@ -50,7 +50,8 @@ export interface Http3SessionOptions {
 
 /**
  * Events: 'request' (H3RequestStream, server: a validated request head), 'goaway' (id), 'settings'
- * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError).
+ * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError),
+ * 'streamError' (H3RequestStream, H3Error: a request stream we reset with a stream error, §8).
  */
 export class Http3Session extends EventEmitter implements RequestStreamSession {
   readonly encoder: QpackEncoder;
@@ -370,6 +371,11 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     if (this.goawayReceived !== null || this.goawaySent !== null) {
       throw new Error(`HTTP/3 connection is going away (GOAWAY${this.goawayReceived !== null ? ` ${this.goawayReceived} received` : ' sent'}): no new requests`);
     }
+  }
+
+  /** A request stream was reset with a stream error of ours (§8): tell whoever keeps records. */
+  onStreamError(r: H3RequestStream, e: H3Error): void {
+    this.emit('streamError', r, e);
   }
 
   onStreamDone(r: H3RequestStream): void {
