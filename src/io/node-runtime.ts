@@ -28,7 +28,8 @@ class NodeDatagramSocket implements DatagramSocket {
   }
 
   onMessage(handler: (buf: Buffer, rinfo: RemoteInfo) => void): void {
-    this.sock.on('message', (msg, rinfo) => handler(msg, rinfo as RemoteInfo));
+    // Node's rinfo has the RemoteInfo fields (and size): pass the handler itself, no wrapper per datagram.
+    this.sock.on('message', handler as (msg: Buffer, rinfo: unknown) => void);
   }
 
   onError(handler: (err: Error) => void): void {
