@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { UdpEndpoint } from '../io/udp.js';
+import type { IoRuntime } from '../io/runtime.js';
 import type { ConnectionConfig } from '../quic/connection-types.js';
 import { H3ErrorCode as E } from './errors.js';
 import { IncomingBody, type H3RequestStream } from './request-stream.js';
@@ -28,6 +29,8 @@ export interface Http3ClientOptions {
    */
   handshakeTimeout?: number;
   quic?: Partial<ConnectionConfig>;
+  /** Sockets and clock (default: node:dgram and real timers). */
+  runtime?: IoRuntime;
 }
 
 export interface Http3RequestOptions {
@@ -78,7 +81,7 @@ export class Http3Client extends EventEmitter {
     const address = isIP(host) ? host : (await lookup(host)).address;
     const v6 = isIP(address) === 6;
     const loopback = address === '127.0.0.1' || address === '::1';
-    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }] });
+    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], runtime: opts.runtime });
     ep.on('error', () => {});
     const cfg: ConnectionConfig = {
       ...opts.quic,

@@ -34,7 +34,7 @@ import {
   type FrameEvent,
 } from './frames.js';
 import { H3ConnectionClosedError, H3Error, H3ErrorCode as E, H3RequestRejectedError } from './errors.js';
-import { H3RequestStream, IncomingBody } from './request-stream.js';
+import { H3RequestStream, IncomingBody, type RequestStreamSession } from './request-stream.js';
 import type { HeaderList } from './validate.js';
 
 export const UniStreamType = { CONTROL: 0x00, PUSH: 0x01, QPACK_ENCODER: 0x02, QPACK_DECODER: 0x03 } as const;
@@ -53,7 +53,7 @@ export interface Http3SessionOptions {
  * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError),
  * 'streamError' (H3RequestStream, H3Error: a request stream we reset with a stream error, §8).
  */
-export class Http3Session extends EventEmitter {
+export class Http3Session extends EventEmitter implements RequestStreamSession {
   readonly encoder: QpackEncoder;
   readonly decoder: QpackDecoder;
   readonly maxFieldSectionSize: number;
@@ -371,6 +371,11 @@ export class Http3Session extends EventEmitter {
     if (this.goawayReceived !== null || this.goawaySent !== null) {
       throw new Error(`HTTP/3 connection is going away (GOAWAY${this.goawayReceived !== null ? ` ${this.goawayReceived} received` : ' sent'}): no new requests`);
     }
+  }
+
+  /** A request stream was reset with a stream error of ours (§8): tell whoever keeps records. */
+  onStreamError(r: H3RequestStream, e: H3Error): void {
+    this.emit('streamError', r, e);
   }
 
   onStreamDone(r: H3RequestStream): void {

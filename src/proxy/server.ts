@@ -13,6 +13,7 @@ import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { suiteByName } from '../quic/crypto/suites.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { ensureDevCert } from '../io/devcert.js';
+import type { IoRuntime } from '../io/runtime.js';
 import type { Config } from './config.js';
 import { Router } from './routes.js';
 import { UpstreamPool } from './upstream.js';
@@ -176,8 +177,11 @@ export class ProxyServer {
     this.forwarder = new Forwarder(this.state, accessLog);
   }
 
-  /** Binds UDP (HTTP/3) and TCP (HTTPS with Alt-Svc) on every listen address. */
-  async start(): Promise<ProxyInfo> {
+  /**
+   * Binds UDP (HTTP/3) and TCP (HTTPS with Alt-Svc) on every listen address. `runtime`: the HTTP/3 side's sockets and
+   * clock (default node:dgram and real timers; tests use a simulated network).
+   */
+  async start(opts: { runtime?: IoRuntime } = {}): Promise<ProxyInfo> {
     const c = this.config;
     let certPath: string;
     let keyPath: string;
@@ -204,6 +208,7 @@ export class ProxyServer {
         onePacketPerDatagram: c.quic.onePacketPerDatagram,
         ...(c.quic.ciphers ? { cipherSuites: c.quic.ciphers.map((n) => suiteByName(n)!) } : {}),
       },
+      runtime: opts.runtime,
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
     this.h3.on('streamError', (e: Http3StreamErrorInfo) =>
