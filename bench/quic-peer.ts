@@ -2,11 +2,16 @@
  * One side of the bulk-transfer benchmark over our QUIC stack (RFC 9000 streams over node:dgram), run as a child
  * process by bench/run.ts so that client and server each get their own process and event loop.
  *
- *   node dist/bench/quic-peer.js server [--datagram BYTES]
+ *   node dist/bench/quic-peer.js server [--datagram BYTES] [--keep-idle N]
  *     Binds 127.0.0.1 on a kernel-chosen port, prints {"event":"listening","port":N}, serves ONE connection:
  *     on each bidi stream it reads "<bytes>\n", writes that many bytes (one preallocated 64 KiB buffer, reused,
  *     honouring write() backpressure) and ends the stream. When the connection closes it prints its resource
- *     usage as one JSON line and exits.
+ *     usage as one JSON line and exits. With --keep-idle N it accepts up to N + 16 connections at once and keeps them
+ *     (idle timeout 10 minutes), serves the streams of any of them as above, and runs until SIGTERM.
+ *   node dist/bench/quic-peer.js idle --port P --count N
+ *     Opens N connections to the server (at most 64 handshakes at a time, certificate not verified), prints
+ *     {"event":"idle_ready","count":N,"ms":...} once all are established, and keeps them open and silent until
+ *     SIGTERM.
  *   node dist/bench/quic-peer.js client --port P --size BYTES [--datagram BYTES] [--sha]
  *     Connects, opens one bidi stream, requests BYTES, counts (and with --sha hashes) what arrives, closes the
  *     connection and prints one JSON line with timings and resource usage.
@@ -109,16 +114,21 @@ function serveStream(s: QuicStream, chunk: Buffer, onError: (e: Error) => void):
   s.on('error', onError);
 }
 
+/** Idle timeout of the connections in the idle-connections benchmark: longer than any run. */
+const IDLE_BENCH_TIMEOUT = 600_000;
+
 async function server(args: string[]): Promise<void> {
   const datagram = intFlag(args, '--datagram', 0);
+  const keepIdle = intFlag(args, '--keep-idle', 0);
   const config: ConnectionConfig = {
     alpn: ['qsr-bench'],
     certChain: loadPemChain(readFileSync(`${CERTS}ecdsa.pem`, 'utf8')),
     privateKey: loadPrivateKey(readFileSync(`${CERTS}ecdsa.key`, 'utf8')),
     ...(datagram ? { maxDatagramSize: datagram } : {}),
+    ...(keepIdle ? { maxIdleTimeout: IDLE_BENCH_TIMEOUT } : {}),
   };
   const chunk = patternChunk();
-  const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config });
+  const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config, maxConnections: keepIdle + 16 });
   const errors: string[] = [];
   let finished = false;
   const finish = async (why: string): Promise<void> => {
@@ -130,6 +140,11 @@ async function server(args: string[]): Promise<void> {
   };
   let served = false;
   ep.on('connection', (c: QuicConnection) => {
+    if (keepIdle) {
+      // Every connection stays (the idle ones open no stream); each stream is served; the server runs until SIGTERM.
+      c.on('stream', (s: QuicStream) => serveStream(s, chunk, (e) => errors.push(e.message)));
+      return;
+    }
     if (served) {
       c.close(0x1, 'bench server serves one connection');
       return;
@@ -141,6 +156,40 @@ async function server(args: string[]): Promise<void> {
   ep.on('error', (e: Error) => errors.push(e.message));
   process.on('SIGTERM', () => void finish('SIGTERM'));
   emit({ event: 'listening', port: ep.address().port, recvBufferBytes: ep.recvBufferSizes[0] });
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Idle connections
+
+const HANDSHAKES_AT_ONCE = 64;
+
+async function idle(args: string[]): Promise<void> {
+  const port = intFlag(args, '--port', 0);
+  const count = intFlag(args, '--count', 0);
+  if (port === 0 || count === 0) throw new Error('idle needs --port and --count');
+  const config: ConnectionConfig = { alpn: ['qsr-bench'], insecure: true, maxIdleTimeout: IDLE_BENCH_TIMEOUT };
+  const ep = await UdpEndpoint.open({ maxConnections: count + 16 });
+  const t0 = performance.now();
+  const open: QuicConnection[] = [];
+  let failed = 0;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      const c = ep.connect(config, { address: HOST, port });
+      try {
+        await c.ready;
+        open.push(c);
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(HANDSHAKES_AT_ONCE, count) }, worker));
+  emit({ event: 'idle_ready', count: open.length, failed, ms: performance.now() - t0 });
+  await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
+  emit({ event: 'exit', role: 'idle', ...usage() });
+  process.exit(0);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -199,9 +248,9 @@ async function client(args: string[]): Promise<void> {
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-const main = mode === 'server' ? server : mode === 'client' ? client : null;
+const main = mode === 'server' ? server : mode === 'client' ? client : mode === 'idle' ? idle : null;
 if (main === null) {
-  process.stderr.write('usage: quic-peer.js server [--datagram B] | client --port P --size BYTES [--datagram B] [--sha]\n');
+  process.stderr.write('usage: quic-peer.js server [--datagram B] [--keep-idle N] | client --port P --size BYTES [--datagram B] [--sha] | idle --port P --count N\n');
   process.exit(2);
 }
 main(rest).catch((e: unknown) => {

@@ -5,10 +5,14 @@
  *               to gtlsclient (GnuTLS, default GSO).
  *   h3        - bench/h3.ts: qsr serve / qsr get vs gtlsserver / gtlsclient (100 MB download, 10,000 small GETs).
  *   router    - bench/router.ts: our router (h3, h2) vs Caddy 2.6 (h3) vs direct (h1) in front of the same services.
+ *   idle      - the transport's bulk transfer against one server endpoint with no other connections, then with
+ *               --idle N (default 10,000) idle connections open on it (bench/quic-peer.ts idle, another process):
+ *               the endpoint's work per turn must not grow with the connections that have nothing to do.
  * Each prints per-run figures, a side-by-side table of medians and the targets with whether they are met.
  *
- *   node dist/bench/run.js [--suite transport|h3|router|all] [--runs N] [--json FILE] [--profile DIR]
+ *   node dist/bench/run.js [--suite transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR]
  *                          [--size MB] [--only ours|gtls] [--datagram BYTES]   (the last three: transport only)
+ *                          [--idle N]                                           (idle; --size applies too)
  *
  * MB = 10^6 bytes. Every child has a hard timeout and is killed by its own PID only; loopback only; temp files removed.
  * This is a measurement tool, not a test: it asserts nothing, it reports.
@@ -28,7 +32,7 @@ const PEER_JS = fileURLToPath(new URL('./quic-peer.js', import.meta.url));
 const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
 const TIME = '/usr/bin/time';
 
-type Suite = 'transport' | 'h3' | 'router' | 'all';
+type Suite = 'transport' | 'h3' | 'router' | 'idle' | 'all';
 
 interface Options {
   suite: Suite;
@@ -38,6 +42,7 @@ interface Options {
   only: 'ours' | 'gtls' | null;
   datagram: number;
   json: string | null;
+  idle: number;
 }
 
 /** One measured transfer. null fields are "not available". */
@@ -62,12 +67,12 @@ interface RunResult {
 
 function usage(msg?: string): never {
   if (msg !== undefined) process.stderr.write(`${msg}\n`);
-  process.stderr.write('usage: node dist/bench/run.js [--suite transport|h3|router|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES]\n');
+  process.stderr.write('usage: node dist/bench/run.js [--suite transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES] [--idle N]\n');
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { suite: 'all', profileDir: null, sizeMB: 100, runs: 3, only: null, datagram: 0, json: null };
+  const o: Options = { suite: 'all', profileDir: null, sizeMB: 100, runs: 3, only: null, datagram: 0, json: null, idle: 10_000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -87,13 +92,16 @@ function parseArgs(argv: string[]): Options {
       case '--datagram':
         o.datagram = Math.floor(num(1200, 65527)); // a fixed ceiling; default: PMTU discovery
         break;
+      case '--idle':
+        o.idle = Math.floor(num(1, 100_000));
+        break;
       case '--only':
         if (v !== 'ours' && v !== 'gtls') usage('--only takes ours or gtls');
         o.only = v;
         i++;
         break;
       case '--suite':
-        if (v !== 'transport' && v !== 'h3' && v !== 'router' && v !== 'all') usage('--suite takes transport, h3, router or all');
+        if (v !== 'transport' && v !== 'h3' && v !== 'router' && v !== 'idle' && v !== 'all') usage('--suite takes transport, h3, router, idle or all');
         o.suite = v;
         i++;
         break;
@@ -321,6 +329,107 @@ async function runTransport(o: Options, work: string, say: Say): Promise<Record<
   return { results, summary };
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// Idle connections: the same bulk transfer with and without N idle connections on the server endpoint
+
+/** Hard limit for opening the idle connections (their handshakes are the slow part of this suite). */
+const IDLE_SETUP_LIMIT_MS = 600_000;
+
+interface IdleServer {
+  idle: number;
+  srv: Child;
+  idler: Child | null;
+  port: number;
+  /** Idle connections actually established, and how long that took. */
+  established: number;
+  setupSeconds: number | null;
+  runs: { ok: boolean; mbPerSec: number | null; error?: string }[];
+  serverCpu: number | null;
+  serverRssMB: number | null;
+  error?: string;
+}
+
+/** A server endpoint (quic-peer server --keep-idle) with `idle` idle connections from another process on it. */
+async function startIdleServer(o: Options, idle: number, size: number, work: string, say: Say): Promise<IdleServer> {
+  const limit = IDLE_SETUP_LIMIT_MS + 2 * o.runs * transferTimeoutMs(size) + 60_000;
+  const srv = spawnBounded({ name: `idle-server-${idle}`, cmd: process.execPath, args: [PEER_JS, 'server', '--keep-idle', String(Math.max(o.idle, 1))], workDir: work, timeoutMs: limit });
+  const s: IdleServer = { idle, srv, idler: null, port: 0, established: 0, setupSeconds: null, runs: [], serverCpu: null, serverRssMB: null };
+  await waitFor(() => {
+    const l = jsonLines(srv.stdout()).find((j) => j.event === 'listening');
+    if (l) s.port = num(l.port) ?? 0;
+    return s.port !== 0 || !srv.isRunning();
+  }, 10_000);
+  if (s.port === 0) {
+    s.error = `server did not start: ${describeExit(srv, await srv.stop('SIGKILL', 1000))}`;
+    return s;
+  }
+  if (idle === 0) return s;
+  const idler = spawnBounded({ name: `idle-clients-${idle}`, cmd: process.execPath, args: [PEER_JS, 'idle', '--port', String(s.port), '--count', String(idle)], workDir: work, timeoutMs: limit });
+  s.idler = idler;
+  let ready: Record<string, unknown> | undefined;
+  await waitFor(() => {
+    ready = jsonLines(idler.stdout()).find((j) => j.event === 'idle_ready');
+    return ready !== undefined || !idler.isRunning();
+  }, IDLE_SETUP_LIMIT_MS, 250);
+  if (!ready) {
+    s.error = `the idle connections were not established within ${IDLE_SETUP_LIMIT_MS / 1000} s: ${describeExit(idler, await idler.stop('SIGKILL', 1000))}`;
+    return s;
+  }
+  s.established = num(ready.count) ?? 0;
+  s.setupSeconds = (num(ready.ms) ?? 0) / 1000;
+  say(`${s.established} idle connections established in ${fmt(s.setupSeconds, 1)} s${num(ready.failed) ? ` (${String(ready.failed)} handshakes failed)` : ''}`);
+  return s;
+}
+
+async function bulkRun(s: IdleServer, size: number, run: number, work: string, say: Say): Promise<void> {
+  const cli = spawnBounded({ name: `idle-bulk-${s.idle}-${run}`, cmd: process.execPath, args: [PEER_JS, 'client', '--port', String(s.port), '--size', String(size)], workDir: work, timeoutMs: transferTimeoutMs(size) });
+  const exit = await cli.exited;
+  const c = jsonLines(cli.stdout()).find((j) => j.event === 'exit');
+  const r = c ? { ok: c.ok === true, mbPerSec: num(c.mbPerSec) } : { ok: false, mbPerSec: null, error: describeExit(cli, exit) };
+  s.runs.push(r);
+  say(`  run ${run}, ${s.idle} idle connections: ${r.ok ? 'ok' : 'FAILED'} ${fmt(r.mbPerSec, 1)} MB/s${'error' in r && r.error ? ` (${r.error})` : ''}`);
+}
+
+async function stopIdleServer(s: IdleServer): Promise<void> {
+  if (s.idler) await s.idler.stop('SIGTERM', 5000);
+  await s.srv.stop('SIGTERM', 5000);
+  const e = jsonLines(s.srv.stdout()).find((j) => j.event === 'exit');
+  s.serverCpu = num(e?.cpu);
+  s.serverRssMB = num(e?.maxRssMB);
+}
+
+/**
+ * Two server endpoints side by side, one bare and one with o.idle idle connections, and the same bulk transfer
+ * against each in turn (alternating, so a change in the machine's load affects both rows alike).
+ */
+async function runIdleSuite(o: Options, work: string, say: Say): Promise<Record<string, unknown>> {
+  const size = Math.round(o.sizeMB * 1e6);
+  say(`# Bulk transfer (one connection, one stream, server -> client, ${o.sizeMB} MB) with 0 and ${o.idle} idle connections open on the server endpoint`);
+  say(`loopback ${HOST}; each server, the idle clients and the bulk client are separate processes; runs ${o.runs} per row, alternating; MB = 10^6 B`);
+  const servers: IdleServer[] = [];
+  try {
+    servers.push(await startIdleServer(o, 0, size, work, say));
+    servers.push(await startIdleServer(o, o.idle, size, work, say));
+    if (servers.every((s) => s.error === undefined)) {
+      for (let i = 1; i <= o.runs; i++) for (const s of servers) await bulkRun(s, size, i, work, say);
+    }
+  } finally {
+    for (const s of servers) await stopIdleServer(s);
+  }
+  const med = (s: IdleServer): number | null => median(s.runs.filter((x) => x.ok).map((x) => x.mbPerSec));
+  const rows = [['idle connections on the server endpoint', 'bulk MB/s (median)', 'ok runs', 'server CPU s (incl. idle handshakes)', 'server peak RSS MB']];
+  for (const s of servers) rows.push([String(s.idle ? s.established : 0), fmt(med(s), 1), `${s.runs.filter((x) => x.ok).length}/${s.runs.length}`, fmt(s.serverCpu), fmt(s.serverRssMB, 0)]);
+  say('');
+  say('idle-connection medians:');
+  say(table(rows));
+  for (const s of servers) if (s.error) say(`${s.idle} idle: ${s.error}`);
+  const base = servers[0] ? med(servers[0]) : null;
+  const loaded = servers[1] ? med(servers[1]) : null;
+  const ratio = base !== null && loaded !== null && base > 0 ? loaded / base : null;
+  say(`with ${o.idle} idle connections the bulk transfer runs at ${ratio === null ? 'n/a' : `${(ratio * 100).toFixed(1)} %`} of its speed with none; target >= 90 %: ${ratio === null ? 'n/a' : ratio >= 0.9 ? 'met' : 'NOT met'}`);
+  return { servers: servers.map(({ srv: _s, idler: _i, ...rest }) => rest), ratio };
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const sys = {
@@ -336,7 +445,7 @@ async function main(): Promise<void> {
   say(`suite ${o.suite}, runs ${o.runs}; nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
   if (o.profileDir !== null) mkdirSync(o.profileDir, { recursive: true });
   const report: Record<string, unknown> = { options: o, system: sys };
-  const suites: Suite[] = o.suite === 'all' ? ['transport', 'h3', 'router'] : [o.suite];
+  const suites: Suite[] = o.suite === 'all' ? ['transport', 'h3', 'router', 'idle'] : [o.suite];
   for (const suite of suites) {
     // Every suite gets its own scratch directory (children's logs, generated files), removed afterwards.
     const work = mkdtempSync(join(tmpdir(), `qsr-bench-${suite}-`));
@@ -345,7 +454,14 @@ async function main(): Promise<void> {
     say('');
     say(`load average before ${suite}: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     try {
-      report[suite] = suite === 'transport' ? await runTransport(o, work, say) : suite === 'h3' ? await runH3Suite(so, say) : await runRouterSuite(so, say);
+      report[suite] =
+        suite === 'transport'
+          ? await runTransport(o, work, say)
+          : suite === 'h3'
+            ? await runH3Suite(so, say)
+            : suite === 'idle'
+              ? await runIdleSuite(o, work, say)
+              : await runRouterSuite(so, say);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -1,4 +1,5 @@
 /** Parsing and validation helpers for command-line values; errors name the flag. */
+import { suiteByName, type CipherSuite } from '../quic/crypto/suites.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -41,4 +42,14 @@ export function parseIntFlag(flag: string, value: string, min: number, max = Num
   const n = Number(value);
   if (n < min || n > max) throw new UsageError(`${flag}: ${n} is out of range ${min}-${max}`);
   return n;
+}
+
+/** A comma-separated list of TLS 1.3 suite names (`--ciphers`), or undefined for the default; UsageError names the flag. */
+export function parseSuites(flag: string, list: string | undefined): CipherSuite[] | undefined {
+  if (!list) return undefined;
+  return list.split(',').map((name) => {
+    const s = suiteByName(name.trim());
+    if (!s) throw new UsageError(`${flag}: unknown cipher suite '${name}' (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)`);
+    return s;
+  });
 }

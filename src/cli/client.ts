@@ -20,6 +20,8 @@ export interface ClientOptions {
   ca?: string;
   json?: boolean;
   serverName?: string;
+  /** ms; default 10 000. */
+  handshakeTimeout?: number;
 }
 
 interface Job {
@@ -107,6 +109,7 @@ export async function runClient(o: ClientOptions): Promise<number> {
       insecure: o.insecure,
       serverName: o.serverName ?? host,
       keyLog: keyLogSink(o.keylog),
+      handshakeTimeout: o.handshakeTimeout,
     });
   } catch (err) {
     process.stderr.write(`qsr client: cannot connect to ${url.origin}: ${(err as Error).message}\n`);

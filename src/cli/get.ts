@@ -14,7 +14,8 @@ import type { Http3Client } from '../h3/client.js';
 import { checkField, type HeaderList } from '../h3/validate.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain } from '../quic/tls/pem.js';
-import { UsageError } from './args.js';
+import type { ConnectionConfig } from '../quic/connection-types.js';
+import { UsageError, parseSuites } from './args.js';
 
 export interface GetOptions {
   repeat?: number;
@@ -29,6 +30,14 @@ export interface GetOptions {
   json?: boolean;
   /** Whole run (connect + every request), ms. */
   timeout?: number;
+  /** Give up on a QUIC handshake that has not completed after this long, ms (default 10 000). */
+  handshakeTimeout?: number;
+  /** TLS 1.3 suites to offer, comma-separated (default: all three). */
+  ciphers?: string;
+  /** Our initial connection receive window (initial_max_data), bytes. */
+  maxData?: number;
+  /** Our initial receive window of each request stream (initial_max_stream_data_bidi_local), bytes. */
+  maxStreamData?: number;
 }
 
 export interface PlannedRequest {
@@ -54,6 +63,9 @@ export interface GetPlan {
   insecure: boolean;
   serverName: string | undefined;
   timeoutMs: number;
+  handshakeTimeoutMs: number;
+  /** Transport settings from --ciphers / --max-data / --max-stream-data. */
+  quic: Partial<ConnectionConfig>;
 }
 
 export interface GetResult {
@@ -189,6 +201,12 @@ export function planGet(urls: string[], o: GetOptions): GetPlan {
     }
   }
 
+  const quic: Partial<ConnectionConfig> = {};
+  const suites = parseSuites('--ciphers', o.ciphers);
+  if (suites) quic.cipherSuites = suites;
+  if (o.maxData !== undefined) quic.initialMaxData = o.maxData;
+  if (o.maxStreamData !== undefined) quic.initialMaxStreamDataBidiLocal = o.maxStreamData;
+
   const used = new Set<string>();
   const requests: PlannedRequest[] = [];
   for (let i = 0; i < parsed.length; i++) {
@@ -214,6 +232,8 @@ export function planGet(urls: string[], o: GetOptions): GetPlan {
     insecure: !!o.insecure,
     serverName: o.serverName,
     timeoutMs: o.timeout ?? 30_000,
+    handshakeTimeoutMs: o.handshakeTimeout ?? 10_000,
+    quic,
   };
 }
 
@@ -277,7 +297,14 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
     client = await Promise.race([
       // The server name defaults to the URL host even when it is an IP literal, so the certificate's IP SANs are
       // checked (no SNI is sent for an IP).
-      Client.connect(plan.origin + '/', { ca: plan.ca, insecure: plan.insecure, serverName: plan.serverName ?? plan.host, keyLog }),
+      Client.connect(plan.origin + '/', {
+        ca: plan.ca,
+        insecure: plan.insecure,
+        serverName: plan.serverName ?? plan.host,
+        keyLog,
+        handshakeTimeout: plan.handshakeTimeoutMs,
+        quic: plan.quic,
+      }),
       timedOut,
     ]);
   } catch (e) {
@@ -375,7 +402,7 @@ export async function runGet(urls: string[], o: GetOptions): Promise<number> {
   if (o.json) {
     process.stdout.write(JSON.stringify({ origin: plan.origin, method: plan.method, ...(connectError ? { error: connectError } : {}), requests: results, summary }, null, 2) + '\n');
   } else {
-    if (connectError) process.stderr.write(`qsr get: ${connectError}\n`);
+    if (connectError) process.stderr.write(`qsr get: cannot connect to ${plan.origin}: ${connectError.replace(/^connect: /, '')}\n`);
     process.stdout.write(formatTable(results, summary));
   }
   return summary.failed > 0 ? 1 : 0;

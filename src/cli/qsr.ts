@@ -48,6 +48,7 @@ program
   .option('--ca <file>', 'trust this CA / certificate (PEM); default for qsr up: ./.qsr/certs/cert.pem when present')
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--json', 'print JSON instead of a table')
+  .option('--handshake-timeout <ms>', 'give up when the QUIC handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
   .action(async (o) => {
     const { runClient } = await import('./client.js');
     const { existsSync } = await import('node:fs');
@@ -84,6 +85,7 @@ program
   .option('--key-update-after <ms>', 'initiate a key update this long after the handshake', intArg('--key-update-after', 0))
   .option('--duration <ms>', 'stay connected this long', intArg('--duration', 0), 1000)
   .option('--no-h3-control', 'do not open a minimal HTTP/3 control stream')
+  .option('--handshake-timeout <ms>', 'give up when the handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
   .action(async (url: string, o) => {
     process.exitCode = await quicConnect(url, o);
   });
@@ -101,6 +103,7 @@ program
   .option('--key <file>', 'private key (PEM); needs --cert')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
   .option('--data-dir <dir>', 'where the development certificate is kept (in DIR/certs)', '.qsr')
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to accept, in order of preference (default: all three)')
   .exitOverride(usageExit2)
   .action(async (o) => {
     const { runServe } = await import('./serve.js');
@@ -123,6 +126,10 @@ program
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--json', 'print a JSON document instead of the table')
   .option('--timeout <ms>', 'give up on the whole run after this long', intArg('--timeout', 1), 30_000)
+  .option('--handshake-timeout <ms>', 'give up when the QUIC handshake has not completed after this long', intArg('--handshake-timeout', 1), 10_000)
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to offer, comma-separated (default: all three)')
+  .option('--max-data <bytes>', 'initial connection receive window (initial_max_data)', intArg('--max-data', 1))
+  .option('--max-stream-data <bytes>', 'initial receive window of each request stream', intArg('--max-stream-data', 1))
   .exitOverride(usageExit2)
   .action(async (urls: string[], o) => {
     const { runGet } = await import('./get.js');

@@ -8,21 +8,11 @@ import { lookup } from 'node:dns/promises';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
-import { suiteByName, type CipherSuite } from '../quic/crypto/suites.js';
 import type { Group } from '../quic/tls/tls.js';
-import { UsageError, parseHostPort, parseHttpsUrl } from './args.js';
+import { UsageError, parseHostPort, parseHttpsUrl, parseSuites } from './args.js';
 
 function emit(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-export function parseSuites(flag: string, list: string | undefined): CipherSuite[] | undefined {
-  if (!list) return undefined;
-  return list.split(',').map((name) => {
-    const s = suiteByName(name.trim());
-    if (!s) throw new UsageError(`${flag}: unknown cipher suite '${name}' (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)`);
-    return s;
-  });
 }
 
 export function parseGroups(flag: string, list: string | undefined): Group[] | undefined {
@@ -116,6 +106,8 @@ export interface ConnectOptions {
   keyUpdateAfter?: number;
   duration: number;
   h3Control?: boolean;
+  /** ms; default 10 000. */
+  handshakeTimeout?: number;
 }
 
 export async function quicConnect(target: string, o: ConnectOptions): Promise<number> {
@@ -132,13 +124,15 @@ export async function quicConnect(target: string, o: ConnectOptions): Promise<nu
       keyLog: keyLogSink(o.keylog),
       cipherSuites: parseSuites('--ciphers', o.ciphers),
       groups: parseGroups('--groups', o.groups),
+      handshakeTimeout: o.handshakeTimeout ?? 10_000,
     },
     { address, port },
   );
   const closed = watch(c);
   let failed = false;
   try {
-    await Promise.race([c.ready, new Promise((_, rej) => setTimeout(() => rej(new Error('handshake timed out after 10 s')), 10_000).unref())]);
+    // The connection gives up by itself after --handshake-timeout; ready then rejects with the reason.
+    await c.ready;
     if (o.h3Control) {
       // A minimal HTTP/3 control stream (type 0x00, empty SETTINGS) so an HTTP/3 peer sees a well-behaved client.
       const s = await c.openStream(false);

@@ -18,7 +18,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { Http3Server, Http3Request, Http3Response } from '../h3/server.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
-import { UsageError, parseHostPort } from './args.js';
+import { UsageError, parseHostPort, parseSuites } from './args.js';
 import { ensureDevCert } from '../io/devcert.js';
 import { contentType } from './mime.js';
 
@@ -244,6 +244,8 @@ export interface ServeOptions {
   keylog?: string;
   /** Where the development certificate lives (DIR/certs); default ./.qsr. */
   dataDir?: string;
+  /** TLS 1.3 suites to accept, comma-separated, in order of preference (default: all three). */
+  ciphers?: string;
 }
 
 const DEFAULT_LISTEN = ['127.0.0.1:4433', '[::1]:4433'];
@@ -332,13 +334,14 @@ export async function runServe(o: ServeOptions): Promise<void> {
   const explicit = o.listen !== undefined && o.listen.length > 0;
   const listen = (explicit ? (o.listen as string[]) : DEFAULT_LISTEN).map((v) => parseHostPort('--listen', v));
   const tls = await tlsMaterial(o);
+  const cipherSuites = parseSuites('--ciphers', o.ciphers);
   const handler = staticHandler(o.dir, {
     onDone: (e) => accessLine(`${e.method} ${e.path} ${e.status || '-'} ${e.bytes} ${e.ms.toFixed(1)}ms`),
   });
   const onRequest = (req: Http3Request, res: Http3Response): void => handler(req, res);
   const { Http3Server: Server } = await import('../h3/server.js');
   const start = (addrs: { address: string; port: number }[]): Promise<Http3Server> =>
-    Server.listen({ listen: addrs, ...tls, keyLog: keyLogSink(o.keylog) }, onRequest);
+    Server.listen({ listen: addrs, ...tls, keyLog: keyLogSink(o.keylog), quic: cipherSuites ? { cipherSuites } : undefined }, onRequest);
 
   let server: Http3Server;
   try {

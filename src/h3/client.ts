@@ -22,6 +22,11 @@ export interface Http3ClientOptions {
   insecure?: boolean;
   serverName?: string;
   keyLog?: (l: string) => void;
+  /**
+   * Give up when the QUIC handshake has not completed after this many ms (default 10 000; 0: only the idle timeout).
+   * connect() then rejects with a HandshakeError naming what happened.
+   */
+  handshakeTimeout?: number;
   quic?: Partial<ConnectionConfig>;
 }
 
@@ -39,6 +44,8 @@ export interface Http3ClientResponse {
   body: Readable & { trailers: HeaderList | null };
   streamId: number;
 }
+
+const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 
 class AbortError extends Error {
   readonly code = 'ABORT_ERR';
@@ -60,7 +67,11 @@ export class Http3Client extends EventEmitter {
     session.on('close', (err: Error) => this.emit('close', err));
   }
 
-  /** Connects to an https:// URL's host and port (default 443) and completes the handshake. */
+  /**
+   * Connects to an https:// URL's host and port (default 443) and completes the handshake. Rejects with a
+   * HandshakeError (src/io/udp.ts) when it cannot: no answer within `handshakeTimeout`, Version Negotiation, Retry
+   * (not followed yet), a TLS alert or a certificate that does not verify.
+   */
   static async connect(url: string, opts: Http3ClientOptions = {}): Promise<Http3Client> {
     const base = new URL(url);
     const host = base.hostname.replace(/^\[|\]$/g, '');
@@ -76,6 +87,7 @@ export class Http3Client extends EventEmitter {
       ca: opts.ca ?? opts.quic?.ca,
       insecure: opts.insecure ?? opts.quic?.insecure,
       keyLog: opts.keyLog ?? opts.quic?.keyLog,
+      handshakeTimeout: opts.handshakeTimeout ?? opts.quic?.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
     };
     const conn = ep.connect(cfg, { address, port: Number(base.port || 443) });
     // The session exists before the handshake completes: a server sends its control and QPACK streams in the same

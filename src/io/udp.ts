@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { Endpoint, type EndpointOptions } from '../quic/endpoint.js';
 import type { Connection } from '../quic/connection.js';
 import type { Address, CloseInfo, ConnectionConfig } from '../quic/connection-types.js';
+import { describeHandshakeFailure } from '../quic/handshake-failure.js';
 import { QuicStream } from './stream.js';
 
 export { QuicStream };
@@ -336,7 +337,7 @@ export class QuicConnection extends EventEmitter {
           break;
         case 'closed':
           this.closeInfo = e.info;
-          this.rejectReady(new Error(`connection closed before the handshake completed: ${describeClose(e.info)}`));
+          this.rejectReady(new HandshakeError(e.info, formatAddress(this.conn.remote)));
           // Streams still open when we closed the connection ourselves end without an error; otherwise they fail.
           this.destroyAll(e.info.by === 'local' && e.info.application ? null : new Error(`connection closed: ${describeClose(e.info)}`));
           this.emit('close', e.info);
@@ -361,6 +362,23 @@ export class QuicConnection extends EventEmitter {
     for (const w of this.waitingForStreams) w.reject(err ?? new Error('connection closed'));
     this.waitingForStreams = [];
   }
+}
+
+/** A client connection closed before its handshake completed; the message says why (describeHandshakeFailure). */
+export class HandshakeError extends Error {
+  constructor(
+    readonly closeInfo: CloseInfo,
+    /** The server's address as "host:port" ("[::1]:4433" for IPv6). */
+    readonly server: string,
+  ) {
+    super(describeHandshakeFailure(closeInfo, server));
+    this.name = 'HandshakeError';
+  }
+}
+
+/** "127.0.0.1:4433", "[::1]:4433". */
+export function formatAddress(a: Address): string {
+  return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
 
 export function describeClose(i: CloseInfo): string {

@@ -24,7 +24,8 @@
  * # successes in a row. `healthCheck: false` turns checking off (every upstream counts as healthy).
  * healthCheck: { path: /healthz, intervalMs: 2000, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 }
  * # QUIC transport settings.
- * quic: { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false }
+ * # ciphers: the TLS 1.3 suites to accept, in order of preference (default: all three).
+ * quic: { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false, ciphers: [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256] }
  * # Routes, in order. Each has a unique name, exactly one of `prefix` (matches the path itself and anything
  * # below it at a "/" boundary: /video matches /video, /video/x and /video?x but not /videos) or `exact`,
  * # optionally `host` (the :authority without its port, case-insensitive) and `methods`, one or more
@@ -57,6 +58,7 @@ import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { ALL_SUITES, suiteByName } from '../quic/crypto/suites.js';
 
 export type BalancePolicy = 'round-robin' | 'least-outstanding';
 export type ServiceName = 'video' | 'text' | 'control';
@@ -117,7 +119,8 @@ export interface Config {
   timeouts: TimeoutsConfig;
   /** null: health checking off. */
   healthCheck: HealthCheckConfig | null;
-  quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean };
+  /** ciphers: TLS 1.3 suite names in order of preference; absent: the default (all three). */
+  quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean; ciphers?: string[] };
   routes: RouteConfig[];
   services: Partial<Record<ServiceName, { port: number }>>;
 }
@@ -275,6 +278,10 @@ const configSchema = z.strictObject({
     .strictObject({
       maxIdleTimeoutMs: posInt.optional(),
       onePacketPerDatagram: leaf<boolean>('true or false', (v) => typeof v === 'boolean').optional(),
+      ciphers: z
+        .array(leaf<string>(`a TLS 1.3 cipher suite (${ALL_SUITES.map((c) => c.name).join(', ')})`, (v) => typeof v === 'string' && suiteByName(v) !== undefined))
+        .min(1)
+        .optional(),
     })
     .optional(),
   routes: z.array(routeSchema),

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Http3Server, type Http3Request, type Http3Response } from '../h3/server.js';
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
+import { suiteByName } from '../quic/crypto/suites.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { ensureDevCert } from '../io/devcert.js';
 import type { Config } from './config.js';
@@ -16,6 +17,7 @@ import { Router } from './routes.js';
 import { UpstreamPool } from './upstream.js';
 import { Forwarder, type Exchange, type ForwardState } from './forward.js';
 import type { AccessLog } from './access-log.js';
+import { DroppedInitialsLog } from './drop-log.js';
 
 export interface ProxyLog {
   info(fields: Record<string, unknown>, msg: string): void;
@@ -155,6 +157,7 @@ export class ProxyServer {
   private readonly forwarder: Forwarder;
   private info: ProxyInfo | null = null;
   private readonly tcpConnIds = new WeakMap<object, string>();
+  private droppedInitials: DroppedInitialsLog | null = null;
 
   constructor(
     private config: Config,
@@ -188,9 +191,16 @@ export class ProxyServer {
       certChain: loadPemChain(certPem),
       privateKey: loadPrivateKey(keyPem),
       keyLog: c.keylog ? keyLogSink(c.keylog) : keyLogSink(null),
-      quic: { maxIdleTimeout: c.quic.maxIdleTimeoutMs, onePacketPerDatagram: c.quic.onePacketPerDatagram },
+      quic: {
+        maxIdleTimeout: c.quic.maxIdleTimeoutMs,
+        onePacketPerDatagram: c.quic.onePacketPerDatagram,
+        ...(c.quic.ciphers ? { cipherSuites: c.quic.ciphers.map((n) => suiteByName(n)!) } : {}),
+      },
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
+    const quic = this.h3.endpoint.endpoint;
+    this.droppedInitials = new DroppedInitialsLog(() => quic.stats.undecryptableInitials, this.log);
+    this.droppedInitials.start();
     const udp = this.h3.addresses();
     const altSvc = `h3=":${udp[0].port}"; ma=86400`;
     const tcp: { address: string; port: number }[] = [];
@@ -236,6 +246,7 @@ export class ProxyServer {
 
   /** GOAWAY to HTTP/3 clients; in-flight streams finish within drainMs; then everything closes. */
   async close(drainMs = this.config.timeouts.drainMs): Promise<void> {
+    this.droppedInitials?.stop();
     for (const s of this.tcp) s.close();
     // Streams cut at the deadline are logged as cut by the shutdown, not as client cancels.
     this.h3?.once('drainDeadline', () => this.forwarder.markDrainDeadline());

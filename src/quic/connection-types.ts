@@ -57,9 +57,26 @@ export interface ConnectionConfig {
   maxAckDelay?: number;
   /** Congestion/pacing switch for tests and benchmarks; default true. */
   pacing?: boolean;
+  /**
+   * Give up on a handshake that has not completed this many ms after the connection started (0: no limit but the idle
+   * timeout). The connection then closes with `handshakeFailure: { kind: 'timeout' }`. Default 10 000 for clients, 0
+   * for servers.
+   */
+  handshakeTimeout?: number;
 }
 
 export type ConnectionState = 'handshake' | 'established' | 'closing' | 'draining' | 'closed';
+
+/**
+ * Why a client gave up on a handshake that no error code describes: its handshake timeout expired (`datagrams`
+ * counts what arrived from the server, `decrypted` the packets of it that authenticated), the server answered with
+ * Version Negotiation (RFC 9000 §6.2; `versions` is the list it offered), or with a Retry (RFC 9000 §8.1.2), which
+ * this client does not follow yet.
+ */
+export type HandshakeFailure =
+  | { kind: 'timeout'; timeoutMs: number; datagrams: number; decrypted: number }
+  | { kind: 'version_negotiation'; versions: number[] }
+  | { kind: 'retry' };
 
 export interface CloseInfo {
   /** Who closed: 'local', 'peer', 'idle' (idle timeout), 'stateless' (never happens yet). */
@@ -68,6 +85,8 @@ export interface CloseInfo {
   code: number;
   reason: string;
   frameType?: number;
+  /** Set when a client abandoned its handshake for a reason that has no error code (see HandshakeFailure). */
+  handshakeFailure?: HandshakeFailure;
 }
 
 export type ConnectionEvent =

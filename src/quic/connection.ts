@@ -16,6 +16,7 @@ import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
 import { deriveKeys, nextGenerationKeys, type DirectionKeys } from './crypto/keys.js';
 import { TLS_AES_128_GCM_SHA256 } from './crypto/suites.js';
+import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
   PacketType,
   parseHeader,
@@ -123,6 +124,7 @@ const SMALL_DATAGRAM = 2048;
 /** Datagram sizes PMTU discovery tries, in order, below the ceiling (which is tried last). */
 const PMTU_STEPS = [1452, 4096, 8192, 16384];
 const LOOPBACK_MAX_DATAGRAM = 16384;
+const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
@@ -235,9 +237,19 @@ export class Connection {
   /** Client: the server's source CID seen in its first packet, which becomes our DCID. */
   private serverCidLearned = false;
   private retireUnusedOdcid = false;
-  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0 };
+  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
+  /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
+  private handshakeDeadline = 0;
 
-  private constructor(role: Role, config: ConnectionConfig, remote: Address, originalDcid: Buffer, localCid: Buffer, now: number) {
+  private constructor(
+    role: Role,
+    config: ConnectionConfig,
+    remote: Address,
+    originalDcid: Buffer,
+    localCid: Buffer,
+    now: number,
+    initialRead?: DirectionKeys,
+  ) {
     this.role = role;
     this.cfg = {
       maxIdleTimeout: 30_000,
@@ -256,6 +268,8 @@ export class Connection {
     this.originalDcid = originalDcid;
     this.localCids.set(0, localCid);
     this.lastActivity = now;
+    const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
+    if (handshakeTimeout > 0) this.handshakeDeadline = now + handshakeTimeout;
     this.addressValidated = role === 'client';
     this.cc = new NewReno(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
@@ -304,7 +318,7 @@ export class Connection {
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
     init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
-    init.read = deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
+    init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
 
     this.tls = new TlsEndpoint({
       role,
@@ -334,9 +348,12 @@ export class Connection {
     return c;
   }
 
-  /** A server connection for a client's first Initial packet (the endpoint checked version and size). */
-  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number): Connection {
-    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now);
+  /**
+   * A server connection for a client's first Initial packet. The endpoint checked version and size and that the packet
+   * decrypts with `clientInitialKeys` (derived from clientDcid, reused here), so clientScid is authenticated.
+   */
+  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number, clientInitialKeys?: DirectionKeys): Connection {
+    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
     c.dcid = clientScid;
     c.peerCids = [{ seq: 0, cid: clientScid, resetToken: null }];
     c.serverCidLearned = true;
@@ -382,6 +399,13 @@ export class Connection {
     return this.events.shift();
   }
 
+  /**
+   * Set by the endpoint that owns this connection: called by every API call below that may give the connection
+   * something to send (a stream opened, written, read (credit), reset or stopped, close, key update, ping), so that
+   * the endpoint polls only connections with work to do.
+   */
+  onWake: ((c: Connection) => void) | null = null;
+
   hasEvents(): boolean {
     return this.events.length > 0;
   }
@@ -390,6 +414,7 @@ export class Connection {
   openStream(bidi: boolean): number | null {
     if (this.state !== 'established' && this.state !== 'handshake') throw new Error('connection is closed');
     const t = bidi ? 1 : 0;
+    this.onWake?.(this);
     if (this.nextLocalStream[t] >= this.peerMaxStreams[t]) {
       this.pendingStreamsBlocked[t] = true;
       return null;
@@ -405,6 +430,7 @@ export class Connection {
     if (data.length) s.write(data);
     if (fin) s.end();
     this.sendQueue.add(id);
+    this.onWake?.(this);
     const buffered = s.bufferedBytes;
     const st = this.streams.get(id);
     if (st && buffered > STREAM_HIGH_WATER) st.wantDrain = true;
@@ -440,6 +466,7 @@ export class Connection {
       if (this.flow.maxDataUpdate() !== null) this.pendingMaxData = true;
     }
     this.maybeRetireStream(st);
+    this.onWake?.(this); // credit (MAX_STREAM_DATA, MAX_DATA, MAX_STREAMS) may be due
     return b;
   }
 
@@ -458,6 +485,7 @@ export class Connection {
     this.sendQueue.delete(id);
     this.connBlocked.delete(id);
     this.pendingResets.add(id);
+    this.onWake?.(this);
   }
 
   streamStopSending(id: number, code: number): void {
@@ -469,6 +497,7 @@ export class Connection {
     // data we will never read no longer holds connection credit
     if (unread) this.flow.onDataConsumed(unread);
     this.pendingStopSending.add(id);
+    this.onWake?.(this);
   }
 
   hasStream(id: number): boolean {
@@ -479,6 +508,7 @@ export class Connection {
   close(code = 0, reason = '', application = true, now?: number): void {
     if (this.state === 'closing' || this.state === 'draining' || this.state === 'closed') return;
     this.enterClosing({ by: 'local', application, code, reason }, now ?? this.lastActivity);
+    this.onWake?.(this);
   }
 
   /** Starts a key update (RFC 9001 §6.1). False when not allowed yet (handshake not confirmed or previous update unacked). */
@@ -488,6 +518,7 @@ export class Connection {
     // Old-phase packets keep arriving until the peer switches; the first new-phase one sets the boundary.
     this.keyPhaseFirstPnRecv = Number.MAX_SAFE_INTEGER;
     this.prevReadDiscardAt = 0; // set when the first packet of the new phase is received
+    this.onWake?.(this);
     return true;
   }
 
@@ -553,6 +584,7 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'draining') return;
     this.bytesReceived += dgram.length;
     this.stats.bytesReceived += dgram.length;
+    this.stats.datagramsReceived++;
     let off = 0;
     let firstDcid: Buffer | null = null;
     while (off < dgram.length) {
@@ -567,7 +599,9 @@ export class Connection {
       else if (!firstDcid.equals(h.dcid)) return;
       off = h.end;
       if (h.type === PacketType.VersionNegotiation || h.type === PacketType.Retry) {
-        // Neither is valid after the first packet from the server, and Retry handling is not supported.
+        // Either one ends a client's attempt (neither is valid after the first packet from the server).
+        if (this.role === 'client' && this.state === 'handshake') this.onVersionNegotiationOrRetry(dgram, h);
+        if (this.isTerminal()) return;
         continue;
       }
       if (h.version !== QUIC_V1) continue;
@@ -579,6 +613,32 @@ export class Connection {
       }
       if (this.isTerminal()) return;
     }
+  }
+
+  /**
+   * A client's answer from a server that will not start this handshake: Version Negotiation without v1 (RFC 9000
+   * §6.2) or a Retry (§17.2.5; following it is not supported yet). Either abandons the attempt at once, with no
+   * CONNECTION_CLOSE (the server keeps no state). Packets the RFC says to discard change nothing: any packet after
+   * one from the server processed, a VN that lists v1 or does not echo our connection IDs (§6.2, RFC 8999 §6), a
+   * Retry whose integrity tag does not verify against our original DCID (RFC 9001 §5.8).
+   */
+  private onVersionNegotiationOrRetry(dgram: Buffer, h: PacketHeader): void {
+    if (this.stats.packetsReceived > 0 || this.serverCidLearned) return;
+    if (h.type === PacketType.VersionNegotiation) {
+      const versions = h.supportedVersions ?? [];
+      if (versions.includes(QUIC_V1) || !h.scid.equals(this.originalDcid) || !h.dcid.equals(this.scid)) return;
+      this.closeInfo = {
+        by: 'peer',
+        application: false,
+        code: 0,
+        reason: 'Version Negotiation without QUIC v1',
+        handshakeFailure: { kind: 'version_negotiation', versions },
+      };
+    } else {
+      if (!h.dcid.equals(this.scid) || !verifyRetryIntegrity(this.originalDcid, dgram.subarray(h.start, h.end))) return;
+      this.closeInfo = { by: 'peer', application: false, code: 0, reason: 'Retry (not supported yet)', handshakeFailure: { kind: 'retry' } };
+    }
+    this.finishClose();
   }
 
   /** Draining or closed: nothing more is sent or processed. */
@@ -1291,6 +1351,7 @@ export class Connection {
     let t = Infinity;
     const idle = this.idleDeadline();
     if (idle !== null) t = Math.min(t, idle);
+    if (this.handshakeDeadline && !this.handshakeDone) t = Math.min(t, this.handshakeDeadline);
     const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow);
     if (lossT !== null) t = Math.min(t, lossT);
     for (const sp of this.spaces) {
@@ -1403,6 +1464,7 @@ export class Connection {
       this.finishClose();
       return;
     }
+    if (this.handshakeDeadline && !this.handshakeDone && now >= this.handshakeDeadline) return this.onHandshakeTimeout(now);
     if (this.prevReadDiscardAt && now >= this.prevReadDiscardAt) {
       this.prevRead = null;
       this.prevReadDiscardAt = 0;
@@ -1426,6 +1488,22 @@ export class Connection {
           if (sp.write && sp.cryptoSend.highestSent > 0) sp.cryptoSend.onLost(0, sp.cryptoSend.highestSent, false);
         }
       }
+    }
+  }
+
+  /**
+   * The handshake did not complete in time (ConnectionConfig.handshakeTimeout). A peer that never sent anything
+   * decryptable holds no state for us and gets nothing; one that did hears CONNECTION_CLOSE (NO_ERROR).
+   */
+  private onHandshakeTimeout(now: number): void {
+    const timeoutMs = this.cfg.handshakeTimeout ?? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT;
+    const failure = { kind: 'timeout' as const, timeoutMs, datagrams: this.stats.datagramsReceived, decrypted: this.stats.packetsReceived };
+    const info = { by: 'local' as const, application: false, code: E.NO_ERROR, reason: 'handshake timeout', handshakeFailure: failure };
+    if (failure.decrypted === 0) {
+      this.closeInfo = info;
+      this.finishClose();
+    } else {
+      this.enterClosing(info, now);
     }
   }
 
@@ -1904,6 +1982,7 @@ export class Connection {
   /** Forces an ack-eliciting PING in the next packet (keep-alive, tests). */
   ping(): void {
     this.pendingPing = true;
+    this.onWake?.(this);
   }
 }
 

@@ -1,12 +1,25 @@
 /**
  * A QUIC endpoint: the connections behind one UDP socket (RFC 9000 §5.2). Routes datagrams by destination
- * connection ID, creates server connections for new clients, answers unknown versions with Version Negotiation
- * (§6), and gathers the datagrams and timers of all its connections. Sans-I/O like the connection.
+ * connection ID, creates server connections for new clients once their first Initial has decrypted, answers unknown
+ * versions with Version Negotiation (§6), and gathers the datagrams and timers of its connections. Sans-I/O like the
+ * connection.
+ *
+ * No state is created, and nothing is taken from a packet, before it authenticates: a new connection's first Initial
+ * is decrypted with the Initial keys of its DCID (RFC 9001 §5.2) first; one that does not decrypt is dropped and
+ * counted (stats.undecryptableInitials), and the client's SCID comes from the packet that did.
+ *
+ * The work per turn follows the connections that have something to do, not the number open: `poll` visits only
+ * connections that may have output (a datagram arrived for it, a timer fired, or the application called it:
+ * Connection.onWake), and every other connection's next deadline sits in a heap, so `nextTimeout` is O(1) and
+ * `handleTimeout` visits only the connections that are due (stats.connectionVisits counts the visits).
  */
 import { Connection } from './connection.js';
 import type { Address, ConnectionConfig } from './connection-types.js';
 import { QUIC_V1 } from './types.js';
-import { buildVersionNegotiation } from './packet/header.js';
+import { PacketType, buildVersionNegotiation, openPayload, parseHeader, removeHeaderProtection, type PacketHeader } from './packet/header.js';
+import { clientInitialKeys } from './crypto/initial.js';
+import type { DirectionKeys } from './crypto/keys.js';
+import { DeadlineHeap } from './deadline-heap.js';
 
 export interface EndpointOptions {
   /** When set, the endpoint accepts new connections with this configuration. */
@@ -37,15 +50,57 @@ function sameCid(dgram: Buffer, cid: Buffer): boolean {
   return true;
 }
 
+/**
+ * Opens the first packet of a datagram as a client's Initial to `dcid` (on a copy: header protection comes off in
+ * place). Returns the keys (the new connection reuses them) and the now authenticated SCID, or null when it does not
+ * decrypt.
+ */
+function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { keys: DirectionKeys; scid: Buffer } | null {
+  let h: PacketHeader;
+  try {
+    h = parseHeader(dgram, 0, cidLength);
+  } catch {
+    return null;
+  }
+  if (h.type !== PacketType.Initial || h.version !== QUIC_V1) return null;
+  const keys = clientInitialKeys(dcid);
+  const copy = Buffer.from(dgram.subarray(0, h.end));
+  try {
+    const un = removeHeaderProtection(copy, h, keys.hp, -1);
+    if (openPayload(copy, h, un, keys.aead) === null) return null;
+  } catch {
+    return null; // too short for a header protection sample
+  }
+  return { keys, scid: Buffer.from(h.scid) };
+}
+
 export class Endpoint {
   readonly connections = new Set<Connection>();
   private readonly byCid = new Map<string, Connection>();
+  /** The routing keys registered for each connection (removed with it). */
+  private readonly cidKeys = new Map<Connection, string[]>();
   private readonly accepted: Connection[] = [];
   private readonly stateless: Transmit[] = [];
   private readonly cidLength: number;
-  /** Connections that may have output: polled round-robin. */
+  /** Connections that may have output, polled round-robin; one polled dry leaves the set. */
   private readonly active = new Set<Connection>();
-  stats = { datagramsIn: 0, dropped: 0, versionNegotiation: 0 };
+  /**
+   * The next deadline of every connection that is not in `active` (those are rescheduled when polled dry, and may
+   * have an older entry meanwhile: a timer that fires early is harmless).
+   */
+  private readonly timers = new DeadlineHeap<Connection>();
+  private readonly onWake = (c: Connection): void => {
+    if (c.state !== 'closed') this.active.add(c);
+  };
+  stats = {
+    datagramsIn: 0,
+    dropped: 0,
+    versionNegotiation: 0,
+    /** Would-be first Initials that did not decrypt with the Initial keys of their DCID: dropped, no state. */
+    undecryptableInitials: 0,
+    /** Connections polled, rescheduled or timed out: the endpoint's per-connection work outside received datagrams. */
+    connectionVisits: 0,
+  };
 
   constructor(readonly options: EndpointOptions = {}) {
     this.cidLength = options.cidLength ?? 8;
@@ -80,11 +135,11 @@ export class Endpoint {
       if (!this.options.server) return this.drop();
       const sl = dgram[6 + dl];
       if (7 + dl + sl > dgram.length) return this.drop();
-      const scid = dgram.subarray(7 + dl, 7 + dl + sl);
       if (version !== QUIC_V1) {
         // Version Negotiation only in answer to datagrams big enough to be a client's first (RFC 9000 §6.1).
         if (version !== 0 && dgram.length >= MIN_INITIAL) {
           this.stats.versionNegotiation++;
+          const scid = dgram.subarray(7 + dl, 7 + dl + sl);
           this.stateless.push({ data: buildVersionNegotiation(scid, dcid, [QUIC_V1]), to: from, conn: null });
         }
         return null;
@@ -92,9 +147,15 @@ export class Endpoint {
       // Only an Initial (type 0) of a full-size datagram with an 8+ byte DCID starts a connection (RFC 9000 §7.2, §14.1).
       if (((first & 0x30) >> 4) !== 0 || dgram.length < MIN_INITIAL || dl < 8 || dl > 20) return this.drop();
       if (this.connections.size >= (this.options.maxConnections ?? 10_000)) return this.drop();
-      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength }, from, Buffer.from(dcid), Buffer.from(scid), now);
+      const opened = openFirstInitial(dgram, dcid, this.cidLength);
+      if (opened === null) {
+        this.stats.undecryptableInitials++;
+        return this.drop();
+      }
+      const odcid = Buffer.from(dcid);
+      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength }, from, odcid, opened.scid, now, opened.keys);
       this.add(c);
-      this.byCid.set(key(dcid), c);
+      this.route(c, key(odcid));
       this.accepted.push(c);
       return this.deliver(c, dgram, from, now);
     }
@@ -159,25 +220,46 @@ export class Endpoint {
 
   private add(c: Connection): void {
     this.connections.add(c);
+    c.onWake = this.onWake;
     this.active.add(c);
     this.sync(c);
   }
 
+  /** Routes datagrams for `k` to `c` (a key already taken stays with its connection). */
+  private route(c: Connection, k: string): void {
+    if (this.byCid.has(k)) return;
+    this.byCid.set(k, c);
+    let keys = this.cidKeys.get(c);
+    if (!keys) this.cidKeys.set(c, (keys = []));
+    keys.push(k);
+  }
+
   /** Keeps the routing table in step with the connection's IDs, and forgets closed connections. */
   private sync(c: Connection): void {
-    if (c.state === 'closed') {
-      if (this.lastConn === c) this.lastConn = null;
-      this.connections.delete(c);
-      this.active.delete(c);
-      for (const [k, v] of this.byCid) if (v === c) this.byCid.delete(k);
-      return;
-    }
+    if (c.state === 'closed') return this.forget(c);
     if (this.synced.get(c) === c.cidVersion) return;
     this.synced.set(c, c.cidVersion);
-    for (const cid of c.localCids.values()) {
-      const k = key(cid);
-      if (!this.byCid.has(k)) this.byCid.set(k, c);
-    }
+    for (const cid of c.localCids.values()) this.route(c, key(cid));
+  }
+
+  private forget(c: Connection): void {
+    if (this.lastConn === c) this.lastConn = null;
+    this.connections.delete(c);
+    this.active.delete(c);
+    this.timers.delete(c);
+    c.onWake = null;
+    for (const k of this.cidKeys.get(c) ?? []) if (this.byCid.get(k) === c) this.byCid.delete(k);
+    this.cidKeys.delete(c);
+  }
+
+  /** A connection left `active`: its deadline goes into the heap. */
+  private reschedule(c: Connection): void {
+    this.sync(c);
+    if (c.state === 'closed') return;
+    this.stats.connectionVisits++;
+    const d = c.nextTimeout();
+    if (d === null) this.timers.delete(c);
+    else this.timers.set(c, d);
   }
 
   /** The next datagram to send, or null. Call repeatedly until null. */
@@ -185,6 +267,7 @@ export class Endpoint {
     const s = this.stateless.shift();
     if (s) return s;
     for (const c of this.active) {
+      this.stats.connectionVisits++;
       this.touched.add(c);
       const data = c.poll(now);
       this.active.delete(c);
@@ -193,16 +276,11 @@ export class Endpoint {
         this.sync(c);
         return { data, to: c.remote, conn: c };
       }
-      this.sync(c);
-      if (c.state !== 'closed') this.idle.add(c);
+      this.reschedule(c);
     }
-    // Everyone was polled dry; next time start over.
-    for (const c of this.idle) this.active.add(c);
-    this.idle.clear();
     return null;
   }
 
-  private readonly idle = new Set<Connection>();
   /**
    * Connections polled or timed out since the driver last cleared this set: the only ones that can have new events
    * apart from those a datagram was delivered to (receive() returns those), so the driver need not scan them all.
@@ -211,29 +289,25 @@ export class Endpoint {
   readonly touched = new Set<Connection>();
   private readonly synced = new WeakMap<Connection, number>();
 
-  /** Marks a connection as possibly having output (after the application wrote to it). */
+  /** Marks a connection as possibly having output (connections also do this themselves: Connection.onWake). */
   wake(c: Connection): void {
     if (c.state !== 'closed') this.active.add(c);
   }
 
+  /** The earliest timer deadline of any connection, or null. O(1). */
   nextTimeout(): number | null {
-    let t = Infinity;
-    for (const c of this.connections) {
-      const d = c.nextTimeout();
-      if (d !== null && d < t) t = d;
-    }
-    return t === Infinity ? null : t;
+    return this.timers.size ? this.timers.peekTime() : null;
   }
 
+  /** Fires the timers that are due (only those connections are visited); they are polled next. */
   handleTimeout(now: number): void {
-    for (const c of [...this.connections]) {
-      const d = c.nextTimeout();
-      if (d !== null && d <= now) {
-        c.handleTimeout(now);
-        this.active.add(c);
-        this.touched.add(c);
-      }
-      this.sync(c);
+    for (let c = this.timers.peekItem(); c !== undefined && this.timers.peekTime() <= now; c = this.timers.peekItem()) {
+      this.timers.delete(c);
+      this.stats.connectionVisits++;
+      c.handleTimeout(now);
+      this.touched.add(c);
+      if (c.state === 'closed') this.forget(c);
+      else this.active.add(c);
     }
   }
 }

@@ -63,6 +63,42 @@ export const TlsAlert = {
   no_application_protocol: 120,
 } as const;
 
+/** Every alert description of RFC 8446 §6 (a peer may send any of them), for messages. */
+const ALERT_NAMES: Readonly<Record<number, string>> = {
+  0: 'close_notify',
+  10: 'unexpected_message',
+  20: 'bad_record_mac',
+  22: 'record_overflow',
+  40: 'handshake_failure',
+  42: 'bad_certificate',
+  43: 'unsupported_certificate',
+  44: 'certificate_revoked',
+  45: 'certificate_expired',
+  46: 'certificate_unknown',
+  47: 'illegal_parameter',
+  48: 'unknown_ca',
+  49: 'access_denied',
+  50: 'decode_error',
+  51: 'decrypt_error',
+  70: 'protocol_version',
+  71: 'insufficient_security',
+  80: 'internal_error',
+  86: 'inappropriate_fallback',
+  90: 'user_canceled',
+  109: 'missing_extension',
+  110: 'unsupported_extension',
+  112: 'unrecognized_name',
+  113: 'bad_certificate_status_response',
+  115: 'unknown_psk_identity',
+  116: 'certificate_required',
+  120: 'no_application_protocol',
+};
+
+/** The name of a TLS alert description ("bad_certificate"), or "alert N" for one RFC 8446 does not define. */
+export function tlsAlertName(alert: number): string {
+  return ALERT_NAMES[alert] ?? `alert ${alert}`;
+}
+
 /** A TLS failure; the connection closes with CRYPTO_ERROR (0x100 + alert). */
 export class TlsError extends TransportError {
   constructor(

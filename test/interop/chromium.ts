@@ -406,3 +406,194 @@ export async function runChromiumH3(o: ChromiumH3Options): Promise<ChromiumRun> 
   if (o.keylogFile !== undefined) run.keylogFile = o.keylogFile;
   return run;
 }
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Running a script in a page (the interop matrix): Chromium is driven over the DevTools protocol instead of
+// --dump-dom, so a case can fetch many resources, upload and hash bodies in the page, and wait for the answer.
+// --remote-debugging-port=0 makes Chromium listen on a free loopback TCP port, written to DevToolsActivePort in the
+// profile; one WebSocket to it carries Target.createTarget / attachToTarget and Runtime.evaluate(awaitPromise).
+
+export interface ChromiumScriptOptions extends ChromiumH3Options {
+  /** A JavaScript expression evaluated in the page at `url` once it has loaded; a promise is awaited. */
+  script: string;
+  /**
+   * Net-log capture mode: 'Everything' logs every packet (bytes included), which slows a 100 MB transfer down about
+   * fourfold; the default 'Default' still has sessions, request heads and errors.
+   */
+  netlogMode?: 'Everything' | 'Default';
+}
+
+export interface ChromiumScriptRun extends ChromiumRun {
+  /** The script's value (returnByValue), or undefined when it threw or did not finish. */
+  value: unknown;
+  /** Why there is no value: the exception, a timeout, a DevTools failure. */
+  error?: string;
+}
+
+interface CdpSocket {
+  addEventListener(type: 'message', l: (ev: { data: unknown }) => void): void;
+  addEventListener(type: 'open' | 'close' | 'error', l: () => void): void;
+  send(data: string): void;
+  close(): void;
+}
+
+async function openWebSocket(url: string): Promise<CdpSocket> {
+  const g = globalThis as unknown as { WebSocket?: new (u: string) => CdpSocket };
+  const Ctor = g.WebSocket ?? ((await import('undici')).WebSocket as unknown as new (u: string) => CdpSocket);
+  const ws = new Ctor(url);
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => resolve());
+    ws.addEventListener('error', () => reject(new Error(`WebSocket to ${url} failed`)));
+  });
+  return ws;
+}
+
+/** A minimal DevTools protocol client: call(method, params, sessionId) resolves with the result or rejects. */
+class Cdp {
+  private next = 1;
+  private readonly pending = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
+  constructor(private readonly ws: CdpSocket) {
+    ws.addEventListener('message', (ev) => {
+      let m: { id?: number; result?: Record<string, unknown>; error?: { message?: string } };
+      try {
+        m = JSON.parse(String(ev.data)) as typeof m;
+      } catch {
+        return;
+      }
+      if (m.id === undefined) return;
+      const p = this.pending.get(m.id);
+      if (p === undefined) return;
+      this.pending.delete(m.id);
+      if (m.error !== undefined) p.reject(new Error(m.error.message ?? JSON.stringify(m.error)));
+      else p.resolve(m.result ?? {});
+    });
+    ws.addEventListener('close', () => {
+      for (const p of this.pending.values()) p.reject(new Error('DevTools connection closed'));
+      this.pending.clear();
+    });
+  }
+  call(method: string, params: Record<string, unknown> = {}, sessionId?: string): Promise<Record<string, unknown>> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ id, method, params, ...(sessionId !== undefined ? { sessionId } : {}) }));
+    });
+  }
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** A delay that does not keep the process alive by itself. */
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+/**
+ * Open `url` in headless Chromium over HTTP/3, wait for it to load, evaluate `script` there and return its value, with
+ * the net-log summary. Bounded by timeoutMs (the whole process group is killed then). Never rejects after spawning.
+ */
+export async function runChromiumScript(o: ChromiumScriptOptions): Promise<ChromiumScriptRun> {
+  loopbackOrigin(o.url);
+  const bin = chromiumPath();
+  if (bin === null) throw new Error(`chromium not installed (${CHROMIUM_BIN}): apt-get install chromium`);
+  installExitHook();
+  mkdirSync(o.workDir, { recursive: true });
+  let n = 1;
+  while (readText(join(o.workDir, `chromium-${n}.cmdline`)) !== '') n++;
+  const base = join(o.workDir, `chromium-${n}`);
+  const userDataDir = `${base}.profile`;
+  mkdirSync(join(userDataDir, 'Default'), { recursive: true });
+  writeFileSync(join(userDataDir, 'Default', 'Preferences'), PREFERENCES_JSON);
+  const netlogFile = `${base}.netlog.json`;
+  const errFile = `${base}.stderr`;
+  // The --dump-dom run's flags, with the DevTools endpoint instead of --dump-dom, starting on about:blank.
+  const args = chromiumArgs({ url: o.url, spkiBase64: o.spkiBase64, userDataDir, netlogFile })
+    .slice(0, -2)
+    .map((a) => (a === '--net-log-capture-mode=Everything' ? `--net-log-capture-mode=${o.netlogMode ?? 'Default'}` : a));
+  args.push('--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', 'about:blank');
+  writeFileSync(`${base}.cmdline`, [bin, ...args].map((a) => (/[\s*,]/.test(a) ? `'${a}'` : a)).join(' ') + '\n');
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'SSLKEYLOGFILE') env[k] = v;
+  if (o.keylogFile !== undefined) env.SSLKEYLOGFILE = o.keylogFile;
+
+  const errFd = openSync(errFile, 'w');
+  const t0 = Date.now();
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', errFd], env, cwd: o.workDir, detached: true });
+  closeSync(errFd);
+  const pgid = child.pid;
+  if (pgid !== undefined) liveGroups.add(pgid);
+  let timedOut = false;
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('error', () => {
+      if (child.pid === undefined) resolve({ code: null, signal: null });
+    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  void exited.then((e) => (exitInfo = e));
+  const deadline = t0 + o.timeoutMs;
+  const hard = setTimeout(() => {
+    timedOut = true;
+    if (pgid !== undefined) killGroup(pgid, 'SIGKILL');
+  }, o.timeoutMs);
+
+  let value: unknown;
+  let error: string | undefined;
+  let cdp: Cdp | null = null;
+  try {
+    // DevToolsActivePort: "<port>\n<browser target path>"
+    let endpoint: string | null = null;
+    while (endpoint === null && Date.now() < deadline && exitInfo === null) {
+      const lines = readText(join(userDataDir, 'DevToolsActivePort')).split('\n');
+      if (/^\d+$/.test(lines[0] ?? '') && (lines[1] ?? '').startsWith('/devtools/')) endpoint = `ws://127.0.0.1:${lines[0]}${lines[1]}`;
+      else await pause(50);
+    }
+    if (endpoint === null) throw new Error('Chromium did not open its DevTools endpoint');
+    cdp = new Cdp(await openWebSocket(endpoint));
+    const { targetId } = (await cdp.call('Target.createTarget', { url: o.url })) as { targetId: string };
+    const { sessionId } = (await cdp.call('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
+    const evaluate = async (expression: string, awaitPromise: boolean): Promise<unknown> => {
+      const r = (await cdp!.call('Runtime.evaluate', { expression, awaitPromise, returnByValue: true }, sessionId)) as {
+        result?: { value?: unknown };
+        exceptionDetails?: { text?: string; exception?: { description?: string } };
+      };
+      if (r.exceptionDetails !== undefined) {
+        throw new Error(`script: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text ?? 'exception'}`);
+      }
+      return r.result?.value;
+    };
+    const want = JSON.stringify(new URL(o.url).href);
+    let loaded = false;
+    while (!loaded && Date.now() < deadline) {
+      loaded = (await evaluate(`location.href === ${want} && document.readyState === 'complete'`, false)) === true;
+      if (!loaded) await pause(50);
+    }
+    if (!loaded) throw new Error(`page ${o.url} did not load`);
+    value = await evaluate(o.script, true);
+    await cdp.call('Browser.close').catch(() => undefined);
+  } catch (e) {
+    error = timedOut ? `timed out after ${o.timeoutMs} ms` : (e as Error).message;
+  }
+  cdp?.close();
+  // A clean Browser.close lets Chromium finish its net-log; give it a moment, then end the whole group.
+  await Promise.race([exited, pause(3000)]);
+  clearTimeout(hard);
+  if (pgid !== undefined) {
+    killGroup(pgid, 'SIGKILL');
+    liveGroups.delete(pgid);
+  }
+  const exit = await Promise.race([exited, pause(2000).then(() => ({ code: null, signal: null }))]);
+  const run: ChromiumScriptRun = {
+    dom: '',
+    netlog: parseNetlog(readText(netlogFile)),
+    exitCode: exit.code,
+    signal: exit.signal,
+    timedOut,
+    ms: Date.now() - t0,
+    stderr: readText(errFile),
+    netlogFile,
+    value,
+  };
+  if (error !== undefined) run.error = error;
+  if (o.keylogFile !== undefined) run.keylogFile = o.keylogFile;
+  return run;
+}

@@ -249,3 +249,14 @@ test('listen port 0 asks for any free port; ports above 65535 are still refused'
     /p1\.yaml: listen\.0: /,
   );
 });
+
+test('quic.ciphers: suite names in preference order; an unknown name or an empty list is an error naming the entry', () => {
+  const base = 'routes: [{ name: a, prefix: /a, upstreams: ["http://127.0.0.1:5001"] }]\n';
+  const c = parseConfig(`${base}quic: { ciphers: [TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256] }\n`, 'q.yaml', { baseDir: '/base' });
+  assert.deepEqual(c.quic.ciphers, ['TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256']);
+  assert.equal(parseConfig(base, 'q.yaml', { baseDir: '/base' }).quic.ciphers, undefined);
+  const bad = problems(`${base}quic: { ciphers: [TLS_AES_128_GCM_SHA256, AES128] }\n`);
+  assert.equal(bad.length, 1, bad.join('\n'));
+  assert.match(bad[0]!, /^qsr\.yaml: quic\.ciphers\.1: expected a TLS 1\.3 cipher suite \(TLS_AES_128_GCM_SHA256, .*\), got "AES128"$/);
+  assert.match(problems(`${base}quic: { ciphers: [] }\n`)[0]!, /^qsr\.yaml: quic\.ciphers: /);
+});

@@ -17,6 +17,12 @@ export function initialSecrets(dcid: Buffer): { client: Buffer; server: Buffer }
   };
 }
 
+/** The keys that protect a client's Initial packets (what a server needs to open the first one). */
+export function clientInitialKeys(dcid: Buffer): DirectionKeys {
+  const initial = hkdfExtract('sha256', INITIAL_SALT_V1, dcid);
+  return deriveKeys(TLS_AES_128_GCM_SHA256, hkdfExpandLabel('sha256', initial, 'client in', EMPTY, 32));
+}
+
 /** Initial packet protection keys for both directions (Initial packets always use TLS_AES_128_GCM_SHA256). */
 export function initialKeys(dcid: Buffer): { client: DirectionKeys; server: DirectionKeys } {
   const s = initialSecrets(dcid);
