@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { Endpoint, type EndpointOptions } from '../quic/endpoint.js';
 import type { Connection } from '../quic/connection.js';
 import type { Address, CloseInfo, ConnectionConfig } from '../quic/connection-types.js';
+import type { TraceSink } from '../quic/trace.js';
 import { describeHandshakeFailure } from '../quic/handshake-failure.js';
 import { QuicStream } from './stream.js';
 
@@ -235,12 +236,15 @@ export class QuicConnection extends EventEmitter {
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
   closeInfo: CloseInfo | null = null;
+  /** This connection's trace sink (UdpEndpointOptions.trace), shared with the HTTP/3 layer; undefined: not traced. */
+  readonly trace: TraceSink | undefined;
 
   constructor(
     private readonly owner: UdpEndpoint,
     readonly conn: Connection,
   ) {
     super();
+    this.trace = owner.endpoint.traceSink(conn);
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
       this.rejectReady = rej;

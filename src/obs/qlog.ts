@@ -252,6 +252,10 @@ export class QlogWriter {
 export function qlogTracer(dir?: string | null, env: NodeJS.ProcessEnv = process.env, opts: QlogWriterOptions = {}): TraceFactory | undefined {
   const d = dir || env.QLOGDIR;
   if (!d) return undefined;
-  mkdirSync(d, { recursive: true });
+  try {
+    mkdirSync(d, { recursive: true });
+  } catch (err) {
+    throw new Error(`qlog directory ${d}: ${(err as Error).message}`);
+  }
   return (role, odcid) => new QlogWriter(d, role, odcid, opts).sink;
 }

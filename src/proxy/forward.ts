@@ -35,6 +35,17 @@ export interface Exchange {
   onClientAbort(cb: () => void): void;
   /** True when the client's stream is gone before the response finished. */
   clientGone(): boolean;
+  /** Set only when the connection is traced (qlog): records which route and upstream the stream went to. */
+  traceRoute?: (route: string | null, upstream: string | null) => void;
+}
+
+/**
+ * The router's qlog event, one per traced request stream: a custom "router" category, which the qlog main schema
+ * allows alongside the protocol categories (tools show unknown events as they are). route null: no route matched;
+ * upstream null: none was reached.
+ */
+export function routeChosenEvent(streamId: number, route: string | null, upstream: string | null) {
+  return { time: performance.now(), name: 'router:route_chosen', data: { stream_id: streamId, route, upstream } };
 }
 
 /** What the forwarder needs from the running configuration (swapped atomically on reload). */
@@ -152,6 +163,7 @@ export class Forwarder {
       if (!m) {
         status = 404;
         error = 'no route';
+        if (ex.traceRoute) ex.traceRoute(null, null);
         bytesOut = jsonError(ex, 404, { error: 'no route', path: ex.path });
         return;
       }
@@ -194,6 +206,7 @@ export class Forwarder {
         const ue = err instanceof UpstreamError ? err : null;
         status = ue?.status ?? 502;
         upstream = ue?.upstream ?? null;
+        if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
         error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
         bytesOut = jsonError(ex, status, {
           error: status === 504 ? 'upstream timeout' : 'upstream unavailable',
@@ -203,6 +216,7 @@ export class Forwarder {
         return;
       }
       upstream = res.upstream;
+      if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
       status = res.statusCode;
       ex.respond(res.statusCode, downstreamResponseHeaders(res.headers));
       try {

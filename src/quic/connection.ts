@@ -54,6 +54,8 @@ import { LossDetector, type SentPacket } from './recovery/loss.js';
 import { NewReno } from './recovery/congestion.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
+import { ConnectionTracer } from './tracer.js';
+import type { QlogDropTrigger } from './trace.js';
 
 /** What a sent packet carried that must be retransmitted or acted on when it is acknowledged or lost. */
 type SentFrame =
@@ -238,6 +240,8 @@ export class Connection {
   private serverCidLearned = false;
   private retireUnusedOdcid = false;
   stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
+  /** Builds and emits trace events; null (and nothing built) unless ConnectionConfig.trace is set. */
+  private readonly trace: ConnectionTracer | null = null;
   /** When an unfinished handshake is given up (0: never; see ConnectionConfig.handshakeTimeout). */
   private handshakeDeadline = 0;
 
@@ -296,6 +300,16 @@ export class Connection {
       p.statelessResetToken = randomBytes(16);
     }
     this.localParams = p;
+    if (config.trace) {
+      this.trace = new ConnectionTracer(config.trace, role, {
+        rtt: this.rtt,
+        cc: this.cc,
+        largestAcked: (space) => this.loss.largestAcked(space),
+        ptoCount: () => this.loss.ptoCount,
+        pacing: this.cfg.pacing,
+        ackDelayUnitUs: 2 ** p.ackDelayExponent,
+      });
+    }
     this.maxRemoteStreams = [p.initialMaxStreamsUni, p.initialMaxStreamsBidi];
     this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
     this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
@@ -337,11 +351,12 @@ export class Connection {
     this.dcid = originalDcid;
   }
 
-  /** A client connection to `remote`; call `poll(now)` to get the first datagram. */
-  static connect(config: ConnectionConfig, remote: Address, now: number): Connection {
+  /** A client connection to `remote`; call `poll(now)` to get the first datagram. `odcid`: default random. */
+  static connect(config: ConnectionConfig, remote: Address, now: number, odcid?: Buffer): Connection {
     const cidLength = config.cidLength ?? 8;
-    const odcid = randomBytes(Math.max(8, cidLength));
+    odcid ??= randomBytes(Math.max(8, cidLength));
     const c = new Connection('client', config, remote, odcid, randomBytes(cidLength), now);
+    if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
     c.tls.start();
     c.drainTls();
     c.resetIdle(now);
@@ -357,6 +372,7 @@ export class Connection {
     c.dcid = clientScid;
     c.peerCids = [{ seq: 0, cid: clientScid, resetToken: null }];
     c.serverCidLearned = true;
+    if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
     c.resetIdle(now);
     return c;
   }
@@ -535,6 +551,7 @@ export class Connection {
     this.keyPhaseFirstPn = app.nextPn;
     this.keyPhaseAcked = false;
     this.events.push({ type: 'key_update', generation: this.keyGeneration, initiatedBy: by });
+    if (this.trace) this.trace.keysRotated(this.keyGeneration, by, this.lastNow);
     return true;
   }
 
@@ -592,11 +609,13 @@ export class Connection {
       try {
         h = parseHeader(dgram, off, this.cfg.cidLength);
       } catch {
-        return; // the rest of the datagram is not a packet: ignore it (RFC 9000 §12.2)
+        // The rest of the datagram is not a packet: ignore it (RFC 9000 §12.2).
+        if (this.trace) this.trace.packetDropped(null, 'header_parse_error', dgram.length - off, now);
+        return;
       }
       // Coalesced packets must share the destination CID (RFC 9000 §12.2).
       if (firstDcid === null) firstDcid = h.dcid;
-      else if (!firstDcid.equals(h.dcid)) return;
+      else if (!firstDcid.equals(h.dcid)) return this.dropped(h, 'unknown_connection_id');
       off = h.end;
       if (h.type === PacketType.VersionNegotiation || h.type === PacketType.Retry) {
         // Either one ends a client's attempt (neither is valid after the first packet from the server).
@@ -604,7 +623,10 @@ export class Connection {
         if (this.isTerminal()) return;
         continue;
       }
-      if (h.version !== QUIC_V1) continue;
+      if (h.version !== QUIC_V1) {
+        this.dropped(h, 'unsupported_version');
+        continue;
+      }
       try {
         this.receivePacket(dgram, h, from, now);
       } catch (err) {
@@ -648,13 +670,14 @@ export class Connection {
 
   private receivePacket(dgram: Buffer, h: PacketHeader, from: Address, now: number): void {
     const level = levelOfType(h.type);
-    if (level === null) return; // 0-RTT is not accepted
+    if (level === null) return this.dropped(h, 'unexpected_packet'); // 0-RTT is not accepted
     const space = this.spaces[level];
-    if (space.discarded) return;
+    if (space.discarded) return this.dropped(h, 'key_unavailable');
     if (!space.read) {
       if (this.undecryptable.length < MAX_UNDECRYPTABLE) {
         this.undecryptable.push({ dgram: Buffer.from(dgram.subarray(h.start, h.end)), h: { ...h, pnOffset: h.pnOffset - h.start, end: h.end - h.start, start: 0 } });
-      }
+        if (this.trace) this.trace.packetBuffered(h, now);
+      } else this.dropped(h, 'dos_prevention');
       this.stats.undecryptable++;
       return;
     }
@@ -663,7 +686,7 @@ export class Connection {
       const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
       un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.premaskBuf : null, this.premaskAt);
     } catch {
-      return;
+      return this.dropped(h, 'header_parse_error');
     }
     const aad = dgram.subarray(h.start, un.headerEnd);
     const ct = dgram.subarray(un.headerEnd, h.end);
@@ -673,7 +696,7 @@ export class Connection {
       // Either a reordered packet from the previous phase or the peer's key update (RFC 9001 §6.3).
       if (this.prevRead && un.pn < this.keyPhaseFirstPnRecv) keys = this.prevRead;
       else {
-        if (!this.handshakeConfirmed && this.role === 'server' && !this.handshakeDone) return;
+        if (!this.handshakeConfirmed && this.role === 'server' && !this.handshakeDone) return this.dropped(h, 'key_unavailable');
         keys = this.nextRead ?? nextGenerationKeys(space.read);
         phaseChange = true;
       }
@@ -681,12 +704,12 @@ export class Connection {
     const payload = keys.aead.open(un.pn, aad, ct);
     if (!payload) {
       this.stats.undecryptable++;
-      return;
+      return this.dropped(h, 'payload_decrypt_error');
     }
     // Reserved bits must be zero after removing protection (RFC 9000 §17.2, §17.3.1).
     const reserved = h.type === PacketType.OneRtt ? un.firstByte & 0x18 : un.firstByte & 0x0c;
     if (reserved !== 0) throw new TransportError(E.PROTOCOL_VIOLATION, 'reserved header bits are not zero');
-    if (space.acks.isDuplicate(un.pn)) return;
+    if (space.acks.isDuplicate(un.pn)) return this.dropped(h, 'duplicate');
 
     if (phaseChange) this.onPeerKeyUpdate(un.pn, now);
     else if (level === Level.OneRtt && keys === space.read && this.prevRead && this.prevReadDiscardAt === 0) {
@@ -712,6 +735,7 @@ export class Connection {
     this.stats.packetsReceived++;
     this.resetIdle(now);
     const frames = parseFrames(payload, LEVEL_KIND[level]);
+    if (this.trace) this.trace.packetReceived(h, un, frames, payload.length, this.ackDelayUnit, now);
     let ackEliciting = false;
     for (const f of frames) {
       if (isAckEliciting(f)) ackEliciting = true;
@@ -720,6 +744,11 @@ export class Connection {
     }
     space.acks.onPacketReceived(un.pn, ackEliciting, now);
     if (this.state === 'closing') this.sendCloseNow = true;
+  }
+
+  /** A packet not processed: a trace event when tracing (nothing else). */
+  private dropped(h: PacketHeader, why: QlogDropTrigger): void {
+    if (this.trace) this.trace.packetDropped(h, why, h.end - h.start, this.lastNow);
   }
 
   private keyPhaseFirstPnRecv = -1;
@@ -847,6 +876,7 @@ export class Connection {
     for (const p of acked) this.onPacketAcked(p);
     this.onPacketsLost(lost);
     if (acked.length) this.ptoProbes = [0, 0, 0];
+    if (this.trace) this.trace.metrics(now);
   }
 
   private onPacketAcked(p: SentPacket<PacketInfo>): void {
@@ -891,6 +921,7 @@ export class Connection {
   private onPacketsLost(lost: SentPacket<PacketInfo>[]): void {
     for (const p of lost) {
       this.stats.packetsLost++;
+      if (this.trace) this.trace.packetLost(p.space, p.pn, p.info.frames[0]?.k === 'pmtu', this.lastNow);
       this.requeue(p.info);
     }
   }
@@ -1012,6 +1043,7 @@ export class Connection {
       this.handshakeDone = true;
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
+      if (this.trace) this.trace.handshakeComplete(this.tls.cipherSuite?.name ?? '', this.tls.alpn ?? '', this.tls.clientRandom, this.lastNow);
       if (this.role === 'server') {
         this.pendingHandshakeDone = true;
         this.confirmHandshake();
@@ -1025,6 +1057,7 @@ export class Connection {
     const sp = this.spaces[s.level];
     if (s.direction === 'read') sp.read = keys;
     else sp.write = keys;
+    if (this.trace) this.trace.keyUpdated(s.level, s.direction, this.lastNow);
     if (s.level === Level.OneRtt && s.direction === 'read') this.nextRead = nextGenerationKeys(keys);
     if (s.direction === 'read' && this.undecryptable.length) {
       const pending = this.undecryptable;
@@ -1049,6 +1082,7 @@ export class Connection {
         throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the client SCID');
     }
     this.peerParams = p;
+    if (this.trace) this.trace.parameters('remote', p, this.lastNow);
     this.ackDelayUnit = 2 ** p.ackDelayExponent;
     this.flow.setPeerMaxData(p.initialMaxData);
     this.peerMaxStreams = [p.initialMaxStreamsUni, p.initialMaxStreamsBidi];
@@ -1066,6 +1100,7 @@ export class Connection {
     this.discardSpace(Level.Initial);
     this.discardSpace(Level.Handshake);
     this.events.push({ type: 'handshake_confirmed' });
+    if (this.trace) this.trace.state('handshake_confirmed', this.lastNow);
   }
 
   private discardSpace(level: Level): void {
@@ -1076,6 +1111,7 @@ export class Connection {
     sp.write = null;
     this.loss.discardSpace(level as 0 | 1 | 2);
     this.ptoProbes[level] = 0;
+    if (this.trace) this.trace.spaceDiscarded(level, this.lastNow);
   }
 
   private onNewConnectionId(seq: number, retirePriorTo: number, cid: Buffer, token: Buffer): void {
@@ -1164,6 +1200,7 @@ export class Connection {
     };
     if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
     this.streams.set(id, st);
+    if (this.trace) this.trace.streamState(id, 'open', this.lastNow);
     return st;
   }
 
@@ -1242,6 +1279,7 @@ export class Connection {
     if (!sendDone || !recvDone) return;
     if (this.pendingResets.has(st.id) || this.pendingStopSending.has(st.id)) return;
     this.streams.delete(st.id);
+    if (this.trace) this.trace.streamState(st.id, 'closed', this.lastNow);
     this.sendQueue.delete(st.id);
     this.connBlocked.delete(st.id);
     this.pendingMaxStreamData.delete(st.id);
@@ -1301,10 +1339,12 @@ export class Connection {
     this.sendCloseNow = true;
     this.closeDeadline = now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
     this.clearSendState();
+    if (this.trace) this.trace.state('closing', now);
     this.emitClosed();
   }
 
   private enterDraining(now: number): void {
+    if (this.trace) this.trace.state('draining', now);
     if (this.state === 'closing') {
       this.state = 'draining';
       return;
@@ -1327,6 +1367,7 @@ export class Connection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.emitClosed();
+    if (this.trace) this.trace.state('closed', this.lastNow);
   }
 
   private closedEmitted = false;
@@ -1335,7 +1376,9 @@ export class Connection {
   private emitClosed(): void {
     if (this.closedEmitted) return;
     this.closedEmitted = true;
-    this.events.push({ type: 'closed', info: this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' } });
+    const info = this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' };
+    this.events.push({ type: 'closed', info });
+    if (this.trace) this.trace.closed(info, this.lastNow);
   }
 
   private resetIdle(now: number): void {
@@ -1468,12 +1511,14 @@ export class Connection {
     if (this.prevReadDiscardAt && now >= this.prevReadDiscardAt) {
       this.prevRead = null;
       this.prevReadDiscardAt = 0;
+      if (this.trace) this.trace.oldReadKeyDiscarded(this.keyGeneration - 1, now);
     }
     if (this.pacingUntil && now >= this.pacingUntil) this.pacingUntil = 0;
     const lossT = this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, now);
     if (lossT !== null && now >= lossT) {
       const r = this.loss.onLossTimeout(now, this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write);
       this.onPacketsLost(r.lost);
+      if (this.trace) this.trace.metrics(now);
       if (r.probe) {
         this.ptoProbes[r.probe.space] = r.probe.count;
         // Probe with data that is still unacknowledged: the oldest in-flight packets of that space.
@@ -1647,6 +1692,7 @@ export class Connection {
       }
     }
     if (ackEliciting) this.pacer.onPacketSent(off, now);
+    if (this.trace) this.trace.metrics(now);
     if (this.role === 'client' && this.firstHandshakeSent && !this.spaces[Level.Initial].discarded) {
       // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
       this.discardSpace(Level.Initial);
@@ -1757,6 +1803,7 @@ export class Connection {
       } else {
         ({ pnOffset } = writeShortHeader(buf, p.start, this.dcid, p.pn, p.pnLen, this.keyPhase as 0 | 1));
       }
+      if (this.trace) this.trace.packetSent(buf, p.start, p.headerLen, p.payloadEnd, p.level, p.pn, this.dcid, this.scid, this.stats.packetsSent, this.lastNow);
       sealPacket(buf, p.start, pnOffset, p.pnLen, p.payloadEnd, p.pn, p.keys);
     }
     this.unsealed.length = 0;

@@ -109,6 +109,7 @@ export type QlogDropTrigger =
   | 'unknown_connection_id'
   | 'key_unavailable'
   | 'payload_decrypt_error'
+  | 'dos_prevention'
   | 'duplicate';
 
 /** transport:parameters_set: the transport parameters of one side, or the negotiated TLS values (no owner). */

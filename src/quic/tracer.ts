@@ -72,7 +72,7 @@ export function qlogFrame(f: Frame, ackDelayUnitUs: number): QlogFrame {
       return { frame_type: 'ping' };
     case 'ack': {
       const ranges = f.ranges.map(([lo, hi]): [number] | [number, number] => (lo === hi ? [lo] : [lo, hi]));
-      const a: QlogFrame = { frame_type: 'ack', ack_delay: (f.ackDelay * ackDelayUnitUs) / 1000, acked_ranges: ranges };
+      const a: QlogFrame = { frame_type: 'ack', ack_delay: us((f.ackDelay * ackDelayUnitUs) / 1000), acked_ranges: ranges };
       if (f.ecn) Object.assign(a, { ect0: f.ecn.ect0, ect1: f.ecn.ect1, ce: f.ecn.ce });
       return a;
     }
@@ -219,8 +219,9 @@ export class ConnectionTracer {
     this.sink({ time: now, name: 'transport:parameters_set', data: qlogParameters(owner, p) });
   }
 
-  /** The negotiated TLS values once the handshake completes. */
-  tls(cipher: string, alpn: string, clientRandom: Buffer | null, now: number): void {
+  /** The TLS handshake completed: the state, and the negotiated TLS values. */
+  handshakeComplete(cipher: string, alpn: string, clientRandom: Buffer | null, now: number): void {
+    this.state('handshake_complete', now);
     const data: QlogParametersSet = { tls_cipher: cipher, aead_tag_length: AEAD_TAG, alpn };
     if (clientRandom) data.tls_client_random = hex(clientRandom);
     this.sink({ time: now, name: 'transport:parameters_set', data });
@@ -301,10 +302,10 @@ export class ConnectionTracer {
     };
     if (Number.isFinite(cc.ssthresh)) cur.ssthresh = cc.ssthresh;
     if (rtt.hasSample) {
-      cur.min_rtt = rtt.min;
-      cur.smoothed_rtt = rtt.smoothed;
-      cur.latest_rtt = rtt.latest;
-      cur.rtt_variance = rtt.rttvar;
+      cur.min_rtt = us(rtt.min);
+      cur.smoothed_rtt = us(rtt.smoothed);
+      cur.latest_rtt = us(rtt.latest);
+      cur.rtt_variance = us(rtt.rttvar);
       if (this.deps.pacing && rtt.smoothed > 0) cur.pacing_rate = Math.round(((PACING_GAIN * cc.cwnd) / rtt.smoothed) * 8000);
     }
     let changed: QlogMetrics | null = null;
@@ -359,6 +360,11 @@ export class ConnectionTracer {
     const side = (this.role === 'client') === ours ? 'client' : 'server';
     return `${side}_${LEVEL_KEY[level]}_secret` as QlogKeyType;
   }
+}
+
+/** Milliseconds rounded to the microsecond. */
+function us(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }
 
 /** The packet number length encoded in an unprotected first byte. */

@@ -44,6 +44,11 @@ export class SimNetwork {
   private readonly nodes = new Map<string, Endpoint>();
   private linkFreeAt = new Map<string, number>();
   stats = { sent: 0, lost: 0, duplicated: 0, delivered: 0, bytes: 0 };
+  /**
+   * When set (to an empty map), the fate of every datagram by sender "addr:port", in sending order: true when the
+   * network lost it. Tests match it with what the endpoints say they sent and lost.
+   */
+  fates: Map<string, boolean[]> | null = null;
 
   constructor(
     seed: number,
@@ -69,12 +74,15 @@ export class SimNetwork {
   private send(from: Address, to: Address, data: Buffer): void {
     this.stats.sent++;
     const l = this.link;
+    const fates = this.fates === null ? null : this.fatesOf(from);
     if (l.blackouts?.some(([a, b]) => this.now >= a && this.now < b)) {
       this.stats.lost++;
+      fates?.push(true);
       return;
     }
     if ((l.mtu && data.length > l.mtu) || (l.loss && this.rand() < l.loss)) {
       this.stats.lost++;
+      fates?.push(true);
       return;
     }
     let depart = this.now;
@@ -84,11 +92,13 @@ export class SimNetwork {
       const queued = (free - this.now) * l.rate;
       if (l.queueLimit && queued + data.length > l.queueLimit) {
         this.stats.lost++;
+        fates?.push(true);
         return;
       }
       depart = free + data.length / l.rate;
       this.linkFreeAt.set(k, depart);
     }
+    fates?.push(false);
     const copies = l.duplicate && this.rand() < l.duplicate ? 2 : 1;
     if (copies === 2) this.stats.duplicated++;
     for (let i = 0; i < copies; i++) {
@@ -97,6 +107,13 @@ export class SimNetwork {
       // Copy: the receiver unprotects packets in place.
       this.queue.push({ at, seq: this.seq++, data: Buffer.from(data), from, to });
     }
+  }
+
+  private fatesOf(a: Address): boolean[] {
+    const k = `${a.address}:${a.port}`;
+    let f = this.fates!.get(k);
+    if (!f) this.fates!.set(k, (f = []));
+    return f;
   }
 
   /** Sends everything every endpoint has to send now. */
