@@ -166,6 +166,7 @@ program
   .option('--port <n>', 'port to listen on (default: the service port)')
   .option('--host <addr>', 'address to listen on', '127.0.0.1')
   .option('--delay-ms <ms>', 'hold every response back this long, except GET /healthz (proxy timeout tests)')
+  .option('--max-body-bytes <n>', 'text service: the largest POST /text body in bytes, larger is 413 (default 10485760 = 10 MiB)')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
   .action(async (name: string, o) => {
     const { serviceCommand } = await import('../services/command.js');

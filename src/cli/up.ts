@@ -1,6 +1,8 @@
 /**
  * `qsr up` (the three services and the router, one command) and `qsr proxy` (the router alone).
- * SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop (exit 0).
+ * SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop (exit 0). SIGINT is the same as SIGTERM:
+ * a terminal's Ctrl-C reaches the whole foreground process group, but the services run in groups of their own
+ * (see Supervisor), so they keep serving while the router drains and are stopped after it.
  */
 import { pino } from 'pino';
 import { loadConfig, defaultConfig, ConfigError, type Config } from '../proxy/config.js';
@@ -69,7 +71,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     const listed = Object.keys(config.services).length > 0;
     const specs = (Object.keys(SERVICE_PORTS) as (keyof typeof SERVICE_PORTS)[])
       .filter((n) => !listed || config.services[n])
-      .map((name) => ({ name, port: config.services[name]?.port ?? SERVICE_PORTS[name] }));
+      .map((name) => {
+        const limit = config.services[name]?.maxBodyBytes;
+        return { name, port: config.services[name]?.port ?? SERVICE_PORTS[name], args: limit !== undefined ? ['--max-body-bytes', String(limit)] : undefined };
+      });
     for (const s of specs) services[s.name] = s.port;
     await supervisor.start(specs);
   }
@@ -105,6 +110,8 @@ export async function runUp(o: UpOptions): Promise<void> {
     const stop = (sig: string): void => {
       if (stopping) return;
       stopping = true;
+      // No service is restarted while the streams drain and the services stop.
+      supervisor.freeze();
       log.info({ signal: sig, drainMs: config.timeouts.drainMs }, 'shutting down: GOAWAY sent, draining streams');
       void (async () => {
         await proxy.close(config.timeouts.drainMs);

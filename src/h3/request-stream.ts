@@ -305,6 +305,9 @@ export class H3RequestStream {
   private fail(e: unknown): void {
     if (e instanceof H3Error && e.scope === 'stream') {
       this.abort(e.code, e);
+      // A stream error of ours (malformed message, header section over the limit, ...): the session tells whoever
+      // keeps records (a request already handed to the application learns it through its failure as well).
+      this.session.emit('streamError', this, e);
       return;
     }
     if (e instanceof H3Error) {

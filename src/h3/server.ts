@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
 import type { Address, ConnectionConfig } from '../quic/connection-types.js';
 import type { TraceFactory } from '../quic/trace.js';
-import { H3ErrorCode as E } from './errors.js';
+import { H3ErrorCode as E, type H3Error } from './errors.js';
 import { H3RequestStream, IncomingBody } from './request-stream.js';
 import { Http3Session } from './session.js';
 import { checkField, toHeaderList, toRecord, type HeaderList } from './validate.js';
@@ -93,6 +93,28 @@ export class Http3Response extends Writable {
     this.destroy();
   }
 
+  /**
+   * end(body) sends the last DATA frame and FIN together: the body goes to the QUIC stream at once and FIN right
+   * after it, in the same call. (Through the Writable, _final runs only on a later tick, after the write callback;
+   * a response made while the driver is building packets, e.g. a 404 answered synchronously, then had its DATA
+   * sent in one packet and a STREAM frame holding only FIN in the next.) Only when nothing else is queued.
+   */
+  override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
+    const body = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : chunk;
+    if (Buffer.isBuffer(body) && !this.writableEnded && !this.destroyed && this.writableLength === 0 && !this.writableCorked) {
+      try {
+        if (!this.sent) this.respond(200);
+      } catch (e) {
+        this.destroy(e as Error);
+        return this;
+      }
+      this.stream.writeData(body, () => {});
+      const done = typeof encoding === 'function' ? encoding : cb;
+      return super.end(done as (() => void) | undefined);
+    }
+    return super.end(chunk, encoding as BufferEncoding, cb as (() => void) | undefined);
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     try {
       if (!this.sent) this.respond(200);
@@ -120,7 +142,21 @@ export class Http3Response extends Writable {
   }
 }
 
-/** Events: 'request' (Http3Request, Http3Response), 'session' (Http3Session), 'error'. */
+/** A request stream the server reset with a stream error before it became a request (the 'streamError' event). */
+export interface Http3StreamErrorInfo {
+  session: Http3Session;
+  streamId: number;
+  /** The H3_* code the stream was reset with. */
+  code: number;
+  error: H3Error;
+  remoteAddress: Address;
+}
+
+/**
+ * Events: 'request' (Http3Request, Http3Response), 'session' (Http3Session), 'streamError' (Http3StreamErrorInfo: a
+ * request stream reset with a stream error such as H3_EXCESSIVE_LOAD or H3_MESSAGE_ERROR before its request could
+ * be emitted), 'drainDeadline', 'error'.
+ */
 export class Http3Server extends EventEmitter {
   private readonly sessions = new Set<Http3Session>();
   private closing: Promise<void> | null = null;
@@ -160,6 +196,11 @@ export class Http3Server extends EventEmitter {
     this.sessions.add(session);
     session.createRequestBody = (s) => new Http3Request(s);
     session.on('request', (s: H3RequestStream) => this.onRequest(s));
+    session.on('streamError', (s: H3RequestStream, err: H3Error) => {
+      // A request already emitted learns of the error through its failure ('aborted' / 'error'); the others would
+      // leave no trace.
+      if (s.body === null) this.emit('streamError', { session, streamId: s.id, code: err.code, error: err, remoteAddress: session.quic.remoteAddress } satisfies Http3StreamErrorInfo);
+    });
     session.on('close', () => this.sessions.delete(session));
     if (this.closing) session.goaway();
     this.emit('session', session);

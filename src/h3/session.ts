@@ -52,7 +52,8 @@ export interface Http3SessionOptions {
 
 /**
  * Events: 'request' (H3RequestStream, server: a validated request head), 'goaway' (id), 'settings'
- * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError).
+ * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError),
+ * 'streamError' (H3RequestStream, H3Error: a request stream we reset with a stream error, §8).
  */
 export class Http3Session extends EventEmitter {
   readonly encoder: QpackEncoder;

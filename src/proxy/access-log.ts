@@ -8,9 +8,17 @@
  *    "status":200,"bytesIn":0,"bytesOut":1048576,"durationMs":12.5,"error":null}
  * `protocol` ("h3", or e.g. "http/1.1" for the TCP listener) follows `client` when the caller gives it. `route`,
  * `upstream` and `status` are null when there was none (no matching route, no response sent); `error` is null when
- * the stream completed normally.
+ * the stream completed normally. `method`, `authority` and `path` are null for a stream whose request head never
+ * arrived or could not be decoded (a stream error such as H3_EXCESSIVE_LOAD). A path longer than MAX_LOGGED_PATH
+ * (2048) characters is cut there and followed by `"pathTruncated":true,"pathLength":<its full length>`.
+ * `connectionId` is the QUIC connection's original destination connection ID (hex), or `tcp-<hex>` for one TCP
+ * connection of the HTTPS listener (the same for all HTTP/2 streams on it); `client` is address:port with an IPv6
+ * address in brackets.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
+
+/** Paths longer than this many characters are cut in the access log (and the line says so). */
+export const MAX_LOGGED_PATH = 2048;
 
 /** 'stdout', 'stderr' or a file path (appended to, directories created). */
 export type LogTarget = 'stdout' | 'stderr' | string;
@@ -21,9 +29,10 @@ export interface AccessLogFields {
   /** address:port (IPv6 in brackets). */
   client: string;
   protocol?: string;
-  method: string;
-  authority: string;
-  path: string;
+  /** null for a stream whose request head never arrived or could not be decoded (e.g. H3_EXCESSIVE_LOAD). */
+  method: string | null;
+  authority: string | null;
+  path: string | null;
   route: string | null;
   upstream: string | null;
   status: number | null;
@@ -95,7 +104,11 @@ export function createAccessLog(target: LogTarget): AccessLog {
       if (f.protocol !== undefined) line.protocol = f.protocol;
       line.method = f.method;
       line.authority = f.authority;
-      line.path = f.path;
+      if (f.path !== null && f.path.length > MAX_LOGGED_PATH) {
+        line.path = f.path.slice(0, MAX_LOGGED_PATH);
+        line.pathTruncated = true;
+        line.pathLength = f.path.length;
+      } else line.path = f.path;
       line.route = f.route;
       line.upstream = f.upstream;
       line.status = f.status;

@@ -19,8 +19,8 @@
  * qlog: false
  * # One JSON line per request stream: stdout, a file path, or false.
  * accessLog: stdout
- * # Upstream timeouts in milliseconds: TCP connect, response headers, gap between body chunks,
- * # and how long a graceful shutdown waits for open streams.
+ * # Upstream timeouts in milliseconds: TCP connect, response headers (counted from the end of the request body),
+ * # gap between body chunks (request and response), and how long a graceful shutdown waits for open streams.
  * timeouts: { connectMs: 2000, headersMs: 10000, idleBodyMs: 30000, drainMs: 10000 }
  * # Active health checks: GET <path> on every upstream every intervalMs; 2xx within timeoutMs is a success.
  * # An upstream is taken out after `unhealthyAfter` failures in a row and back in after `healthyAfter`
@@ -46,6 +46,7 @@
  *     balance: least-outstanding
  *     headers: { set: { x-a: b }, remove: [x-b] }
  * # The built-in services `qsr up` starts next to the router (any of video, text, control). Absent: none.
+ * # services.text.maxBodyBytes: the text service's limit for a POST /text body (default 10485760 = 10 MiB; larger: 413).
  * services: { video: { port: 5001 }, text: { port: 5002 }, control: { port: 5003 } }
  * ```
  *
@@ -127,7 +128,13 @@ export interface Config {
   /** ciphers: TLS 1.3 suite names in order of preference; absent: the default (all three). */
   quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean; ciphers?: string[] };
   routes: RouteConfig[];
-  services: Partial<Record<ServiceName, { port: number }>>;
+  services: Partial<Record<ServiceName, ServiceConfig>>;
+}
+
+export interface ServiceConfig {
+  port: number;
+  /** Text service only: the largest POST /text body in bytes (default 10 MiB). */
+  maxBodyBytes?: number;
 }
 
 /** Every problem in a configuration; `message` has one `<file>: <path>: <expected>` line per problem. */
@@ -265,6 +272,11 @@ const routeSchema = z.strictObject({
 });
 
 const serviceSchema = z.strictObject({ port });
+/** The text service also takes its body limit (POST /text larger than this is 413). */
+const textServiceSchema = z.strictObject({
+  port,
+  maxBodyBytes: leaf<number>('a positive whole number of bytes', isPosInt).optional(),
+});
 
 const configSchema = z.strictObject({
   listen: z.array(leaf<string>('"host:port" or "[ipv6]:port"', (v) => typeof v === 'string' && parseListenAddress(v) !== null)).optional(),
@@ -292,7 +304,7 @@ const configSchema = z.strictObject({
     .optional(),
   routes: z.array(routeSchema),
   services: z
-    .strictObject({ video: serviceSchema.optional(), text: serviceSchema.optional(), control: serviceSchema.optional() })
+    .strictObject({ video: serviceSchema.optional(), text: textServiceSchema.optional(), control: serviceSchema.optional() })
     .optional(),
 });
 
@@ -410,7 +422,7 @@ function normalize(raw: RawConfig, source: string, baseDir: string, keylogDefaul
       balance: r.balance ?? 'round-robin',
       headers: { set: { ...(r.headers?.set ?? {}) }, remove: [...(r.headers?.remove ?? [])] },
     })),
-    services: stripUndefined(raw.services ?? {}),
+    services: Object.fromEntries(Object.entries(raw.services ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, stripUndefined(v!)])),
   };
 }
 

@@ -3,13 +3,14 @@
  * listener's HTTP/2 and HTTP/1.1 requests. Errors stay on that stream: no route 404, upstream unreachable 502,
  * timeout 504; a client that cancels aborts the upstream request; bodies stream both ways with backpressure.
  */
-import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Router } from './routes.js';
 import type { RouteConfig, TimeoutsConfig } from './config.js';
 import { upstreamRequestHeaders, downstreamResponseHeaders, type FieldList } from './headers.js';
 import { UpstreamCancel, UpstreamError, type UpstreamPool } from './upstream.js';
 import type { AccessLog } from './access-log.js';
+import { H3ConnectionClosedError, H3Error, H3ErrorCode, H3StreamError, h3ErrorName } from '../h3/errors.js';
 
 /** One request as the forwarder sees it, whatever protocol it came in on. */
 export interface Exchange {
@@ -35,6 +36,8 @@ export interface Exchange {
   onClientAbort(cb: () => void): void;
   /** True when the client's stream is gone before the response finished. */
   clientGone(): boolean;
+  /** What the client's side failed with, when the protocol layer said (a reset, a connection close, an idle timeout). */
+  failure?(): Error | null;
   /** Set only when the connection is traced (qlog): records which route and upstream the stream went to. */
   traceRoute?: (route: string | null, upstream: string | null) => void;
 }
@@ -106,6 +109,11 @@ function pump(src: Readable, dst: Writable, count: (n: number) => void): Promise
   });
 }
 
+/** address:port, an IPv6 address in brackets (`[::1]:443`). */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 const METHODS_WITHOUT_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE']);
 
 function jsonError(ex: Exchange, status: number, body: Record<string, unknown>): number {
@@ -136,9 +144,41 @@ export class Forwarder {
     this.drainDeadlinePassed = true;
   }
 
-  /** Why a stream whose client side went away ended early. */
-  private cancelReason(): string {
-    return this.drainDeadlinePassed ? 'cut at the drain deadline of a shutdown' : 'client cancelled';
+  /** Why a stream whose client side went away ended early, from what its protocol layer reported. */
+  private cancelReason(ex: Exchange): string {
+    const f = ex.failure?.() ?? null;
+    if (f instanceof H3ConnectionClosedError) {
+      // The connection hit its idle timeout: the client vanished without closing (crashed, lost its network).
+      if (f.by === 'idle') return 'connection idle timeout (the client stopped answering)';
+      if (f.by === 'peer') return `client closed the connection (${f.application ? h3ErrorName(f.code) : `transport error 0x${f.code.toString(16)}`})`;
+      if (this.drainDeadlinePassed) return 'cut at the drain deadline of a shutdown';
+      return f.message;
+    }
+    if (this.drainDeadlinePassed) return 'cut at the drain deadline of a shutdown';
+    // A stream error of ours on the request (e.g. more DATA than its content-length).
+    if (f instanceof H3Error && f.scope === 'stream') return `stream error ${f.message}`;
+    if (f instanceof H3StreamError && f.code !== H3ErrorCode.H3_REQUEST_CANCELLED) return `client cancelled (${h3ErrorName(f.code)})`;
+    return 'client cancelled';
+  }
+
+  /** Writes the line of a request stream that the HTTP/3 layer reset with a stream error before it became a request. */
+  logStreamError(e: { connectionId: string; streamId: number; client: { address: string; port: number }; error: Error }): void {
+    this.log?.logStream({
+      connectionId: e.connectionId,
+      streamId: e.streamId,
+      client: hostPort(e.client.address, e.client.port),
+      protocol: 'h3',
+      method: null,
+      authority: null,
+      path: null,
+      route: null,
+      upstream: null,
+      status: null,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: 0,
+      error: `stream error ${e.error.message}`,
+    });
   }
 
   /** Installs a new configuration; requests in flight keep the state they started with. */
@@ -157,6 +197,9 @@ export class Forwarder {
     let error: string | null = null;
     const countOut = (n: number): void => {
       bytesOut += n;
+    };
+    const countIn = (n: number): void => {
+      bytesIn += n;
     };
     try {
       const m = state.router.match({ method: ex.method, authority: ex.authority, path: ex.path });
@@ -178,28 +221,15 @@ export class Forwarder {
         rules: m.route.headers,
       });
       const hasBody = !METHODS_WITHOUT_BODY.has(ex.method) || ex.fields.some(([n]) => n === 'content-length' || n === 'content-type');
-      // Count the request body on its way to the upstream (a 'data' listener on the body itself would start it
-      // flowing before the upstream client reads it).
-      const body = hasBody
-        ? ex.body.pipe(
-            new Transform({
-              transform(chunk: Buffer, _enc, cb) {
-                bytesIn += chunk.length;
-                cb(null, chunk);
-              },
-            }),
-          )
-        : null;
-      if (body) ex.body.once('aborted', () => body.destroy(new Error('client aborted the request body')));
       let res;
       try {
         res = await pool.request(
-          { method: ex.method, path: m.forwardPath, headers, body, signal: abort },
+          { method: ex.method, path: m.forwardPath, headers, body: hasBody ? ex.body : null, onBodyData: countIn, signal: abort },
           state.timeouts,
         );
       } catch (err) {
         if (abort.aborted) {
-          error = this.cancelReason();
+          error = this.cancelReason(ex);
           status = 499;
           return;
         }
@@ -209,7 +239,7 @@ export class Forwarder {
         if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
         error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
         bytesOut = jsonError(ex, status, {
-          error: status === 504 ? 'upstream timeout' : 'upstream unavailable',
+          error: status === 504 ? 'upstream timeout' : status === 408 ? 'request body timeout' : 'upstream unavailable',
           route: m.route.name,
           detail: (err as Error).message,
         });
@@ -229,7 +259,7 @@ export class Forwarder {
         // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
         // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
         const clientGone = abort.aborted || ex.clientGone();
-        error = clientGone ? this.cancelReason() : `upstream body: ${(err as Error).message}`;
+        error = clientGone ? this.cancelReason(ex) : `upstream body: ${(err as Error).message}`;
         if (clientGone) abort.abort(new Error('client cancelled the stream'));
         else ex.reset();
         // The rest of the upstream body is not wanted either way: destroying it ends the upstream request (and
@@ -245,7 +275,7 @@ export class Forwarder {
       this.log?.logStream({
         connectionId: ex.connectionId,
         streamId: ex.streamId ?? -1,
-        client: `${ex.client.address}:${ex.client.port}`,
+        client: hostPort(ex.client.address, ex.client.port),
         protocol: ex.protocol,
         method: ex.method,
         authority: ex.authority,

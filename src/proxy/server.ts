@@ -2,11 +2,12 @@
  * The stream router: an HTTP/3 server on UDP and an HTTPS server (HTTP/2 + HTTP/1.1, advertising Alt-Svc h3) on
  * TCP, both feeding the Forwarder. Holds the routing state built from a Config and swaps it on reload.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { Http3Server, type Http3Request, type Http3Response } from '../h3/server.js';
+import { Http3Server, type Http3Request, type Http3Response, type Http3StreamErrorInfo } from '../h3/server.js';
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { suiteByName } from '../quic/crypto/suites.js';
@@ -63,6 +64,7 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
   const conn = req.session.quic.conn;
   const trace = req.session.quic.trace;
   const fields = req.rawHeaders.filter(([n]) => !n.startsWith(':'));
+  let failure: Error | null = null;
   return {
     protocol: 'h3',
     method: req.method,
@@ -82,7 +84,8 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
     reset: () => res.reset(H3ErrorCode.H3_INTERNAL_ERROR),
     onClientAbort: (cb) => {
       let done = false;
-      const once = (): void => {
+      const once = (err?: unknown): void => {
+        if (failure === null && err instanceof Error) failure = err;
         if (!done && !res.writableFinished) {
           done = true;
           cb();
@@ -95,6 +98,8 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
       });
     },
     clientGone: () => res.destroyed && !res.writableFinished,
+    // The error the stream failed with (its reset code, the connection close or idle timeout), once it failed.
+    failure: () => failure,
     traceRoute: trace ? (route, upstream) => trace(routeChosenEvent(req.streamId, route, upstream)) : undefined,
   };
 }
@@ -111,10 +116,13 @@ function tcpExchange(
   for (let i = 0; i + 1 < raw.length; i += 2) if (!raw[i].startsWith(':')) fields.push([raw[i].toLowerCase(), raw[i + 1]]);
   const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
   const sock = req.socket;
-  let id = connIds.get(sock);
+  // One id per TCP connection: for HTTP/2 the session (req.socket is a new proxy object for every stream), for
+  // HTTP/1.1 the socket.
+  const conn: object = h2 ? (req as Http2ServerRequest).stream.session ?? sock : sock;
+  let id = connIds.get(conn);
   if (!id) {
-    id = `tcp-${sock.remotePort}-${Date.now().toString(36)}`;
-    connIds.set(sock, id);
+    id = `tcp-${randomBytes(8).toString('hex')}`;
+    connIds.set(conn, id);
   }
   const r = res as ServerResponse;
   return {
@@ -208,6 +216,9 @@ export class ProxyServer {
       },
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
+    this.h3.on('streamError', (e: Http3StreamErrorInfo) =>
+      this.forwarder.logStreamError({ connectionId: e.session.quic.conn.originalDcid.toString('hex'), streamId: e.streamId, client: e.remoteAddress, error: e.error }),
+    );
     const quic = this.h3.endpoint.endpoint;
     this.droppedInitials = new DroppedInitialsLog(() => quic.stats.undecryptableInitials, this.log);
     this.droppedInitials.start();

@@ -10,12 +10,19 @@
  * `timeoutMs` is a success. `unhealthyAfter` failures in a row take an upstream out, `healthyAfter` successes in a
  * row bring it back. Upstreams start healthy. Changes are emitted as 'health' events (and onHealthChange).
  *
+ * Timeouts: `headersMs` counts from the moment the request body has been sent upstream completely (at once for a
+ * request without a body), so an upload may take as long as it takes (what Envoy's route timeout does); a body
+ * that stops moving is cut by `idleBodyMs` instead, in both directions: no request-body data for idleBodyMs ends
+ * the request (408 when the client stopped sending, 504 when the upstream stopped reading), and undici's
+ * bodyTimeout does the same for the response body.
+ *
  * Errors: every failure is an UpstreamError with a kind and the status the client should get:
- * connect (refused/unreachable, 502), timeout (connect, headers or idle body, 504), reset (connection closed or
- * broken mid-request, 502), aborted (our side cancelled, 502), unavailable (no healthy upstream, 503).
+ * connect (refused/unreachable, 502), timeout (connect, headers or idle body, 504; a stalled request body from the
+ * client, 408), reset (connection closed or broken mid-request, 502), aborted (our side cancelled, 502),
+ * unavailable (no healthy upstream, 503).
  */
 import { EventEmitter } from 'node:events';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import type { BalancePolicy, HealthCheckConfig } from './config.js';
 import type { UpstreamHeaders } from './headers.js';
@@ -25,7 +32,7 @@ export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'aborted' | 'u
 export class UpstreamError extends Error {
   constructor(
     readonly kind: UpstreamErrorKind,
-    readonly status: 502 | 503 | 504,
+    readonly status: 408 | 502 | 503 | 504,
     message: string,
     /** The upstream origin involved, null for 'unavailable'. */
     readonly upstream: string | null,
@@ -78,8 +85,10 @@ export interface UpstreamRequest {
   /** Path with query, as it should reach the upstream. */
   path: string;
   headers: UpstreamHeaders;
-  /** Request body, piped with backpressure; null for none. */
+  /** Request body, piped with backpressure; null for none. Not destroyed by the pool (only unpiped) when the request fails. */
   body: Readable | null;
+  /** Called with the size of every request body chunk on its way upstream. */
+  onBodyData?: (bytes: number) => void;
   /** Aborting cancels the upstream request (before or after the response headers). */
   signal?: CancelSignal;
 }
@@ -252,55 +261,121 @@ export class UpstreamPool extends EventEmitter {
         u.outstanding--;
       }
     };
-    // Our own response-headers timer: undici's runs on a ~1 s clock, so a 500 ms headersMs would answer after 1 s.
     const headersMs = timeouts.headersMs ?? this.timeouts.headersMs;
+    const idleMs = timeouts.idleBodyMs ?? this.timeouts.idleBodyMs;
     const ac = new UpstreamCancel();
     const unlink = req.signal ? onCancel(req.signal, () => ac.abort(req.signal?.reason)) : null;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new Error('response headers timeout'));
-    }, headersMs);
+    /** Set when one of our own timers ended the request: the error the caller gets. */
+    let timeoutError: UpstreamError | null = null;
+    let settled = false;
+    // Our own response-headers timer (undici's runs on a ~1 s clock, so a 500 ms headersMs would answer after 1 s, and
+    // it starts with the request, body included): armed once the request body has been sent completely.
+    let headersTimer: NodeJS.Timeout | null = null;
+    const armHeadersTimer = (): void => {
+      if (settled || headersTimer) return;
+      headersTimer = setTimeout(() => {
+        timeoutError = new UpstreamError('timeout', 504, `${u.origin}: timed out waiting for response headers (${headersMs} ms after the request was sent)`, u.origin, 'UND_ERR_HEADERS_TIMEOUT');
+        ac.abort(new Error('response headers timeout'));
+      }, headersMs);
+    };
+    let body: Transform | null = null;
+    let idleTimer: NodeJS.Timeout | null = null;
+    let detachBody: (() => void) | null = null;
+    if (req.body) {
+      const src = req.body;
+      const onData = req.onBodyData;
+      let lastData = Date.now();
+      // Counts the body on its way upstream and notes when it last moved (a 'data' listener on the body itself would
+      // start it flowing before undici reads it). Its 'end' means undici has taken all of it.
+      const counted = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          lastData = Date.now();
+          onData?.(chunk.length);
+          cb(null, chunk);
+        },
+      });
+      body = counted;
+      const onGone = (): void => {
+        if (!src.readableEnded) counted.destroy(new Error('the client aborted the request body'));
+      };
+      // Stays for good: an error the client's body emits later (after we let go of it) must not go unhandled.
+      src.on('error', (err: Error) => void counted.destroy(err));
+      src.once('aborted', onGone);
+      src.once('close', onGone);
+      detachBody = () => {
+        src.off('aborted', onGone);
+        src.off('close', onGone);
+        src.unpipe(counted);
+      };
+      counted.once('end', () => {
+        detachBody?.();
+        if (idleTimer) clearTimeout(idleTimer);
+        idleTimer = null;
+        armHeadersTimer();
+      });
+      const checkIdle = (): void => {
+        idleTimer = null;
+        if (settled || counted.readableEnded) return;
+        const quiet = Date.now() - lastData;
+        if (quiet < idleMs) {
+          idleTimer = setTimeout(checkIdle, idleMs - quiet);
+          return;
+        }
+        // Data waiting in our buffer: the upstream stopped reading; an empty buffer: the client stopped sending.
+        const upstreamStalled = counted.writableNeedDrain || counted.readableLength >= counted.readableHighWaterMark;
+        timeoutError = upstreamStalled
+          ? new UpstreamError('timeout', 504, `${u.origin}: stopped reading the request body (no progress for ${idleMs} ms)`, u.origin, null)
+          : new UpstreamError('timeout', 408, `request body: no data from the client for ${idleMs} ms`, u.origin, null);
+        ac.abort(new Error('request body idle timeout'));
+      };
+      idleTimer = setTimeout(checkIdle, idleMs);
+      src.pipe(counted);
+    } else armHeadersTimer();
     let res;
     try {
       res = await u.pool.request({
         method: req.method as 'GET',
         path: req.path,
         headers: req.headers,
-        body: req.body,
+        body,
         signal: ac,
-        headersTimeout: headersMs + 1000, // ours fires first; undici's stays as a backstop
-        bodyTimeout: timeouts.idleBodyMs ?? this.timeouts.idleBodyMs,
+        // Ours is the headers timeout (undici's would count the time spent sending the body).
+        headersTimeout: 0,
+        bodyTimeout: idleMs,
       });
     } catch (err) {
       release();
       unlink?.();
-      // A request body that is still flowing has nowhere to go now.
-      if (req.body && !req.body.destroyed) req.body.destroy();
-      if (timedOut) throw new UpstreamError('timeout', 504, `${u.origin}: timed out waiting for response headers (${headersMs} ms)`, u.origin, 'UND_ERR_HEADERS_TIMEOUT', { cause: err });
+      // A request body that is still flowing has nowhere to go now (the client's body itself is left to the caller).
+      detachBody?.();
+      if (body && !body.destroyed) body.destroy();
+      const te = timeoutError as UpstreamError | null; // set by a timer callback
+      if (te) throw new UpstreamError(te.kind, te.status, te.message, te.upstream, te.code, { cause: err });
       throw toUpstreamError(err, u.origin, req.signal);
     } finally {
-      clearTimeout(timer);
+      settled = true;
+      if (headersTimer) clearTimeout(headersTimer);
+      if (idleTimer) clearTimeout(idleTimer);
     }
-    const body = res.body;
+    const resBody = res.body;
     const trailers = new Promise<Record<string, string>>((resolve, reject) => {
       let ended = false;
-      body.once('end', () => {
+      resBody.once('end', () => {
         ended = true;
         release();
         resolve(res.trailers);
       });
-      body.once('error', (err) => {
+      resBody.once('error', (err) => {
         release();
         reject(toUpstreamError(err, u.origin, req.signal));
       });
-      body.once('close', () => {
+      resBody.once('close', () => {
         release();
         if (!ended) reject(new UpstreamError('aborted', 502, `response body from ${u.origin} closed before its end`, u.origin));
       });
     });
     trailers.catch(() => undefined); // settled for whoever awaits it; never an unhandled rejection
-    return { upstream: u.origin, statusCode: res.statusCode, headers: res.headers, body, trailers };
+    return { upstream: u.origin, statusCode: res.statusCode, headers: res.headers, body: resBody, trailers };
   }
 
   /** Snapshot of every upstream's state. */

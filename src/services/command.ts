@@ -1,5 +1,6 @@
 /**
- * `qsr service video|text|control [--port N] [--host ADDR] [--delay-ms MS]`: run one service in the foreground,
+ * `qsr service video|text|control [--port N] [--host ADDR] [--delay-ms MS] [--max-body-bytes N (text)]`: run one
+ * service in the foreground,
  * print one "listening" line on stdout (logs go to stderr as JSON lines), close gracefully on SIGINT/SIGTERM
  * (a second signal drops in-flight connections at once).
  */
@@ -10,6 +11,7 @@ export interface ServiceCommandOptions {
   port?: string;
   host?: string;
   delayMs?: string;
+  maxBodyBytes?: string;
 }
 
 /** Resolves once the service has closed after a signal. Usage errors throw UsageError (exit 2). */
@@ -19,9 +21,14 @@ export async function serviceCommand(name: string, o: ServiceCommandOptions): Pr
   }
   const port = o.port === undefined ? DEFAULT_PORTS[name] : parseIntFlag('--port', o.port, 0, 65535);
   const delayMs = o.delayMs === undefined ? 0 : parseIntFlag('--delay-ms', o.delayMs, 0, 3_600_000);
+  let maxBodyBytes: number | undefined;
+  if (o.maxBodyBytes !== undefined) {
+    if (name !== 'text') throw new UsageError(`--max-body-bytes: only the text service has a body limit (not ${name})`);
+    maxBodyBytes = parseIntFlag('--max-body-bytes', o.maxBodyBytes, 1);
+  }
   const host = o.host ?? '127.0.0.1';
   if (host.trim() === '') throw new UsageError('--host: expected an address');
-  const { server, url } = await startService(name, { port, host, delayMs });
+  const { server, url } = await startService(name, { port, host, delayMs, maxBodyBytes });
   process.stdout.write(`${name} service listening on ${url}\n`);
   await new Promise<void>((resolve) => {
     let signalled = false;
@@ -42,6 +49,9 @@ export async function serviceCommand(name: string, o: ServiceCommandOptions): Pr
     // Under `qsr up` the supervisor holds an IPC channel: when it goes away (killed, crashed), so do we, so that
     // a service never outlives its router and keeps the port.
     if (process.send) {
+      // The channel itself must not keep the process alive: once the server has closed, the service exits at once
+      // (a ref'd channel held it until the supervisor's SIGKILL).
+      process.channel?.unref();
       process.once('disconnect', () => {
         onSignal();
         setTimeout(() => process.exit(0), 2000).unref();

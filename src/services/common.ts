@@ -15,6 +15,8 @@ export const SERVICE_NAMES: readonly ServiceName[] = ['video', 'text', 'control'
 export interface ServiceLogEvent {
   service: ServiceName;
   event: string;
+  /** Severity (default "info", "error" for event "error"). */
+  level?: 'debug' | 'info' | 'warn' | 'error';
   [key: string]: unknown;
 }
 
@@ -28,6 +30,8 @@ export interface ServiceOptions {
   log?: (event: ServiceLogEvent) => void;
   /** How long `close()` lets in-flight requests finish before dropping their connections. Default 5000 ms. */
   closeTimeoutMs?: number;
+  /** Text service: the largest `POST /text` body in bytes; a larger one is answered 413. Default 10 MiB (10485760). */
+  maxBodyBytes?: number;
 }
 
 export interface ServiceStats {
@@ -45,8 +49,13 @@ export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, url:
 /** Handlers by method for one exact path. A GET handler also answers HEAD. */
 export type Routes = Record<string, Partial<Record<'GET' | 'POST' | 'PUT' | 'DELETE', Handler>>>;
 
+/**
+ * One JSON line on stderr per event: time, level ("info" unless the event says otherwise; "error" for event "error"),
+ * then the event's fields. `qsr up` passes these on as records of its own log at that level.
+ */
 const defaultLog = (e: ServiceLogEvent): void => {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+  const level = e.level ?? (e.event === 'error' ? 'error' : 'info');
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, ...e })}\n`);
 };
 
 /** Send a JSON body with content-length (works for HEAD too: node:http omits the body). */
@@ -95,7 +104,7 @@ export function readBody(req: http.IncomingMessage, res: http.ServerResponse, li
 
 /**
  * An http.Server for one service. `close()` is graceful and bounded: it stops accepting, lets in-flight requests
- * finish (live streams are ended early through `onClose` hooks), closes idle keep-alive connections as they
+ * finish (live streams are cut through `onClose` hooks), closes idle keep-alive connections as they
  * become idle, and after `closeTimeoutMs` drops whatever is left.
  */
 export class ServiceServer extends http.Server {
@@ -105,6 +114,8 @@ export class ServiceServer extends http.Server {
   private closing = false;
   private closed = false;
   private readonly closeHooks = new Set<() => void>();
+  /** Responses this server cut on purpose (see cut()): logged as cut, not as client aborts. */
+  private readonly cutByUs = new WeakSet<http.ServerResponse>();
   private readonly pending = new Set<http.ServerResponse>();
 
   constructor(
@@ -131,6 +142,15 @@ export class ServiceServer extends http.Server {
   onClose(stop: () => void): () => void {
     this.closeHooks.add(stop);
     return () => this.closeHooks.delete(stop);
+  }
+
+  /**
+   * Ends a response before its end without the clean end of message (no last chunk, the connection closed), so that
+   * the client or a proxy sees it incomplete rather than complete: what a live stream gets when the server shuts down.
+   */
+  cut(res: http.ServerResponse): void {
+    this.cutByUs.add(res);
+    res.destroy();
   }
 
   get isClosing(): boolean {
@@ -172,9 +192,10 @@ export class ServiceServer extends http.Server {
       this.stats.inFlight--;
       this.pending.delete(res);
       if (delayTimer) clearTimeout(delayTimer);
-      if (!res.writableFinished) {
+      if (this.cutByUs.has(res)) this.log({ service: this.service, event: 'cut', method: req.method, path: req.url, reason: 'server shutting down' });
+      else if (!res.writableFinished) {
         this.stats.aborted++;
-        this.log({ service: this.service, event: 'aborted', method: req.method, path: req.url });
+        this.log({ service: this.service, event: 'aborted', level: 'warn', method: req.method, path: req.url });
       }
       // While closing, a keep-alive connection that just went idle should go too.
       if (this.closing) setImmediate(() => this.closeIdleConnections());

@@ -1,6 +1,6 @@
 /**
  * The text service (plain HTTP/1.1):
- * - `POST /text`: a UTF-8 body of at most 10 MB (else 413), answered with
+ * - `POST /text`: a UTF-8 body of at most `maxBodyBytes` (default TEXT_LIMIT, 10 MiB; more is 413), answered with
  *   `{"chars", "words", "lines", "bytes", "uppercase"}`. `chars` counts Unicode code points, `words` runs of
  *   non-whitespace, `lines` is 0 for an empty text and otherwise the number of line feeds plus one unless the text
  *   ends with a line feed (so "a\nb" and "a\nb\n" both have 2). A body that is not valid UTF-8 gets 400; a declared
@@ -10,6 +10,7 @@
 import type http from 'node:http';
 import { ServiceServer, readBody, sendJson, type ServiceOptions } from './common.js';
 
+/** The default body limit of POST /text (10 MiB); `maxBodyBytes` / `--max-body-bytes` / `services.text.maxBodyBytes` change it. */
 export const TEXT_LIMIT = 10 * 1024 * 1024;
 export const SAMPLE_SENTENCE = 'The quick brown fox jumps over the lazy dog.';
 
@@ -59,14 +60,14 @@ export function countText(text: string): TextStats {
   return { chars, words, lines, bytes: Buffer.byteLength(text, 'utf8') };
 }
 
-async function analyse(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function analyse(req: http.IncomingMessage, res: http.ServerResponse, limit: number): Promise<void> {
   const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
   if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
     req.resume();
     sendJson(res, 415, { error: `only UTF-8 text is accepted, got charset=${charset}` });
     return;
   }
-  const body = await readBody(req, res, TEXT_LIMIT);
+  const body = await readBody(req, res, limit);
   if (!body) return;
   let text: string;
   try {
@@ -80,10 +81,12 @@ async function analyse(req: http.IncomingMessage, res: http.ServerResponse): Pro
 
 /** The text service as an http.Server, not yet listening. */
 export function createTextService(options: ServiceOptions = {}): ServiceServer {
+  const limit = options.maxBodyBytes ?? TEXT_LIMIT;
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`maxBodyBytes: expected a positive whole number of bytes, got ${limit}`);
   return new ServiceServer(
     'text',
     {
-      '/text': { POST: analyse },
+      '/text': { POST: (req, res) => analyse(req, res, limit) },
       '/text/sample': {
         GET: (_req, res) => {
           res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': SAMPLE_PAGE.length });

@@ -5,7 +5,8 @@
  * - `GET /video/stream?seconds=N&kbps=R`: a live feed of MPEG-TS null packets (ISO/IEC 13818-1, PID 0x1FFF) sent
  *   with chunked transfer coding (RFC 9112 §7.1), one chunk about every 100 ms, R kilobits per second for N
  *   seconds (0 < N <= 3600, 1 <= R <= 1 000 000). A live feed does not wait for a slow reader: a tick whose data
- *   cannot be written without growing the queue is dropped. When the client goes away the timer stops.
+ *   cannot be written without growing the queue is dropped. When the client goes away the timer stops; when the
+ *   service shuts down, a running feed is cut (connection closed without the last chunk: incomplete, not ended).
  * - `GET /video/bytes?n=N`: an unpaced download of exactly N bytes (0 <= N <= 64 GiB) of the deterministic pattern of
  *   `pattern.ts`, with content-length, written as fast as the client reads (backpressure, never buffered). Up to
  *   256 MiB the response carries the content's sha256 in `x-content-sha256`, so any client can check what it got.
@@ -118,10 +119,10 @@ function live(server: ServiceServer, req: http.IncomingMessage, res: http.Server
     }
   };
   const timer = setInterval(tick, TICK_MS);
-  // Ended early (with what was sent so far) when the server shuts down.
+  // Cut when the server shuts down: without the last chunk, so that nobody takes the shortened feed for a whole one.
   const unregister = server.onClose(() => {
     stop();
-    res.end();
+    server.cut(res);
   });
   res.once('close', () => {
     if (res.writableFinished || stopped) return;

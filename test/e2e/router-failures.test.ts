@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Http3Client } from '../../src/h3/client.js';
-import { H3RequestRejectedError } from '../../src/h3/errors.js';
+import { H3ErrorCode, H3RequestRejectedError, H3StreamError } from '../../src/h3/errors.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
 import { startService, type RunningService, type ServiceLogEvent } from '../../src/services/index.js';
 
@@ -663,3 +663,85 @@ test(
     assert.match(String(line.error), /cancel/, `access log error: ${String(line.error)}`);
   },
 );
+
+test('an upstream that dies mid-body (stopped or killed): the client sees its stream reset, never a clean end, and the access log has the error', { timeout: 60_000 }, async () => {
+  for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+    const video = await serviceChild('video');
+    const router = await startRouter([{ name: 'video', prefix: '/video', upstreams: [video.url] }]);
+    const client = await router.connect();
+    const path = `/video/stream?seconds=30&kbps=200&upstream=${sig}`;
+    const res = await client.request(path);
+    assert.equal(res.status, 200);
+    let got = 0;
+    const outcome = new Promise<Error | 'ended'>((resolve) => {
+      res.body.on('data', (d: Buffer) => (got += d.length));
+      res.body.once('error', (e) => resolve(e));
+      res.body.once('end', () => resolve('ended'));
+    });
+    await waitFor('the first 5000 bytes', 10_000, () => (got >= 5000 ? true : undefined));
+    const exited = new Promise<void>((r) => video.child.once('exit', () => r()));
+    video.child.kill(sig);
+    await deadline(exited, 10_000, `the video service to exit on ${sig}`);
+    const end = await deadline(outcome, 10_000, 'the end of the client stream');
+    assert.ok(end instanceof H3StreamError, `${sig}: the stream must be reset, got ${end === 'ended' ? 'a clean end' : String(end)}`);
+    assert.equal(end.code, H3ErrorCode.H3_INTERNAL_ERROR);
+    assert.ok(!res.body.readableEnded);
+    const line = await waitFor('the access log line', 5000, () => router.accessLog().find((l) => l.path === path));
+    assert.equal(line.status, 200);
+    assert.match(String(line.error), /upstream body/, `${sig}: access log error: ${String(line.error)}`);
+    // The connection is still usable for other streams.
+    assert.ok((line.bytesOut as number) >= 5000);
+  }
+});
+
+test('an upload that takes several times timeouts.headersMs goes through (200, intact); a backend silent after the body still gets 504', { timeout: 40_000 }, async () => {
+  const video = await service('video');
+  // Reads the whole body, then never answers.
+  const silent = http.createServer((req) => req.resume());
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise<void>((r) => {
+    silent.closeAllConnections();
+    silent.close(() => r());
+  }));
+  const router = await startRouter(
+    [
+      { name: 'video', prefix: '/video', upstreams: [video.url] },
+      { name: 'silent', prefix: '/silent', upstreams: [`http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`] },
+    ],
+    { headersMs: 500, idleBodyMs: 5000 },
+  );
+  const client = await router.connect();
+  /** 10 pieces of 10 kB, 200 ms apart: about 2 s, four times headersMs. */
+  const trickle = (): { body: Readable; sha256: () => string } => {
+    const h = createHash('sha256');
+    let i = 0;
+    const body = new Readable({
+      read() {
+        if (i === 10) return void this.push(null);
+        const chunk = randomBytes(10_000);
+        i++;
+        h.update(chunk);
+        setTimeout(() => this.push(chunk), 200);
+      },
+    });
+    return { body, sha256: () => h.digest('hex') };
+  };
+  const up = trickle();
+  const res = await client.request('/video?slow-upload=1', { method: 'POST', body: up.body, headers: { 'content-type': 'application/octet-stream' } });
+  const text = (await readAll(res.body)).toString();
+  assert.equal(res.status, 200, text);
+  const j = JSON.parse(text) as { bytes: number; sha256: string };
+  assert.equal(j.bytes, 100_000);
+  assert.equal(j.sha256, up.sha256());
+  const line = await waitFor('the access log line of the upload', 5000, () => router.accessLog().find((l) => l.path === '/video?slow-upload=1'));
+  assert.equal(line.status, 200);
+  assert.equal(line.bytesIn, 100_000);
+  assert.equal(line.error, null);
+
+  const res2 = await client.request('/silent', { method: 'POST', body: trickle().body });
+  const text2 = (await readAll(res2.body)).toString();
+  assert.equal(res2.status, 504, text2);
+  assert.equal((JSON.parse(text2) as { error: string }).error, 'upstream timeout');
+  const line2 = await waitFor('the 504 line', 5000, () => router.accessLog().find((l) => l.path === '/silent'));
+  assert.equal(line2.bytesIn, 100_000, 'the whole body went upstream before the timeout');
+});

@@ -138,10 +138,15 @@ export function writeConfig(dir: string, overrides: ConfigOverrides): string {
 export interface StartRouterOptions {
   /** Top-level configuration keys to replace (see writeConfig). */
   set?: Record<string, unknown>;
+  /** Ports to use (default: freshly allocated), e.g. when `set` names the service ports itself. */
+  ports?: RouterPorts;
   /** Hard limit for the `qsr up` process (SIGKILL to its PID). Default 120 s. */
   timeoutMs?: number;
   /** How long to wait for the "is up" summary. Default 20 s. */
   readyMs?: number;
+  /** Run `qsr up` as the leader of its own process group (as a shell does for a foreground job), so that a test can
+   * signal the whole group the way a terminal's Ctrl-C does: see RunningRouter.signalGroup. */
+  processGroup?: boolean;
 }
 
 export interface RunningRouter {
@@ -160,6 +165,8 @@ export interface RunningRouter {
   stderr(): string;
   /** Access log lines (JSON objects on stdout). */
   accessLog(): Record<string, unknown>[];
+  /** Sends `sig` to the process group of `qsr up` (only with processGroup: true; its PID is the group ID). */
+  signalGroup(sig: NodeJS.Signals): void;
   /** SIGTERM, SIGKILL after graceMs (default 8 s); then makes sure no service is left. Idempotent. */
   stop(graceMs?: number): Promise<ExitInfo>;
   /** Deletes `dir` (call after stop(), typically only when the test passed, so failures leave their logs). */
@@ -192,7 +199,7 @@ function killOrphanService(pid: number): void {
 /** Runs `qsr up --config` in a fresh temp dir with free ports and waits for its summary. Throws (after cleaning up) if it does not come up. */
 export async function startRouter(opts: StartRouterOptions = {}): Promise<RunningRouter> {
   const dir = mkdtempSync(join(tmpdir(), 'qsr-e2e-router-'));
-  const ports = await allocatePorts();
+  const ports = opts.ports ?? (await allocatePorts());
   const configPath = writeConfig(dir, { ports, set: opts.set });
   const dataDir = join(dir, 'data');
   const proc = spawnBounded({
@@ -202,6 +209,7 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
     workDir: dir,
     cwd: dir,
     timeoutMs: opts.timeoutMs ?? 120_000,
+    detached: opts.processGroup ?? false,
   });
   let stopped: Promise<ExitInfo> | null = null;
   const r: RunningRouter = {
@@ -216,6 +224,10 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
     stdout: () => proc.stdout(),
     stderr: () => proc.stderr(),
     accessLog: () => jsonLines(proc.stdout()).filter((o) => 'streamId' in o && 'connectionId' in o),
+    signalGroup(sig) {
+      if (!opts.processGroup || proc.pid === undefined || !proc.isRunning()) throw new Error('signalGroup: qsr up is not running as a process group leader');
+      process.kill(-proc.pid, sig);
+    },
     stop(graceMs = 8000) {
       stopped ??= (async () => {
         const exit = await proc.stop('SIGTERM', graceMs);

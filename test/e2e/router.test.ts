@@ -121,6 +121,16 @@ test('qsr client --streams 12: every stream 200 from the service its route names
       assert.equal(l.route, serviceFor(l.path as string));
       assert.equal(l.upstream, `http://127.0.0.1:${r.ports[l.route as 'video' | 'text' | 'control']}`);
     }
+
+    // The services' own log lines reach qsr up's log as structured records at their level, not as escaped JSON text.
+    const records = jsonLines(r.stderr());
+    const uploads = records.filter((l) => l.service === 'video' && l.event === 'upload');
+    assert.ok(uploads.length >= 1, `no video upload record in qsr up's log:\n${r.stderr().slice(-3000)}`);
+    assert.equal(uploads[0]!.level, 30, JSON.stringify(uploads[0]));
+    assert.equal(typeof uploads[0]!.bytes, 'number');
+    assert.equal(typeof uploads[0]!.pid, 'number');
+    const escaped = records.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('{'));
+    assert.deepEqual(escaped, [], 'no record whose message is a JSON text');
   });
 });
 
@@ -395,3 +405,83 @@ test(
     }
   },
 );
+
+async function readBody(body: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** The "<name> service stopped" records of a qsr up's stderr, by service. */
+function serviceStops(stderr: string): Map<string, Record<string, unknown>> {
+  const out = new Map<string, Record<string, unknown>>();
+  for (const l of jsonLines(stderr)) if (typeof l.msg === 'string' && / service stopped/.test(l.msg)) out.set(String(l.service), l);
+  return out;
+}
+
+test(
+  'Ctrl-C (SIGINT to the whole process group of qsr up) drains like SIGTERM: three live streams finish with 200 and full bodies, exit 0',
+  { timeout: 90_000 },
+  async () => {
+    await withRouter({ processGroup: true, set: { timeouts: { drainMs: 15_000 } } }, async (r) => {
+      const client = await Http3Client.connect(`https://127.0.0.1:${r.port}`, { ca: loadPemChain(readFileSync(r.certPath, 'utf8')), serverName: 'localhost' });
+      try {
+        // 3 s at 100 kbit/s: 37,500 bytes each when they run to their end.
+        const paths = [1, 2, 3].map((i) => `/video/stream?seconds=3&kbps=100&ctrl-c=${i}`);
+        const responses = await Promise.all(paths.map((p) => client.request(p)));
+        const bodies = responses.map((res) => readBody(res.body).then((b) => ({ ok: true as const, b }), (e: Error) => ({ ok: false as const, e })));
+        await new Promise((res) => setTimeout(res, 500));
+        // What a terminal does on Ctrl-C: SIGINT to every process of the foreground job.
+        r.signalGroup('SIGINT');
+        const results = await Promise.all(bodies);
+        for (const [i, res] of responses.entries()) {
+          const got = results[i]!;
+          assert.equal(res.status, 200);
+          assert.ok(got.ok, `stream ${paths[i]} failed: ${got.ok ? '' : got.e.message}\n${r.stderr().slice(-3000)}`);
+          assert.equal(got.b.length, 37_500, `${paths[i]}: the whole stream`);
+        }
+        const exit = await r.proc.exited;
+        assert.equal(exit.code, 0, `${JSON.stringify(exit)}\n${r.stderr().slice(-3000)}`);
+        for (const p of paths) {
+          const line = r.accessLog().find((l) => l.path === p);
+          assert.ok(line, `no access log line for ${p}`);
+          assert.equal(line.status, 200);
+          assert.equal(line.error, null);
+          assert.equal(line.bytesOut, 37_500);
+        }
+        const stderr = r.stderr();
+        assert.ok(!/restarting in/.test(stderr), `no service may be restarted during the shutdown:\n${stderr.slice(-3000)}`);
+        const stops = serviceStops(stderr);
+        assert.deepEqual([...stops.keys()].sort(), ['control', 'text', 'video'], stderr.slice(-3000));
+      } finally {
+        await client.close();
+      }
+    });
+  },
+);
+
+test('qsr up with nothing in flight stops promptly on SIGTERM: each service exits by itself when asked (not by SIGKILL), exit 0; services.text.maxBodyBytes reaches the text service', { timeout: 60_000 }, async () => {
+  const ports = await allocatePorts();
+  const services = { video: { port: ports.video }, text: { port: ports.text, maxBodyBytes: 1000 }, control: { port: ports.control } };
+  await withRouter({ ports, set: { services } }, async (r) => {
+    const client = await Http3Client.connect(`https://127.0.0.1:${r.port}`, { ca: loadPemChain(readFileSync(r.certPath, 'utf8')), serverName: 'localhost' });
+    try {
+      const ok = await client.request('/text', { method: 'POST', body: 'z'.repeat(1000) });
+      assert.equal(ok.status, 200);
+      await readBody(ok.body);
+      const over = await client.request('/text', { method: 'POST', body: 'z'.repeat(1001) });
+      assert.equal(over.status, 413);
+      assert.equal((JSON.parse((await readBody(over.body)).toString()) as { limit: number }).limit, 1000);
+    } finally {
+      await client.close();
+    }
+    const exit = await r.stop();
+    assert.equal(exit.code, 0, r.stderr().slice(-3000));
+    const stops = serviceStops(r.stderr());
+    assert.deepEqual([...stops.keys()].sort(), ['control', 'text', 'video'], r.stderr().slice(-3000));
+    for (const [name, l] of stops) {
+      assert.equal(l.signal, null, `${name} service: ${JSON.stringify(l)}`);
+      assert.equal(l.code, 0, `${name} service: ${JSON.stringify(l)}`);
+    }
+  });
+});

@@ -176,7 +176,7 @@ test('lossy relay: forwards both ways, drops the seeded share, and the same seed
 
 // The whole matrix, as `npm run interop` runs it (in a private network namespace when root).
 const matrixSkip = ci ? false : skipReason;
-test('interop matrix: every client x server x case cell passes or names what the peer cannot do', { skip: matrixSkip, timeout: 900_000 }, async () => {
+test('interop matrix: every client x server x case cell passes or names what the peer cannot do', { skip: matrixSkip, timeout: 690_000 }, async () => {
   assert.deepEqual(missing, [], hint);
   const out = makeWorkDir('qsr-matrix-out-');
   const runJs = fileURLToPath(new URL('./run.js', import.meta.url));
@@ -185,7 +185,7 @@ test('interop matrix: every client x server x case cell passes or names what the
     cmd: process.execPath,
     args: ['--experimental-websocket', '--no-warnings', runJs, '--out', out],
     workDir: out,
-    timeoutMs: 840_000,
+    timeoutMs: 660_000,
     // run.js is not a test file of this runner
     env: { NODE_TEST_CONTEXT: undefined },
   });

@@ -98,6 +98,8 @@ export interface SpawnOptions {
   timeoutMs: number;
   env?: Record<string, string | undefined>;
   cwd?: string;
+  /** Start it as the leader of a process group of its own (its PID is the group ID), e.g. to signal the group. */
+  detached?: boolean;
 }
 
 export interface Child {
@@ -166,7 +168,7 @@ export function spawnBounded(o: SpawnOptions): Child {
 
   let timedOut = false;
   let spawnError: string | undefined;
-  const child = spawn(o.cmd, [...o.args], { stdio: ['ignore', outFd, errFd], env, cwd: o.cwd ?? o.workDir });
+  const child = spawn(o.cmd, [...o.args], { stdio: ['ignore', outFd, errFd], env, cwd: o.cwd ?? o.workDir, detached: o.detached ?? false });
   closeSync(outFd);
   closeSync(errFd);
   live.add(child);

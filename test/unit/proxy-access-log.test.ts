@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createAccessLog, createLogger, type AccessLogFields } from '../../src/proxy/access-log.js';
+import { MAX_LOGGED_PATH, createAccessLog, createLogger, type AccessLogFields } from '../../src/proxy/access-log.js';
 
 const FIELDS: AccessLogFields = {
   connectionId: '8f3a9c',
@@ -85,6 +85,31 @@ test('router log: level names, no pid/hostname', { timeout: 10000 }, async () =>
     assert.equal(rec.upstream, 'http://127.0.0.1:5001');
     assert.equal(rec.pid, undefined);
     assert.equal(rec.hostname, undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('access log: a path over 2048 characters is cut there, with pathTruncated and pathLength after it', { timeout: 10000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qsr-log-'));
+  try {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog(file);
+    const long = `/video/${'x'.repeat(60 * 1024)}`;
+    log.logStream({ ...FIELDS, path: long });
+    log.logStream({ ...FIELDS, path: `/${'y'.repeat(MAX_LOGGED_PATH - 1)}` }); // exactly the limit: kept whole
+    await log.close();
+    const [a, b] = readFileSync(file, 'utf8').split('\n');
+    assert.ok(a!.length < 4096, `a line of ${a!.length} characters`);
+    const first = JSON.parse(a!) as Record<string, unknown>;
+    assert.equal(first.path, long.slice(0, MAX_LOGGED_PATH));
+    assert.equal(first.pathTruncated, true);
+    assert.equal(first.pathLength, long.length);
+    const keys = Object.keys(first);
+    assert.deepEqual(keys.slice(keys.indexOf('path'), keys.indexOf('path') + 3), ['path', 'pathTruncated', 'pathLength']);
+    const second = JSON.parse(b!) as Record<string, unknown>;
+    assert.equal(String(second.path).length, MAX_LOGGED_PATH);
+    assert.equal('pathTruncated' in second, false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

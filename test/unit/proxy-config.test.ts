@@ -250,6 +250,19 @@ test('listen port 0 asks for any free port; ports above 65535 are still refused'
   );
 });
 
+test('services.text.maxBodyBytes: the text service body limit, a positive whole number of bytes; only the text service has it', () => {
+  const base = 'routes: [{ name: t, prefix: /text, upstreams: ["http://127.0.0.1:5002"] }]\n';
+  const c = parseConfig(`${base}services: { text: { port: 5002, maxBodyBytes: 1048576 }, video: { port: 5001 } }\n`, 'qsr.yaml', { baseDir: '/srv' });
+  assert.deepEqual(c.services, { text: { port: 5002, maxBodyBytes: 1048576 }, video: { port: 5001 } });
+  assert.deepEqual(problems(`${base}services: { text: { port: 5002, maxBodyBytes: "10MB" } }\n`), [
+    'qsr.yaml: services.text.maxBodyBytes: expected a positive whole number of bytes, got "10MB"',
+  ]);
+  assert.deepEqual(problems(`${base}services: { text: { port: 5002, maxBodyBytes: 0 } }\n`), [
+    'qsr.yaml: services.text.maxBodyBytes: expected a positive whole number of bytes, got 0',
+  ]);
+  assert.deepEqual(problems(`${base}services: { video: { port: 5001, maxBodyBytes: 10 } }\n`), ['qsr.yaml: services.video.maxBodyBytes: unknown key']);
+});
+
 test('quic.ciphers: suite names in preference order; an unknown name or an empty list is an error naming the entry', () => {
   const base = 'routes: [{ name: a, prefix: /a, upstreams: ["http://127.0.0.1:5001"] }]\n';
   const c = parseConfig(`${base}quic: { ciphers: [TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256] }\n`, 'q.yaml', { baseDir: '/base' });

@@ -151,7 +151,8 @@ test('no healthy upstream: pick() is null and request fails with kind unavailabl
   const port = await deadPort();
   const p = pool({
     upstreams: [`http://127.0.0.1:${port}`],
-    healthCheck: { path: '/healthz', intervalMs: 10, timeoutMs: 10, unhealthyAfter: 1, healthyAfter: 1 },
+    // The first check runs at once; a generous check timeout, so that a busy machine still sees the refusal itself.
+    healthCheck: { path: '/healthz', intervalMs: 2000, timeoutMs: 2000, unhealthyAfter: 1, healthyAfter: 1 },
   });
   try {
     p.start();
@@ -309,8 +310,8 @@ test('an UpstreamCancel (the forwarder\'s signal) cancels before and after the r
   }
 });
 
-test('20 MB streamed up and back down with backpressure; request headers and trailers pass', { timeout: 60000 }, async () => {
-  const TOTAL = 20 * 1024 * 1024;
+test('64 MB streamed up and back down with backpressure; request headers and trailers pass', { timeout: 60000 }, async () => {
+  const TOTAL = 64 * 1024 * 1024;
   const CHUNK = 64 * 1024;
   let received = 0;
   let sentDown = 0;
@@ -369,8 +370,110 @@ test('20 MB streamed up and back down with backpressure; request headers and tra
     assert.equal(down.digest('hex'), digest);
     assert.deepEqual(await res.trailers, { 'x-sha256': digest });
     // With backpressure neither side gets far ahead of the other (socket and stream buffers only).
-    assert.ok(maxAheadUp < 8 * 1024 * 1024, `producer ran ${maxAheadUp} bytes ahead of the upstream`);
-    assert.ok(maxAheadDown < 8 * 1024 * 1024, `upstream ran ${maxAheadDown} bytes ahead of the reader`);
+    // Loopback TCP buffers auto-tune to several MB each way (about 5-7 MB ahead measured here, 8.9 MB once on a
+    // loaded machine), so the bound is 16 MiB against a 64 MiB body: far less than buffering it all.
+    assert.ok(maxAheadUp < 16 * 1024 * 1024, `producer ran ${maxAheadUp} bytes ahead of the upstream`);
+    assert.ok(maxAheadDown < 16 * 1024 * 1024, `upstream ran ${maxAheadDown} bytes ahead of the reader`);
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+/** A request body that yields `chunks` pieces of `size` bytes, `gapMs` apart (a slow client trickling an upload). */
+function trickle(chunks: number, size: number, gapMs: number): { body: Readable; sha256: () => string } {
+  const h = createHash('sha256');
+  let i = 0;
+  const body = new Readable({
+    read() {
+      if (i === chunks) {
+        this.push(null);
+        return;
+      }
+      const chunk = Buffer.alloc(size, i++ & 0xff);
+      h.update(chunk);
+      setTimeout(() => this.push(chunk), gapMs);
+    },
+  });
+  return { body, sha256: () => h.digest('hex') };
+}
+
+test('an upload that takes several times headersMs succeeds: the headers timer starts once the body is sent', { timeout: 20000 }, async () => {
+  // The body takes about 2 s (10 pieces, 200 ms apart); the upstream answers as soon as it has all of it.
+  const s = await startServer((req, res) => {
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      h.update(c);
+    });
+    req.on('end', () => res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') })));
+  });
+  const p = pool({ upstreams: [s.origin], timeouts: { ...TIMEOUTS, headersMs: 300, idleBodyMs: 2000 } });
+  try {
+    const up = trickle(10, 1000, 200);
+    const res = await p.request({ method: 'POST', path: '/upload', headers: { 'content-type': 'application/octet-stream' }, body: up.body });
+    assert.equal(res.statusCode, 200);
+    const j = JSON.parse(await res.body.text()) as { bytes: number; sha256: string };
+    assert.equal(j.bytes, 10_000);
+    assert.equal(j.sha256, up.sha256());
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('a backend that never answers after a slow upload still gets 504, counted from the end of the body', { timeout: 20000 }, async () => {
+  let received = 0;
+  let bodyEnded = false;
+  const s = await startServer((req) => {
+    req.on('data', (c: Buffer) => (received += c.length));
+    req.on('end', () => (bodyEnded = true)); // and never answers
+  });
+  const p = pool({ upstreams: [s.origin], timeouts: { ...TIMEOUTS, headersMs: 300, idleBodyMs: 2000 } });
+  try {
+    const up = trickle(6, 1000, 200);
+    await assert.rejects(p.request({ method: 'POST', path: '/upload', headers: {}, body: up.body }), (err: unknown) => {
+      assert.ok(err instanceof UpstreamError, String(err));
+      assert.equal(err.kind, 'timeout');
+      assert.equal(err.status, 504);
+      assert.equal(err.code, 'UND_ERR_HEADERS_TIMEOUT');
+      // The whole body reached the upstream before the timer could fire.
+      assert.equal(received, 6000);
+      assert.equal(bodyEnded, true);
+      return true;
+    });
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('a request body that stalls is cut after idleBodyMs: 408 when the client stopped sending', { timeout: 20000 }, async () => {
+  let received = 0;
+  let closed = false;
+  const s = await startServer((req) => {
+    req.on('data', (c: Buffer) => (received += c.length));
+    req.on('close', () => (closed = true));
+  });
+  const p = pool({ upstreams: [s.origin], timeouts: { ...TIMEOUTS, headersMs: 300, idleBodyMs: 400 } });
+  try {
+    // One piece, then nothing more (never ends).
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(1000, 1));
+    await assert.rejects(p.request({ method: 'POST', path: '/upload', headers: {}, body }), (err: unknown) => {
+      assert.ok(err instanceof UpstreamError, String(err));
+      assert.equal(err.kind, 'timeout');
+      assert.equal(err.status, 408);
+      assert.match(err.message, /request body/);
+      return true;
+    });
+    assert.equal(received, 1000);
+    for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, true, 'the upstream request was ended');
     assert.equal(p.health()[0]!.outstanding, 0);
   } finally {
     await p.destroy();

@@ -232,3 +232,25 @@ test('qsr service: a bad name or flag exits 2 naming it; a port in use exits 1',
   assert.match(inUse.stderr, new RegExp(`port ${busy.port} on 127\\.0\\.0\\.1 is already in use`));
   assert.equal(inUse.stdout, '');
 });
+
+test('qsr service text --max-body-bytes N: the limit of POST /text; on another service or not a number it exits 2', { timeout: 30_000 }, async () => {
+  let checked: Promise<void> | undefined;
+  const run = await qsr(['service', 'text', '--port', '0', '--max-body-bytes', '100'], (line, child) => {
+    if (checked) return;
+    checked = (async () => {
+      const url = /listening on (http:\/\/\S+)$/.exec(line)![1]!;
+      assert.equal((await request(url, '/text', { method: 'POST', body: 'y'.repeat(100) })).status, 200);
+      const over = await request(url, '/text', { method: 'POST', body: 'y'.repeat(101) });
+      assert.equal(over.status, 413);
+      assert.equal(json(over).limit, 100);
+    })().finally(() => child.kill('SIGTERM'));
+  });
+  await checked;
+  assert.equal(run.code, 0, run.stderr);
+  const video = await qsr(['service', 'video', '--port', '0', '--max-body-bytes', '100']);
+  assert.equal(video.code, 2);
+  assert.match(video.stderr, /--max-body-bytes: only the text service has a body limit/);
+  const nan = await qsr(['service', 'text', '--port', '0', '--max-body-bytes', '10MB']);
+  assert.equal(nan.code, 2);
+  assert.match(nan.stderr, /--max-body-bytes: expected a whole number, got '10MB'/);
+});

@@ -133,3 +133,18 @@ test('wrong method and unknown path', async () => {
   assert.equal(n.status, 404);
   assert.deepEqual(json(n), { error: 'not found', path: '/text/sample/', service: 'text' });
 });
+
+test('maxBodyBytes sets the POST /text limit: at the limit 200, one byte over 413 naming the limit', async () => {
+  const own = await startService('text', { port: 0, log: () => {}, maxBodyBytes: 1000 });
+  try {
+    const ok = await request(own.url, '/text', { method: 'POST', body: 'x'.repeat(1000) });
+    assert.equal(ok.status, 200);
+    assert.equal(json(ok).bytes, 1000);
+    const over = await request(own.url, '/text', { method: 'POST', body: 'x'.repeat(1001) });
+    assert.equal(over.status, 413);
+    assert.equal(json(over).limit, 1000);
+    assert.match(String(json(over).error), /limit of 1000 bytes/);
+  } finally {
+    await own.server.shutdown();
+  }
+});

@@ -1,7 +1,7 @@
 /**
  * The video service over real HTTP/1.1 on 127.0.0.1: a 50 MB streamed upload hashed without buffering (RSS
  * checked), the paced live feed (size, MPEG-TS framing, chunked coding, generous pacing sanity), parameter
- * validation, client aborts of both a live stream and an upload (counted, timer stopped), and close() ending a
+ * validation, client aborts of both a live stream and an upload (counted, timer stopped), and close() cutting a
  * live stream.
  */
 import { test, after } from 'node:test';
@@ -253,18 +253,19 @@ test('a client resetting mid-upload is counted in stats.aborted', { timeout: 20_
   assert.ok(events.some((e) => e.event === 'aborted' && e.method === 'POST'));
 });
 
-test('close() ends a running live stream cleanly and resolves', { timeout: 20_000 }, async () => {
-  const own = await startService('video', { port: 0, log: () => {}, closeTimeoutMs: 2000 });
+test('close() cuts a running live stream (no last chunk: the client sees it incomplete, not ended) and resolves', { timeout: 20_000 }, async () => {
+  const seen: ServiceLogEvent[] = [];
+  const own = await startService('video', { port: 0, log: (e) => seen.push(e), closeTimeoutMs: 2000 });
+  let n = 0;
   const done = within(
-    new Promise<number>((resolve, reject) => {
+    new Promise<'ended' | 'cut'>((resolve) => {
       http
         .get(new URL('/video/stream?seconds=600&kbps=80', own.url), (res) => {
-          let n = 0;
           res.on('data', (c: Buffer) => (n += c.length));
-          res.on('end', () => resolve(n));
-          res.on('error', reject);
+          res.on('end', () => resolve('ended'));
+          res.on('error', () => resolve('cut'));
         })
-        .on('error', reject);
+        .on('error', () => resolve('cut'));
     }),
     10_000,
     'the stream to end',
@@ -272,8 +273,9 @@ test('close() ends a running live stream cleanly and resolves', { timeout: 20_00
   await waitFor(() => own.server.stats.liveStreams === 1, 'the stream to start');
   await new Promise((r) => setTimeout(r, 250));
   await within(own.server.shutdown(), 5000, 'close()');
-  const n = await done;
+  assert.equal(await done, 'cut', 'a shortened feed must not end like a complete one');
   assert.ok(n > 0 && n < 600 * 10_000, `${n} bytes before the close`);
   assert.equal(own.server.stats.liveStreams, 0);
-  assert.equal(own.server.stats.aborted, 0, 'ended by the server, not aborted');
+  assert.equal(own.server.stats.aborted, 0, 'cut by the server, not aborted by the client');
+  await waitFor(() => seen.some((e) => e.event === 'cut' && e.path === '/video/stream?seconds=600&kbps=80'), 'the "cut" log event');
 });
