@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findProgram, jsonLines, spawnBounded, waitFor, type Child, type ExitInfo } from '../test/interop/peers.js';
+import { findProgram, jsonLines, spawnBounded, waitFor, type Child, type ExitInfo } from '../tools/process.js';
 
 export { findProgram, jsonLines, spawnBounded, waitFor, type Child };
 

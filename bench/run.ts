@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Child } from '../test/interop/peers.js';
+import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Child } from '../tools/process.js';
 import { describeExit, fmt, jsonLines, median, num, readTextOr, readTimeFile, spawnTimed, childPidOf, table, type Say, type SuiteOptions } from './common.js';
 import { runH3Suite } from './h3.js';
 import { runRouterSuite } from './router.js';

@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { UdpEndpoint } from '../io/udp.js';
+import type { IoRuntime } from '../io/runtime.js';
 import type { ConnectionConfig } from '../quic/connection-types.js';
 import type { TraceFactory } from '../quic/trace.js';
 import { H3ErrorCode as E } from './errors.js';
@@ -31,6 +32,8 @@ export interface Http3ClientOptions {
    */
   handshakeTimeout?: number;
   quic?: Partial<ConnectionConfig>;
+  /** Sockets and clock (default: node:dgram and real timers). */
+  runtime?: IoRuntime;
 }
 
 export interface Http3RequestOptions {
@@ -81,7 +84,7 @@ export class Http3Client extends EventEmitter {
     const address = isIP(host) ? host : (await lookup(host)).address;
     const v6 = isIP(address) === 6;
     const loopback = address === '127.0.0.1' || address === '::1';
-    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], trace: opts.trace });
+    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], runtime: opts.runtime, trace: opts.trace });
     ep.on('error', () => {});
     const cfg: ConnectionConfig = {
       ...opts.quic,

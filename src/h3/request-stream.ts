@@ -24,8 +24,29 @@ import {
   type RequestHead,
   type ResponseHead,
 } from './validate.js';
-import type { Http3Session } from './session.js';
 import { frameEvent, headersFrame, skippedFrame, type H3Trace } from './trace.js';
+
+/**
+ * What a request stream needs of its HTTP/3 session: field sections through the session's QPACK state, connection
+ * errors, and the end of the stream. Http3Session implements it; the narrow interface keeps this file independent of
+ * session.ts (which creates the streams).
+ */
+export interface RequestStreamSession {
+  readonly role: 'client' | 'server';
+  readonly maxFieldSectionSize: number;
+  /** The connection is closed or closing: input is no longer processed. */
+  readonly isClosing: boolean;
+  encodeFieldSection(streamId: number, fields: HeaderList): Buffer;
+  decodeFieldSection(streamId: number, payload: Buffer): HeaderList | 'blocked';
+  resumeFieldSection(streamId: number): HeaderList | 'blocked';
+  cancelFieldSections(streamId: number): void;
+  connectionError(e: Error): void;
+  /** We reset the stream with a stream error (the session emits 'streamError'). */
+  onStreamError(r: H3RequestStream, e: H3Error): void;
+  onStreamDone(r: H3RequestStream): void;
+  /** The connection's trace sink (qlog), or undefined: nothing traced. */
+  readonly trace: H3Trace | undefined;
+}
 
 /** A message body arriving on a request stream. `trailers` is set when the body ends. */
 export class IncomingBody extends Readable {
@@ -83,7 +104,7 @@ export class H3RequestStream {
   onStopped: (code: number) => void = () => {};
 
   constructor(
-    readonly session: Http3Session,
+    readonly session: RequestStreamSession,
     readonly quic: QuicStream,
   ) {
     this.id = quic.id;
@@ -307,7 +328,7 @@ export class H3RequestStream {
       this.abort(e.code, e);
       // A stream error of ours (malformed message, header section over the limit, ...): the session tells whoever
       // keeps records (a request already handed to the application learns it through its failure as well).
-      this.session.emit('streamError', this, e);
+      this.session.onStreamError(this, e);
       return;
     }
     if (e instanceof H3Error) {

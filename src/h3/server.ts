@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
+import type { IoRuntime } from '../io/runtime.js';
 import type { Address, ConnectionConfig } from '../quic/connection-types.js';
 import type { TraceFactory } from '../quic/trace.js';
 import { H3ErrorCode as E, type H3Error } from './errors.js';
@@ -28,6 +29,8 @@ export interface Http3ServerOptions {
   maxFieldSectionSize?: number;
   qpackMaxTableCapacity?: number;
   qpackBlockedStreams?: number;
+  /** Sockets and clock (default: node:dgram and real timers). */
+  runtime?: IoRuntime;
 }
 
 /** An incoming request: its head as properties, its body as the Readable itself. */
@@ -42,7 +45,7 @@ export class Http3Request extends IncomingBody {
   readonly session: Http3Session;
   readonly remoteAddress: Address;
 
-  constructor(s: H3RequestStream) {
+  constructor(s: H3RequestStream, session: Http3Session) {
     super(s);
     const r = s.request!;
     this.method = r.method;
@@ -52,8 +55,8 @@ export class Http3Request extends IncomingBody {
     this.rawHeaders = s.rawHeaders!;
     this.headers = toRecord(r.fields);
     this.streamId = s.id;
-    this.session = s.session;
-    this.remoteAddress = s.session.quic.remoteAddress;
+    this.session = session;
+    this.remoteAddress = session.quic.remoteAddress;
   }
 }
 
@@ -175,6 +178,7 @@ export class Http3Server extends EventEmitter {
   static async listen(opts: Http3ServerOptions, onRequest?: (req: Http3Request, res: Http3Response) => void): Promise<Http3Server> {
     const ep = await UdpEndpoint.open({
       bind: opts.listen,
+      runtime: opts.runtime,
       server: { ...opts.quic, alpn: ['h3'], certChain: opts.certChain, privateKey: opts.privateKey, keyLog: opts.keyLog ?? opts.quic?.keyLog },
       trace: opts.trace,
     });
@@ -194,7 +198,7 @@ export class Http3Server extends EventEmitter {
       qpackBlockedStreams: this.opts.qpackBlockedStreams,
     });
     this.sessions.add(session);
-    session.createRequestBody = (s) => new Http3Request(s);
+    session.createRequestBody = (s) => new Http3Request(s, session);
     session.on('request', (s: H3RequestStream) => this.onRequest(s));
     session.on('streamError', (s: H3RequestStream, err: H3Error) => {
       // A request already emitted learns of the error through its failure ('aborted' / 'error'); the others would
@@ -237,7 +241,8 @@ export class Http3Server extends EventEmitter {
 
   private async shutdown(drainMs: number): Promise<void> {
     const waits: Promise<void>[] = [];
-    const deadline = Date.now() + drainMs;
+    const clock = this.endpoint.clock;
+    const deadline = clock.now() + drainMs;
     let deadlineAnnounced = false;
     for (const s of this.sessions) {
       s.goaway();
@@ -247,13 +252,13 @@ export class Http3Server extends EventEmitter {
           const done = async (): Promise<void> => {
             if (fired) return;
             fired = true;
-            clearTimeout(timer);
+            clock.clearTimeout(timer);
             // Let the last response bytes be acknowledged before CONNECTION_CLOSE discards them.
-            while (!s.closedError && !s.allSettled() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+            while (!s.closedError && !s.allSettled() && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 5));
             s.close(E.H3_NO_ERROR, 'server closing');
             resolve();
           };
-          const timer = setTimeout(() => {
+          const timer = clock.setTimeout(() => {
             // Requests still open are about to be cut: say so once, before any stream fails.
             if (!deadlineAnnounced) {
               deadlineAnnounced = true;

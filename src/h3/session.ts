@@ -34,7 +34,7 @@ import {
   type FrameEvent,
 } from './frames.js';
 import { H3ConnectionClosedError, H3Error, H3ErrorCode as E, H3RequestRejectedError } from './errors.js';
-import { H3RequestStream, IncomingBody } from './request-stream.js';
+import { H3RequestStream, IncomingBody, type RequestStreamSession } from './request-stream.js';
 import type { HeaderList } from './validate.js';
 import { frameEvent, priorityUpdateFrame, settingsFrame, skippedFrame, streamTypeEvent, type H3Trace } from './trace.js';
 import { varintLength } from '../util/varint.js';
@@ -55,7 +55,7 @@ export interface Http3SessionOptions {
  * (Map<number, number>), 'drained' (after GOAWAY, no request streams left), 'close' (H3ConnectionClosedError),
  * 'streamError' (H3RequestStream, H3Error: a request stream we reset with a stream error, §8).
  */
-export class Http3Session extends EventEmitter {
+export class Http3Session extends EventEmitter implements RequestStreamSession {
   readonly encoder: QpackEncoder;
   readonly decoder: QpackDecoder;
   readonly maxFieldSectionSize: number;
@@ -93,7 +93,8 @@ export class Http3Session extends EventEmitter {
     opts: Http3SessionOptions = {},
   ) {
     super();
-    this.trace = quic.trace;
+    const sink = quic.trace;
+    this.trace = sink ? (e) => sink({ time: quic.now(), name: e.name, data: e.data }) : undefined;
     this.maxFieldSectionSize = opts.maxFieldSectionSize ?? 64 * 1024;
     const cap = opts.qpackMaxTableCapacity ?? 4096;
     const blocked = opts.qpackBlockedStreams ?? 16;
@@ -393,6 +394,11 @@ export class Http3Session extends EventEmitter {
     if (this.goawayReceived !== null || this.goawaySent !== null) {
       throw new Error(`HTTP/3 connection is going away (GOAWAY${this.goawayReceived !== null ? ` ${this.goawayReceived} received` : ' sent'}): no new requests`);
     }
+  }
+
+  /** A request stream was reset with a stream error of ours (§8): tell whoever keeps records. */
+  onStreamError(r: H3RequestStream, e: H3Error): void {
+    this.emit('streamError', r, e);
   }
 
   onStreamDone(r: H3RequestStream): void {

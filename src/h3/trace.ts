@@ -1,11 +1,10 @@
 /**
  * HTTP/3 trace events in the shape of the qlog HTTP/3 event definitions (draft-ietf-quic-qlog-h3-events-03, the
  * "http" category of qlog 0.3): frames created and parsed on every stream, and stream types. They go to the same
- * sink as the connection's QUIC events (QuicConnection.trace); every emission is guarded by `if (trace)`, so with
- * tracing off none of this runs. PRIORITY_UPDATE (RFC 9218), which the -03 draft predates, is logged in the shape
+ * sink as the connection's QUIC events (QuicConnection.trace), stamped by the session with the connection's clock;
+ * every emission is guarded by `if (trace)`, so with tracing off none of this runs. PRIORITY_UPDATE (RFC 9218), which the -03 draft predates, is logged in the shape
  * later drafts give it.
  */
-import { performance } from 'node:perf_hooks';
 import { FrameType, SettingId, isGrease } from './frames.js';
 import type { HeaderList } from './validate.js';
 
@@ -23,7 +22,6 @@ export type QlogH3Frame =
   | { frame_type: 'unknown'; raw_frame_type: number; raw_length: number };
 
 interface Ev<N extends string, D extends object> {
-  time: number;
   name: N;
   data: D;
 }
@@ -32,7 +30,7 @@ export type H3TraceEvent =
   | Ev<'http:stream_type_set', { owner: 'local' | 'remote'; stream_id: number; stream_type: H3StreamType; raw_stream_type?: number }>
   | Ev<'http:frame_created' | 'http:frame_parsed', { stream_id: number; length: number; frame: QlogH3Frame }>;
 
-/** The sink as the HTTP/3 layer uses it. */
+/** The sink as the HTTP/3 layer uses it: events without a time (the session stamps them). */
 export type H3Trace = (e: H3TraceEvent) => void;
 
 const SETTING_NAMES = new Map<number, string>([
@@ -42,7 +40,7 @@ const SETTING_NAMES = new Map<number, string>([
 ]);
 
 export function frameEvent(name: 'http:frame_created' | 'http:frame_parsed', streamId: number, length: number, frame: QlogH3Frame): H3TraceEvent {
-  return { time: performance.now(), name, data: { stream_id: streamId, length, frame } };
+  return { name, data: { stream_id: streamId, length, frame } };
 }
 
 export function streamTypeEvent(owner: 'local' | 'remote', streamId: number, rawType: number | null): H3TraceEvent {
@@ -52,7 +50,7 @@ export function streamTypeEvent(owner: 'local' | 'remote', streamId: number, raw
     stream_type: rawType === null ? 'request' : uniStreamType(rawType),
   };
   if (data.stream_type === 'unknown' || data.stream_type === 'reserved') data.raw_stream_type = rawType!;
-  return { time: performance.now(), name: 'http:stream_type_set', data };
+  return { name: 'http:stream_type_set', data };
 }
 
 function uniStreamType(t: number): H3StreamType {

@@ -4,7 +4,17 @@
  * data is below the high-water mark, so a fast writer is held back by QUIC flow and congestion control.
  */
 import { Duplex } from 'node:stream';
-import type { QuicConnection } from './udp.js';
+import type { Connection } from '../quic/connection.js';
+
+/**
+ * What a stream needs of its connection handle (QuicConnection in udp.ts): the sans-I/O connection and a way to
+ * have the driver run after reads and writes. Narrow so that this file does not depend on udp.ts.
+ */
+export interface StreamHost {
+  readonly conn: Connection;
+  /** Called after reads/writes: the connection may have something to send. */
+  wake(): void;
+}
 
 export class StreamResetError extends Error {
   constructor(
@@ -27,7 +37,7 @@ export class QuicStream extends Duplex {
   stopSendingCode: number | null = null;
 
   constructor(
-    readonly connection: QuicConnection,
+    readonly connection: StreamHost,
     readonly id: number,
   ) {
     super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });

@@ -1,22 +1,21 @@
 /**
- * The I/O driver: node:dgram sockets and timers around the sans-I/O QUIC endpoint. This is the only code that
- * touches sockets or the clock. It turns connection events into a Node-style API: QuicConnection (an EventEmitter)
- * and QuicStream (a Duplex with backpressure from QUIC flow control).
+ * The I/O driver: datagram sockets and timers around the sans-I/O QUIC endpoint. It turns connection events into a
+ * Node-style API: QuicConnection (an EventEmitter) and QuicStream (a Duplex with backpressure from QUIC flow
+ * control). Sockets and the clock come from an IoRuntime (runtime.ts): node:dgram and real timers by default
+ * (node-runtime.ts), a simulated network and a fake clock in tests.
  */
-import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { isIPv6 } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { Endpoint, type EndpointOptions } from '../quic/endpoint.js';
 import type { Connection } from '../quic/connection.js';
 import type { Address, CloseInfo, ConnectionConfig } from '../quic/connection-types.js';
 import type { TraceSink } from '../quic/trace.js';
 import { describeHandshakeFailure } from '../quic/handshake-failure.js';
 import { QuicStream } from './stream.js';
+import type { Clock, DatagramSocket, IoRuntime, TimerHandle } from './runtime.js';
+import { nodeRuntime } from './node-runtime.js';
 
 export { QuicStream };
-
-const now = (): number => performance.now();
 
 /** Datagrams sent per event-loop turn before yielding to receive. */
 const SEND_BATCH = 64;
@@ -27,15 +26,19 @@ export interface UdpEndpointOptions extends EndpointOptions {
   bind?: Address[];
   /** Requested kernel socket buffer sizes; the kernel may cap them (net.core.rmem_max). */
   socketBufferSize?: number;
+  /** Sockets and clock (default: node:dgram and real timers). */
+  runtime?: IoRuntime;
 }
 
 export class UdpEndpoint extends EventEmitter {
   readonly endpoint: Endpoint;
-  private readonly sockets: Socket[] = [];
+  readonly runtime: IoRuntime;
+  readonly clock: Clock;
+  private readonly sockets: DatagramSocket[] = [];
   /** Per socket: true for IPv6 (cached: Socket.address() is costly on the send path). */
   private readonly socketIsV6: boolean[] = [];
   private readonly handles = new Map<Connection, QuicConnection>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: TimerHandle | null = null;
   private timerAt = Infinity;
   private flushScheduled = false;
   private closed = false;
@@ -45,6 +48,8 @@ export class UdpEndpoint extends EventEmitter {
   private constructor(opts: UdpEndpointOptions) {
     super();
     this.endpoint = new Endpoint(opts);
+    this.runtime = opts.runtime ?? nodeRuntime;
+    this.clock = this.runtime.clock;
   }
 
   /** Binds the sockets and starts processing. */
@@ -52,25 +57,12 @@ export class UdpEndpoint extends EventEmitter {
     const ep = new UdpEndpoint(opts);
     const addrs = opts.bind ?? [{ address: '127.0.0.1', port: 0 }];
     for (const a of addrs) {
-      const sock = createSocket({ type: isIPv6(a.address) ? 'udp6' : 'udp4', ipv6Only: isIPv6(a.address) });
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind(a.port, a.address, () => {
-          sock.off('error', reject);
-          resolve();
-        });
-      });
-      const want = opts.socketBufferSize ?? SOCKET_BUFFER;
-      try {
-        sock.setRecvBufferSize(want);
-        sock.setSendBufferSize(want);
-      } catch {
-        // The kernel refused the size; keep its default.
-      }
-      ep.recvBufferSizes.push(sock.getRecvBufferSize());
-      sock.on('message', (msg, rinfo) => ep.onMessage(msg, rinfo));
+      const sock = ep.runtime.createDatagramSocket(isIPv6(a.address) ? 'IPv6' : 'IPv4');
+      await sock.bind(a.port, a.address);
+      ep.recvBufferSizes.push(sock.setBufferSizes(opts.socketBufferSize ?? SOCKET_BUFFER));
+      sock.onMessage((msg, rinfo) => ep.onMessage(msg, rinfo));
       // Socket errors (e.g. ICMP-triggered ones) must not crash the process: report them to listeners only.
-      sock.on('error', (err) => {
+      sock.onError((err) => {
         if (ep.listenerCount('error')) ep.emit('error', err);
       });
       ep.sockets.push(sock);
@@ -93,7 +85,7 @@ export class UdpEndpoint extends EventEmitter {
 
   /** Opens a client connection; await `conn.ready` for the handshake. */
   connect(config: ConnectionConfig, remote: Address): QuicConnection {
-    const c = this.endpoint.connect({ certificateTime: new Date(), ...config }, remote, now());
+    const c = this.endpoint.connect({ certificateTime: this.clock.date(), ...config }, remote, this.clock.now());
     const h = new QuicConnection(this, c);
     this.handles.set(c, h);
     this.scheduleFlush();
@@ -104,13 +96,14 @@ export class UdpEndpoint extends EventEmitter {
   async close(code = 0, reason = 'endpoint closing', timeoutMs = 2000): Promise<void> {
     if (this.closed) return;
     for (const h of this.handles.values()) h.close(code, reason);
-    const deadline = Date.now() + timeoutMs;
-    while (this.handles.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const clock = this.clock;
+    const deadline = clock.now() + timeoutMs;
+    while (this.handles.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) clock.clearTimeout(this.timer);
     for (const h of this.handles.values()) h.destroyAll(new Error('endpoint closed'));
     this.handles.clear();
-    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all(this.sockets.map((s) => s.close()));
   }
 
   /**
@@ -135,7 +128,7 @@ export class UdpEndpoint extends EventEmitter {
     if (n === 0) return;
     this.rxData = [];
     this.rxFrom = [];
-    const t = now();
+    const t = this.clock.now();
     this.endpoint.premask(data);
     for (let i = 0; i < n; i++) {
       const c = this.endpoint.receive(data[i], from[i], t);
@@ -167,7 +160,7 @@ export class UdpEndpoint extends EventEmitter {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    this.clock.setImmediate(() => this.flush());
   }
 
   private flush(): void {
@@ -176,7 +169,7 @@ export class UdpEndpoint extends EventEmitter {
     this.processReceived();
     for (const c of this.pendingDispatch) this.dispatch(c);
     this.pendingDispatch.clear();
-    const t = now();
+    const t = this.clock.now();
     let n = 0;
     for (let tx = this.endpoint.poll(t); tx; tx = this.endpoint.poll(t)) {
       this.sendDatagram(tx.data, tx.to);
@@ -206,7 +199,7 @@ export class UdpEndpoint extends EventEmitter {
   private armTimer(): void {
     const at = this.endpoint.nextTimeout();
     if (at === null) {
-      if (this.timer) clearTimeout(this.timer);
+      if (this.timer) this.clock.clearTimeout(this.timer);
       this.timer = null;
       this.timerAt = Infinity;
       return;
@@ -214,16 +207,16 @@ export class UdpEndpoint extends EventEmitter {
     // A timer that fires early is harmless (nothing is due yet; it is re-armed then), so a later deadline keeps the
     // armed timer: re-arming on every event-loop turn costs more than the occasional early wake-up.
     if (this.timer && at >= this.timerAt - 0.5) return;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - now()));
+    this.timer = this.clock.setTimeout(() => this.onTimer(), Math.max(0, at - this.clock.now()));
   }
 
   private onTimer(): void {
     this.timer = null;
     this.timerAt = Infinity;
     if (this.closed) return;
-    this.endpoint.handleTimeout(now());
+    this.endpoint.handleTimeout(this.clock.now());
     this.flush();
   }
 }
@@ -257,6 +250,11 @@ export class QuicConnection extends EventEmitter {
     return this.conn.remote;
   }
 
+  /** The driver's clock, the one the QUIC core runs on: the layers above stamp the events they add to `trace` with it. */
+  now(): number {
+    return this.owner.clock.now();
+  }
+
   get alpn(): string | null {
     return this.conn.alpn;
   }
@@ -282,7 +280,7 @@ export class QuicConnection extends EventEmitter {
   }
 
   close(code = 0, reason = ''): void {
-    this.conn.close(code, reason, true, now());
+    this.conn.close(code, reason, true, this.owner.clock.now());
     this.owner.wake(this.conn);
   }
 

@@ -47,8 +47,8 @@ export interface Exchange {
  * allows alongside the protocol categories (tools show unknown events as they are). route null: no route matched;
  * upstream null: none was reached.
  */
-export function routeChosenEvent(streamId: number, route: string | null, upstream: string | null) {
-  return { time: performance.now(), name: 'router:route_chosen', data: { stream_id: streamId, route, upstream } };
+export function routeChosenEvent(time: number, streamId: number, route: string | null, upstream: string | null) {
+  return { time, name: 'router:route_chosen', data: { stream_id: streamId, route, upstream } };
 }
 
 /** What the forwarder needs from the running configuration (swapped atomically on reload). */

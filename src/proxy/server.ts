@@ -15,6 +15,7 @@ import { keyLogSink } from '../obs/keylog.js';
 import { qlogTracer } from '../obs/qlog.js';
 import type { TraceFactory } from '../quic/trace.js';
 import { ensureDevCert } from '../io/devcert.js';
+import type { IoRuntime } from '../io/runtime.js';
 import type { Config } from './config.js';
 import { Router } from './routes.js';
 import { UpstreamPool } from './upstream.js';
@@ -100,7 +101,7 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
     clientGone: () => res.destroyed && !res.writableFinished,
     // The error the stream failed with (its reset code, the connection close or idle timeout), once it failed.
     failure: () => failure,
-    traceRoute: trace ? (route, upstream) => trace(routeChosenEvent(req.streamId, route, upstream)) : undefined,
+    traceRoute: trace ? (route, upstream) => trace(routeChosenEvent(req.session.quic.now(), req.streamId, route, upstream)) : undefined,
   };
 }
 
@@ -184,8 +185,11 @@ export class ProxyServer {
     this.forwarder = new Forwarder(this.state, accessLog);
   }
 
-  /** Binds UDP (HTTP/3) and TCP (HTTPS with Alt-Svc) on every listen address. */
-  async start(): Promise<ProxyInfo> {
+  /**
+   * Binds UDP (HTTP/3) and TCP (HTTPS with Alt-Svc) on every listen address. `runtime`: the HTTP/3 side's sockets and
+   * clock (default node:dgram and real timers; tests use a simulated network).
+   */
+  async start(opts: { runtime?: IoRuntime } = {}): Promise<ProxyInfo> {
     const c = this.config;
     let certPath: string;
     let keyPath: string;
@@ -214,6 +218,7 @@ export class ProxyServer {
         onePacketPerDatagram: c.quic.onePacketPerDatagram,
         ...(c.quic.ciphers ? { cipherSuites: c.quic.ciphers.map((n) => suiteByName(n)!) } : {}),
       },
+      runtime: opts.runtime,
     });
     this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
     this.h3.on('streamError', (e: Http3StreamErrorInfo) =>

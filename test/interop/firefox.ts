@@ -173,6 +173,9 @@ export function firefoxPrefs(o: FirefoxPrefOptions): Record<string, PrefValue> {
     'network.http.http3.alt-svc-mapping-for-testing': `${o.host};h3=:${o.h3Port}`,
     'network.http.http3.force-use-alt-svc-mapping-for-testing': true,
     'network.http.http3.disable_when_third_party_roots_found': false,
+    // Wait long for the QUIC handshake before racing a TCP connection: on a busy machine the default lets h2 win
+    // the race, and the requests of that run never use HTTP/3.
+    'network.http.http3.backup_timer_delay': 10_000,
   };
   if (o.maxGsoSegments !== undefined) {
     if (!Number.isInteger(o.maxGsoSegments) || o.maxGsoSegments < 1) throw new Error(`maxGsoSegments must be a whole number >= 1, got ${o.maxGsoSegments}`);

@@ -28,6 +28,43 @@ export interface LinkOptions {
   blackouts?: [number, number][];
 }
 
+/**
+ * What a link does to a datagram: loss, blackouts, MTU drops, rate and queue limit, duplication, delay with jitter and
+ * reordering, drawn from a seeded PRNG. Shared by SimNetwork (sans-I/O endpoints) and SimUdpNetwork (test/sim/runtime.ts,
+ * the I/O runtime over it).
+ */
+export class LinkModel {
+  private readonly linkFreeAt = new Map<string, number>();
+
+  constructor(
+    readonly link: LinkOptions,
+    private readonly rand: () => number,
+  ) {}
+
+  /** The arrival times of a datagram of `size` bytes sent at `now` by `from`: none when lost, two when duplicated. */
+  fate(now: number, from: string, size: number): number[] {
+    const l = this.link;
+    if (l.blackouts?.some(([a, b]) => now >= a && now < b)) return [];
+    if ((l.mtu && size > l.mtu) || (l.loss && this.rand() < l.loss)) return [];
+    let depart = now;
+    if (l.rate) {
+      const free = Math.max(this.linkFreeAt.get(from) ?? 0, now);
+      const queued = (free - now) * l.rate;
+      if (l.queueLimit && queued + size > l.queueLimit) return [];
+      depart = free + size / l.rate;
+      this.linkFreeAt.set(from, depart);
+    }
+    const copies = l.duplicate && this.rand() < l.duplicate ? 2 : 1;
+    const out: number[] = [];
+    for (let i = 0; i < copies; i++) {
+      let at = depart + (l.delay ?? 10) + (l.jitter ? this.rand() * l.jitter : 0);
+      if (l.reorder && this.rand() < l.reorder) at += l.reorderDelay ?? 3;
+      out.push(at);
+    }
+    return out;
+  }
+}
+
 interface InFlight {
   at: number;
   seq: number;
@@ -40,9 +77,8 @@ export class SimNetwork {
   now = 0;
   private queue: InFlight[] = [];
   private seq = 0;
-  private readonly rand: () => number;
+  private readonly model: LinkModel;
   private readonly nodes = new Map<string, Endpoint>();
-  private linkFreeAt = new Map<string, number>();
   stats = { sent: 0, lost: 0, duplicated: 0, delivered: 0, bytes: 0 };
   /**
    * When set (to an empty map), the fate of every datagram by sender "addr:port", in sending order: true when the
@@ -54,7 +90,7 @@ export class SimNetwork {
     seed: number,
     readonly link: LinkOptions = {},
   ) {
-    this.rand = prng(seed);
+    this.model = new LinkModel(link, prng(seed));
   }
 
   attach(addr: Address, ep: Endpoint): void {
@@ -73,40 +109,12 @@ export class SimNetwork {
 
   private send(from: Address, to: Address, data: Buffer): void {
     this.stats.sent++;
-    const l = this.link;
-    const fates = this.fates === null ? null : this.fatesOf(from);
-    if (l.blackouts?.some(([a, b]) => this.now >= a && this.now < b)) {
-      this.stats.lost++;
-      fates?.push(true);
-      return;
-    }
-    if ((l.mtu && data.length > l.mtu) || (l.loss && this.rand() < l.loss)) {
-      this.stats.lost++;
-      fates?.push(true);
-      return;
-    }
-    let depart = this.now;
-    if (l.rate) {
-      const k = `${from.address}:${from.port}`;
-      const free = Math.max(this.linkFreeAt.get(k) ?? 0, this.now);
-      const queued = (free - this.now) * l.rate;
-      if (l.queueLimit && queued + data.length > l.queueLimit) {
-        this.stats.lost++;
-        fates?.push(true);
-        return;
-      }
-      depart = free + data.length / l.rate;
-      this.linkFreeAt.set(k, depart);
-    }
-    fates?.push(false);
-    const copies = l.duplicate && this.rand() < l.duplicate ? 2 : 1;
-    if (copies === 2) this.stats.duplicated++;
-    for (let i = 0; i < copies; i++) {
-      let at = depart + (l.delay ?? 10) + (l.jitter ? this.rand() * l.jitter : 0);
-      if (l.reorder && this.rand() < l.reorder) at += l.reorderDelay ?? 3;
-      // Copy: the receiver unprotects packets in place.
-      this.queue.push({ at, seq: this.seq++, data: Buffer.from(data), from, to });
-    }
+    const arrivals = this.model.fate(this.now, `${from.address}:${from.port}`, data.length);
+    if (arrivals.length === 0) this.stats.lost++;
+    if (this.fates !== null) this.fatesOf(from).push(arrivals.length === 0);
+    if (arrivals.length === 2) this.stats.duplicated++;
+    // Copy: the receiver unprotects packets in place.
+    for (const at of arrivals) this.queue.push({ at, seq: this.seq++, data: Buffer.from(data), from, to });
   }
 
   private fatesOf(a: Address): boolean[] {

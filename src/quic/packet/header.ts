@@ -10,7 +10,7 @@ import { randomFillSync } from 'node:crypto';
 
 export { decodePacketNumber, packetNumberLength } from './pn.js';
 export { removeHeaderProtection, applyHeaderProtection, sealPacket, openPayload } from './protection.js';
-export type { UnprotectedHeader } from './protection.js';
+export type { UnprotectedHeader, PacketSpan } from './protection.js';
 
 export const enum PacketType {
   Initial = 0,

@@ -9,8 +9,20 @@
  */
 import { DecodeError } from '../../util/varint.js';
 import { AEAD_TAG_LENGTH, HP_SAMPLE_LENGTH, type DirectionKeys, type HeaderProtector, type PacketAead } from '../crypto/keys.js';
-import type { PacketHeader } from './header.js';
 import { decodePacketNumber } from './pn.js';
+
+/**
+ * Where a packet lies in its datagram: all that protection needs of a parsed header. PacketHeader (header.ts) has
+ * these fields; this narrow view keeps protection.ts independent of the header parser (which re-exports it).
+ */
+export interface PacketSpan {
+  /** Offset of the first byte of the packet. */
+  start: number;
+  /** Offset of the (protected) packet number. */
+  pnOffset: number;
+  /** End of the packet. */
+  end: number;
+}
 
 export interface UnprotectedHeader {
   /** Full (decoded) packet number. */
@@ -18,7 +30,7 @@ export interface UnprotectedHeader {
   pnLength: number;
   /** Key Phase bit of a short header; 0 for long headers. */
   keyPhase: 0 | 1;
-  /** Offset just after the packet number: the AEAD payload runs from here to PacketHeader.end. */
+  /** Offset just after the packet number: the AEAD payload runs from here to PacketSpan.end. */
   headerEnd: number;
   /** The unprotected first byte (reserved bits still to be checked by the caller after decryption). */
   firstByte: number;
@@ -36,7 +48,7 @@ function firstByteMask(firstByte: number): number {
  */
 export function removeHeaderProtection(
   dgram: Buffer,
-  h: PacketHeader,
+  h: PacketSpan,
   hp: HeaderProtector,
   largestPn: number,
   premask: Buffer | null = null,
@@ -106,7 +118,7 @@ export function sealPacket(
  * Decrypts the payload of a packet whose header protection was removed. Returns the plaintext frames, or null
  * when authentication fails.
  */
-export function openPayload(dgram: Buffer, h: PacketHeader, u: UnprotectedHeader, aead: PacketAead): Buffer | null {
+export function openPayload(dgram: Buffer, h: PacketSpan, u: UnprotectedHeader, aead: PacketAead): Buffer | null {
   if (h.end - u.headerEnd < AEAD_TAG_LENGTH) return null;
   return aead.open(u.pn, dgram.subarray(h.start, u.headerEnd), dgram.subarray(u.headerEnd, h.end));
 }
