@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Http3Client } from '../h3/client.js';
 import { keyLogSink } from '../obs/keylog.js';
+import { qlogTracer } from '../obs/qlog.js';
 import { loadPemChain } from '../quic/tls/pem.js';
 import { UsageError, parseHttpsUrl, parseIntFlag } from './args.js';
 
@@ -16,6 +17,7 @@ export interface ClientOptions {
   streams: string;
   size: string;
   keylog?: string;
+  qlog?: string;
   insecure?: boolean;
   ca?: string;
   json?: boolean;
@@ -109,6 +111,7 @@ export async function runClient(o: ClientOptions): Promise<number> {
       insecure: o.insecure,
       serverName: o.serverName ?? host,
       keyLog: keyLogSink(o.keylog),
+      trace: qlogTracer(o.qlog),
       handshakeTimeout: o.handshakeTimeout,
     });
   } catch (err) {

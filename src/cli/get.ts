@@ -13,6 +13,8 @@ import { performance } from 'node:perf_hooks';
 import type { Http3Client } from '../h3/client.js';
 import { checkField, type HeaderList } from '../h3/validate.js';
 import { keyLogSink } from '../obs/keylog.js';
+import { qlogTracer } from '../obs/qlog.js';
+import type { TraceFactory } from '../quic/trace.js';
 import { loadPemChain } from '../quic/tls/pem.js';
 import type { ConnectionConfig } from '../quic/connection-types.js';
 import { UsageError, parseSuites } from './args.js';
@@ -26,6 +28,7 @@ export interface GetOptions {
   insecure?: boolean;
   ca?: string;
   keylog?: string;
+  qlog?: string;
   serverName?: string;
   json?: boolean;
   /** Whole run (connect + every request), ms. */
@@ -265,7 +268,11 @@ function consume(body: Readable, onBytes: (n: number) => void): Promise<void> {
  * its error). One timer for all requests, not a race per request: thousands of reactions on one long-lived promise
  * were most of the client's cost per small request.
  */
-export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void): Promise<{ results: GetResult[]; wallMs: number; connectError?: string }> {
+export async function executeGet(
+  plan: GetPlan,
+  keyLog?: (line: string) => void,
+  trace?: TraceFactory,
+): Promise<{ results: GetResult[]; wallMs: number; connectError?: string }> {
   const started = performance.now();
   const timeoutMessage = `timed out after ${plan.timeoutMs} ms`;
   let expired = false;
@@ -302,6 +309,7 @@ export async function executeGet(plan: GetPlan, keyLog?: (line: string) => void)
         insecure: plan.insecure,
         serverName: plan.serverName ?? plan.host,
         keyLog,
+        trace,
         handshakeTimeout: plan.handshakeTimeoutMs,
         quic: plan.quic,
       }),
@@ -397,7 +405,7 @@ export function formatTable(results: GetResult[], s: GetSummary): string {
 /** `qsr get`: returns the exit code (0 or 1); usage errors are thrown as UsageError. */
 export async function runGet(urls: string[], o: GetOptions): Promise<number> {
   const plan = planGet(urls, o);
-  const { results, wallMs, connectError } = await executeGet(plan, keyLogSink(o.keylog));
+  const { results, wallMs, connectError } = await executeGet(plan, keyLogSink(o.keylog), qlogTracer(o.qlog));
   const summary = summarize(results, wallMs);
   if (o.json) {
     process.stdout.write(JSON.stringify({ origin: plan.origin, method: plan.method, ...(connectError ? { error: connectError } : {}), requests: results, summary }, null, 2) + '\n');

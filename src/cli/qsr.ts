@@ -20,9 +20,10 @@ program
   .command('up')
   .description('start the three services (video 5001, text 5002, control 5003) and the router on 4433 (UDP HTTP/3 + TCP HTTPS)')
   .option('--config <file>', 'YAML configuration (default: the built-in one)')
-  .action(async (o: { config?: string }) => {
+  .option('--qlog <dir>', 'write a qlog file per QUIC connection into DIR (default: the configuration\'s qlog:, else $QLOGDIR)')
+  .action(async (o: { config?: string; qlog?: string }) => {
     const { runUp } = await import('./up.js');
-    await runUp({ config: o.config, services: true });
+    await runUp({ config: o.config, services: true, qlog: o.qlog });
     // Drained and stopped: lingering keep-alive sockets (a browser's TCP connection) must not hold the exit.
     process.exit(0);
   });
@@ -31,9 +32,10 @@ program
   .command('proxy')
   .description('run the router alone (the upstream services run elsewhere)')
   .option('--config <file>', 'YAML configuration (default: the built-in one)')
-  .action(async (o: { config?: string }) => {
+  .option('--qlog <dir>', 'write a qlog file per QUIC connection into DIR (default: the configuration\'s qlog:, else $QLOGDIR)')
+  .action(async (o: { config?: string; qlog?: string }) => {
     const { runUp } = await import('./up.js');
-    await runUp({ config: o.config, services: false });
+    await runUp({ config: o.config, services: false, qlog: o.qlog });
     process.exit(0);
   });
 
@@ -44,6 +46,7 @@ program
   .option('--streams <n>', 'number of streams, spread over the routes', '9')
   .option('--size <bytes>', 'upload size per video/text stream', '65536')
   .option('--keylog <file>', 'append TLS secrets to this key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
   .option('--insecure', 'do not verify the certificate (development only)')
   .option('--ca <file>', 'trust this CA / certificate (PEM); default for qsr up: ./.qsr/certs/cert.pem when present')
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
@@ -65,6 +68,7 @@ program
   .requiredOption('--key <file>', 'private key (PEM)')
   .option('--alpn <list>', 'ALPN protocols, comma-separated', 'h3')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
   .option('--ciphers <list>', 'TLS 1.3 cipher suites, comma-separated')
   .option('--groups <list>', 'key exchange groups, comma-separated (x25519, secp256r1)')
   .action(async (o) => {
@@ -80,6 +84,7 @@ program
   .option('--insecure', 'do not verify the server certificate (development only)')
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
   .option('--ciphers <list>', 'TLS 1.3 cipher suites to offer, comma-separated')
   .option('--groups <list>', 'key exchange groups, first gets the key share (x25519, secp256r1)')
   .option('--key-update-after <ms>', 'initiate a key update this long after the handshake', intArg('--key-update-after', 0))
@@ -102,6 +107,7 @@ program
   .option('--cert <file>', 'certificate chain (PEM); needs --key')
   .option('--key <file>', 'private key (PEM); needs --cert')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
   .option('--data-dir <dir>', 'where the development certificate is kept (in DIR/certs)', '.qsr')
   .option('--ciphers <list>', 'TLS 1.3 cipher suites to accept, in order of preference (default: all three)')
   .exitOverride(usageExit2)
@@ -123,6 +129,7 @@ program
   .option('--insecure', 'do not verify the server certificate (development only)')
   .option('--ca <file>', 'trust this CA or certificate (PEM) instead of the system roots')
   .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
   .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
   .option('--json', 'print a JSON document instead of the table')
   .option('--timeout <ms>', 'give up on the whole run after this long', intArg('--timeout', 1), 30_000)

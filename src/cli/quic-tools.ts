@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
 import { keyLogSink } from '../obs/keylog.js';
+import { qlogTracer } from '../obs/qlog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import type { Group } from '../quic/tls/tls.js';
 import { UsageError, parseHostPort, parseHttpsUrl, parseSuites } from './args.js';
@@ -60,6 +61,7 @@ export interface ListenOptions {
   key: string;
   alpn: string;
   keylog?: string;
+  qlog?: string;
   ciphers?: string;
   groups?: string;
 }
@@ -75,6 +77,7 @@ export async function quicListen(o: ListenOptions): Promise<void> {
   }
   const ep = await UdpEndpoint.open({
     bind: [addr],
+    trace: qlogTracer(o.qlog),
     server: {
       alpn: o.alpn.split(','),
       certChain,
@@ -101,6 +104,7 @@ export interface ConnectOptions {
   insecure?: boolean;
   serverName?: string;
   keylog?: string;
+  qlog?: string;
   ciphers?: string;
   groups?: string;
   keyUpdateAfter?: number;
@@ -114,7 +118,7 @@ export async function quicConnect(target: string, o: ConnectOptions): Promise<nu
   const { host, port } = parseHttpsUrl('URL', target);
   const address = /^[\d.]+$|:/.test(host) ? host : (await lookup(host)).address;
   if (o.insecure && o.ca) throw new UsageError('--insecure and --ca exclude each other');
-  const ep = await UdpEndpoint.open({ bind: [{ address: address.includes(':') ? '::' : '0.0.0.0', port: 0 }] });
+  const ep = await UdpEndpoint.open({ bind: [{ address: address.includes(':') ? '::' : '0.0.0.0', port: 0 }], trace: qlogTracer(o.qlog) });
   const c = ep.connect(
     {
       alpn: o.alpn.split(','),

@@ -17,6 +17,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 // Type-only: the HTTP/3 server is loaded when the command runs, so staticHandler stays usable on its own.
 import type { Http3Server, Http3Request, Http3Response } from '../h3/server.js';
 import { keyLogSink } from '../obs/keylog.js';
+import { qlogTracer } from '../obs/qlog.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { UsageError, parseHostPort, parseSuites } from './args.js';
 import { ensureDevCert } from '../io/devcert.js';
@@ -242,6 +243,7 @@ export interface ServeOptions {
   cert?: string;
   key?: string;
   keylog?: string;
+  qlog?: string;
   /** Where the development certificate lives (DIR/certs); default ./.qsr. */
   dataDir?: string;
   /** TLS 1.3 suites to accept, comma-separated, in order of preference (default: all three). */
@@ -341,7 +343,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
   const onRequest = (req: Http3Request, res: Http3Response): void => handler(req, res);
   const { Http3Server: Server } = await import('../h3/server.js');
   const start = (addrs: { address: string; port: number }[]): Promise<Http3Server> =>
-    Server.listen({ listen: addrs, ...tls, keyLog: keyLogSink(o.keylog), quic: cipherSuites ? { cipherSuites } : undefined }, onRequest);
+    Server.listen({ listen: addrs, ...tls, keyLog: keyLogSink(o.keylog), trace: qlogTracer(o.qlog), quic: cipherSuites ? { cipherSuites } : undefined }, onRequest);
 
   let server: Http3Server;
   try {

@@ -9,12 +9,15 @@ import { loadConfig, defaultConfig, ConfigError, type Config } from '../proxy/co
 import { ProxyServer, type ProxyInfo } from '../proxy/server.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { createAccessLog } from '../proxy/access-log.js';
+import { resolve } from 'node:path';
 import { UsageError } from './args.js';
 
 export interface UpOptions {
   config?: string;
   /** Start the services too (qsr up) or not (qsr proxy). */
   services: boolean;
+  /** --qlog DIR: overrides the configuration's qlog directory. */
+  qlog?: string;
 }
 
 function readConfig(path: string | undefined): Config {
@@ -40,6 +43,7 @@ function describe(info: ProxyInfo, config: Config, services: Record<string, numb
   for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
   lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
   if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
+  if (info.qlog) lines.push(`  qlog:                  ${info.qlog}  (one <ODCID>_server.sqlog per connection)`);
   const port = info.udp[0]?.port ?? 4433;
   lines.push('', 'Try:');
   lines.push(`  qsr client --url https://localhost:${port}             # streams to all three services on one connection`);
@@ -48,7 +52,8 @@ function describe(info: ProxyInfo, config: Config, services: Record<string, numb
 }
 
 export async function runUp(o: UpOptions): Promise<void> {
-  const config = readConfig(o.config);
+  let config = readConfig(o.config);
+  if (o.qlog) config = { ...config, qlog: resolve(o.qlog) };
   // Until the router runs, a SIGHUP is remembered instead of killing the process (its default action).
   let earlyHup = false;
   const onEarlyHup = (): void => {

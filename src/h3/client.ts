@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { UdpEndpoint } from '../io/udp.js';
 import type { IoRuntime } from '../io/runtime.js';
 import type { ConnectionConfig } from '../quic/connection-types.js';
+import type { TraceFactory } from '../quic/trace.js';
 import { H3ErrorCode as E } from './errors.js';
 import { IncomingBody, type H3RequestStream } from './request-stream.js';
 import { Http3Session } from './session.js';
@@ -23,6 +24,8 @@ export interface Http3ClientOptions {
   insecure?: boolean;
   serverName?: string;
   keyLog?: (l: string) => void;
+  /** Traces the connection (QUIC and HTTP/3 events, e.g. to a qlog file: src/obs/qlog.ts qlogTracer). */
+  trace?: TraceFactory;
   /**
    * Give up when the QUIC handshake has not completed after this many ms (default 10 000; 0: only the idle timeout).
    * connect() then rejects with a HandshakeError naming what happened.
@@ -81,7 +84,7 @@ export class Http3Client extends EventEmitter {
     const address = isIP(host) ? host : (await lookup(host)).address;
     const v6 = isIP(address) === 6;
     const loopback = address === '127.0.0.1' || address === '::1';
-    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], runtime: opts.runtime });
+    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], runtime: opts.runtime, trace: opts.trace });
     ep.on('error', () => {});
     const cfg: ConnectionConfig = {
       ...opts.quic,

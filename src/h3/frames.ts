@@ -164,6 +164,7 @@ export class FrameReader {
   private st = St.Type;
   private type = 0;
   private remaining = 0;
+  private length = 0;
   // varint spanning chunks
   private readonly vbuf = Buffer.alloc(8);
   private vlen = 0;
@@ -187,6 +188,11 @@ export class FrameReader {
   /** Bytes pushed but not yet handed out. */
   get buffered(): number {
     return this.avail;
+  }
+
+  /** The payload length declared by the frame the last event belongs to (for traces: a DATA frame's size). */
+  get frameLength(): number {
+    return this.length;
   }
 
   /** True when positioned between frames. */
@@ -217,6 +223,7 @@ export class FrameReader {
           const len = this.readVarint();
           if (len < 0) return null;
           this.remaining = len;
+          this.length = len;
           const t = this.type;
           if (t === FrameType.DATA) {
             this.st = St.Data;

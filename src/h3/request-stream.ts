@@ -24,6 +24,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from './validate.js';
+import { frameEvent, headersFrame, skippedFrame, type H3Trace } from './trace.js';
 
 /**
  * What a request stream needs of its HTTP/3 session: field sections through the session's QPACK state, connection
@@ -43,6 +44,8 @@ export interface RequestStreamSession {
   /** We reset the stream with a stream error (the session emits 'streamError'). */
   onStreamError(r: H3RequestStream, e: H3Error): void;
   onStreamDone(r: H3RequestStream): void;
+  /** The connection's trace sink (qlog), or undefined: nothing traced. */
+  readonly trace: H3Trace | undefined;
 }
 
 /** A message body arriving on a request stream. `trailers` is set when the body ends. */
@@ -79,6 +82,11 @@ export class H3RequestStream {
   /** The peer's message was fully received. */
   remoteDone = false;
   private doneReported = false;
+  /** The connection's trace sink (qlog), or undefined. */
+  private readonly trace: H3Trace | undefined;
+  /** Traced only: inside a DATA frame whose frame_parsed was logged; the payload length of the HEADERS being decoded. */
+  private dataOpen = false;
+  private headersLength = 0;
 
   /** Set for responses that carry no content (HEAD, 204, 304): content-length is not checked against DATA. */
   noBodyExpected = false;
@@ -100,6 +108,7 @@ export class H3RequestStream {
     readonly quic: QuicStream,
   ) {
     this.id = quic.id;
+    this.trace = session.trace;
     // Any destroy of the QuicStream that we did not code explicitly resets with H3_REQUEST_CANCELLED, not 0.
     quic.abortCode = E.H3_REQUEST_CANCELLED;
     const limit = Math.max(session.maxFieldSectionSize, 16 * 1024);
@@ -161,8 +170,13 @@ export class H3RequestStream {
   }
 
   private onFrame(ev: FrameEvent): void {
-    if (ev.kind === 'unknown') return; // §9: unknown frame types are ignored
+    if (ev.kind === 'unknown') {
+      // §9: unknown frame types are ignored
+      if (this.trace) this.trace(frameEvent('http:frame_parsed', this.id, this.reader.frameLength, skippedFrame(ev.type, this.reader.frameLength)));
+      return;
+    }
     if (ev.kind === 'data') {
+      if (this.trace) this.traceData(ev.last);
       // §4.1: DATA before HEADERS or after trailers is an invalid frame sequence.
       if (this.phase !== 'body') throw new H3Error(E.H3_FRAME_UNEXPECTED, `DATA frame ${this.phase === 'head' ? 'before HEADERS' : 'after trailers'} on stream ${this.id}`);
       if (ev.chunk.length === 0) return;
@@ -177,6 +191,7 @@ export class H3RequestStream {
     switch (ev.type) {
       case FrameType.HEADERS: {
         if (this.phase === 'after-trailers') throw new H3Error(E.H3_FRAME_UNEXPECTED, `HEADERS after trailers on stream ${this.id}`);
+        if (this.trace) this.headersLength = ev.payload.length;
         const fields = this.session.decodeFieldSection(this.id, ev.payload);
         if (fields === 'blocked') {
           this.blocked = true;
@@ -195,7 +210,14 @@ export class H3RequestStream {
     }
   }
 
+  /** frame_parsed once per DATA frame, at its first piece (the reader hands out a DATA payload in pieces). */
+  private traceData(last: boolean): void {
+    if (!this.dataOpen) this.trace!(frameEvent('http:frame_parsed', this.id, this.reader.frameLength, { frame_type: 'data' }));
+    this.dataOpen = !last;
+  }
+
   private onFieldSection(fields: HeaderList): void {
+    if (this.trace) this.trace(frameEvent('http:frame_parsed', this.id, this.headersLength, headersFrame(fields)));
     if (this.phase === 'body') {
       this.body!.trailers = validateTrailers(fields);
       this.phase = 'after-trailers';
@@ -269,6 +291,7 @@ export class H3RequestStream {
     if (this.closed) return;
     const block = this.session.encodeFieldSection(this.id, fields);
     this.quic.write(encodeFrame(FrameType.HEADERS, block));
+    if (this.trace) this.trace(frameEvent('http:frame_created', this.id, block.length, headersFrame(fields)));
   }
 
   /** Sends one DATA frame; cb runs once the QUIC stream accepted it (backpressure). */
@@ -276,6 +299,7 @@ export class H3RequestStream {
     if (this.closed || this.localDone || this.quic.stopSendingCode !== null) return cb();
     if (chunk.length === 0) return cb();
     this.quic.write(encodeFrameHeader(FrameType.DATA, chunk.length));
+    if (this.trace) this.trace(frameEvent('http:frame_created', this.id, chunk.length, { frame_type: 'data' }));
     this.quic.write(chunk, (err) => cb(this.closed ? null : err));
   }
 

@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import { UdpEndpoint, type QuicConnection } from '../io/udp.js';
 import type { IoRuntime } from '../io/runtime.js';
 import type { Address, ConnectionConfig } from '../quic/connection-types.js';
+import type { TraceFactory } from '../quic/trace.js';
 import { H3ErrorCode as E, type H3Error } from './errors.js';
 import { H3RequestStream, IncomingBody } from './request-stream.js';
 import { Http3Session } from './session.js';
@@ -22,6 +23,8 @@ export interface Http3ServerOptions {
   certChain: Buffer[];
   privateKey: KeyObject;
   keyLog?: (line: string) => void;
+  /** Traces every connection (QUIC and HTTP/3 events, e.g. to qlog files: src/obs/qlog.ts qlogTracer). */
+  trace?: TraceFactory;
   quic?: Partial<ConnectionConfig>;
   maxFieldSectionSize?: number;
   qpackMaxTableCapacity?: number;
@@ -177,6 +180,7 @@ export class Http3Server extends EventEmitter {
       bind: opts.listen,
       runtime: opts.runtime,
       server: { ...opts.quic, alpn: ['h3'], certChain: opts.certChain, privateKey: opts.privateKey, keyLog: opts.keyLog ?? opts.quic?.keyLog },
+      trace: opts.trace,
     });
     const srv = new Http3Server(ep, opts);
     if (onRequest) srv.on('request', onRequest);

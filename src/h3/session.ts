@@ -36,6 +36,8 @@ import {
 import { H3ConnectionClosedError, H3Error, H3ErrorCode as E, H3RequestRejectedError } from './errors.js';
 import { H3RequestStream, IncomingBody, type RequestStreamSession } from './request-stream.js';
 import type { HeaderList } from './validate.js';
+import { frameEvent, priorityUpdateFrame, settingsFrame, skippedFrame, streamTypeEvent, type H3Trace } from './trace.js';
+import { varintLength } from '../util/varint.js';
 
 export const UniStreamType = { CONTROL: 0x00, PUSH: 0x01, QPACK_ENCODER: 0x02, QPACK_DECODER: 0x03 } as const;
 
@@ -82,6 +84,8 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
   closedError: Error | null = null;
   /** We closed (or are closing) the connection: stop processing input. */
   private closing = false;
+  /** The connection's trace sink (qlog), or undefined: nothing traced. */
+  readonly trace: H3Trace | undefined;
 
   constructor(
     readonly quic: QuicConnection,
@@ -89,6 +93,8 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     opts: Http3SessionOptions = {},
   ) {
     super();
+    const sink = quic.trace;
+    this.trace = sink ? (e) => sink({ time: quic.now(), name: e.name, data: e.data }) : undefined;
     this.maxFieldSectionSize = opts.maxFieldSectionSize ?? 64 * 1024;
     const cap = opts.qpackMaxTableCapacity ?? 4096;
     const blocked = opts.qpackBlockedStreams ?? 16;
@@ -124,10 +130,12 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
         const s = await this.quic.openStream(false);
         s.on('error', () => {});
         s.write(Buffer.from([type]));
+        if (this.trace) this.trace(streamTypeEvent('local', s.id, type));
         return s;
       };
       this.control = await open(UniStreamType.CONTROL);
       this.control.write(encodeSettingsFrame(this.settings));
+      if (this.trace) this.trace(frameEvent('http:frame_created', this.control.id, settingsLength(this.settings), settingsFrame(this.settings)));
       this.encStream = await open(UniStreamType.QPACK_ENCODER);
       this.decStream = await open(UniStreamType.QPACK_DECODER);
       this.flushQpack();
@@ -164,6 +172,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     }
     const r = new H3RequestStream(this, s);
     this.requestStreams.set(s.id, r);
+    if (this.trace) this.trace(streamTypeEvent('remote', s.id, null));
     r.onHead = (st) => {
       const body = this.createRequestBody(st);
       st.body = body;
@@ -211,6 +220,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
 
   /** The handler for a peer unidirectional stream of `type`, or null when the stream is ignored. */
   private uniHandler(type: number, s: QuicStream): ((chunk: Buffer) => void) | null {
+    if (this.trace) this.trace(streamTypeEvent('remote', s.id, type));
     const once = (what: string): void => {
       if (this.peerCritical.has(type)) throw new H3Error(E.H3_STREAM_CREATION_ERROR, `second ${what} stream`);
       this.peerCritical.add(type);
@@ -221,7 +231,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
         const reader = new FrameReader();
         return (chunk) => {
           reader.push(chunk);
-          for (let ev = reader.next(); ev; ev = reader.next()) this.onControlFrame(ev);
+          for (let ev = reader.next(); ev; ev = reader.next()) this.onControlFrame(ev, s.id, reader);
         };
       }
       case UniStreamType.QPACK_ENCODER:
@@ -249,19 +259,23 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     }
   }
 
-  private onControlFrame(ev: FrameEvent): void {
+  private onControlFrame(ev: FrameEvent, streamId: number, reader: FrameReader): void {
     if (!this.peerSettings) {
       if (ev.kind !== 'frame' || ev.type !== FrameType.SETTINGS) {
         throw new H3Error(E.H3_MISSING_SETTINGS, 'first frame on the control stream is not SETTINGS');
       }
     }
-    if (ev.kind === 'unknown') return;
+    if (ev.kind === 'unknown') {
+      if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, reader.frameLength, skippedFrame(ev.type, reader.frameLength)));
+      return;
+    }
     if (ev.kind === 'data') throw new H3Error(E.H3_FRAME_UNEXPECTED, 'DATA on the control stream');
     const p = ev.payload;
     switch (ev.type) {
       case FrameType.SETTINGS: {
         if (this.peerSettings) throw new H3Error(E.H3_FRAME_UNEXPECTED, 'second SETTINGS frame');
         const s = decodeSettings(p);
+        if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, p.length, settingsFrame(s)));
         this.peerSettings = s;
         this.peerMaxFieldSectionSize = s.get(SettingId.MAX_FIELD_SECTION_SIZE) ?? Infinity;
         this.encoder.applyPeerSettings(s.get(SettingId.QPACK_MAX_TABLE_CAPACITY) ?? 0, s.get(SettingId.QPACK_BLOCKED_STREAMS) ?? 0);
@@ -269,28 +283,35 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
         this.emit('settings', s);
         return;
       }
-      case FrameType.GOAWAY:
-        this.onGoaway(decodeVarintPayload(p, 'GOAWAY'));
+      case FrameType.GOAWAY: {
+        const id = decodeVarintPayload(p, 'GOAWAY');
+        if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, p.length, { frame_type: 'goaway', id }));
+        this.onGoaway(id);
         return;
+      }
       case FrameType.MAX_PUSH_ID: {
         // §7.2.7: only clients send it, and it must not decrease.
         if (this.role === 'client') throw new H3Error(E.H3_FRAME_UNEXPECTED, 'MAX_PUSH_ID from a server');
         const id = decodeVarintPayload(p, 'MAX_PUSH_ID');
+        if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, p.length, { frame_type: 'max_push_id', push_id: id }));
         if (id < this.maxPushIdReceived) throw new H3Error(E.H3_ID_ERROR, 'MAX_PUSH_ID decreased');
         this.maxPushIdReceived = id;
         return;
       }
       case FrameType.CANCEL_PUSH: {
         // §7.2.3: accepted; we never push, so there is nothing to cancel (a server), and a client never gets pushes.
-        decodeVarintPayload(p, 'CANCEL_PUSH');
+        const id = decodeVarintPayload(p, 'CANCEL_PUSH');
+        if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, p.length, { frame_type: 'cancel_push', push_id: id }));
         return;
       }
       case FrameType.PRIORITY_UPDATE_REQUEST:
-      case FrameType.PRIORITY_UPDATE_PUSH:
+      case FrameType.PRIORITY_UPDATE_PUSH: {
         // RFC 9218 §7: client to server only; accepted and ignored (no prioritization yet).
         if (this.role === 'client') throw new H3Error(E.H3_FRAME_UNEXPECTED, 'PRIORITY_UPDATE from a server');
-        decodePriorityUpdate(p);
+        const u = decodePriorityUpdate(p);
+        if (this.trace) this.trace(frameEvent('http:frame_parsed', streamId, p.length, priorityUpdateFrame(ev.type, u.elementId, u.value)));
         return;
+      }
       default:
         // HEADERS, PUSH_PROMISE (and DATA above) are not allowed on the control stream (§7.2.2, §7.2.5).
         throw new H3Error(E.H3_FRAME_UNEXPECTED, `frame type 0x${ev.type.toString(16)} on the control stream`);
@@ -331,6 +352,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     }
     this.pendingGoaway = false;
     this.control.write(encodeVarintFrame(FrameType.GOAWAY, id));
+    if (this.trace) this.trace(frameEvent('http:frame_created', this.control.id, varintLength(id), { frame_type: 'goaway', id }));
     this.checkDrained();
   }
 
@@ -363,6 +385,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     }
     const r = new H3RequestStream(this, s);
     this.requestStreams.set(s.id, r);
+    if (this.trace) this.trace(streamTypeEvent('local', s.id, null));
     return r;
   }
 
@@ -472,4 +495,11 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     this.requestStreams.clear();
     this.emit('close', err);
   }
+}
+
+/** The SETTINGS payload length (identifier/value varints). */
+function settingsLength(settings: [number, number][]): number {
+  let n = 0;
+  for (const [id, v] of settings) n += varintLength(id) + varintLength(v);
+  return n;
 }

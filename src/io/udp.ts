@@ -9,6 +9,7 @@ import { isIPv6 } from 'node:net';
 import { Endpoint, type EndpointOptions } from '../quic/endpoint.js';
 import type { Connection } from '../quic/connection.js';
 import type { Address, CloseInfo, ConnectionConfig } from '../quic/connection-types.js';
+import type { TraceSink } from '../quic/trace.js';
 import { describeHandshakeFailure } from '../quic/handshake-failure.js';
 import { QuicStream } from './stream.js';
 import type { Clock, DatagramSocket, IoRuntime, TimerHandle } from './runtime.js';
@@ -228,12 +229,15 @@ export class QuicConnection extends EventEmitter {
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
   closeInfo: CloseInfo | null = null;
+  /** This connection's trace sink (UdpEndpointOptions.trace), shared with the HTTP/3 layer; undefined: not traced. */
+  readonly trace: TraceSink | undefined;
 
   constructor(
     private readonly owner: UdpEndpoint,
     readonly conn: Connection,
   ) {
     super();
+    this.trace = owner.endpoint.traceSink(conn);
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
       this.rejectReady = rej;
@@ -244,6 +248,11 @@ export class QuicConnection extends EventEmitter {
 
   get remoteAddress(): Address {
     return this.conn.remote;
+  }
+
+  /** The driver's clock, the one the QUIC core runs on: the layers above stamp the events they add to `trace` with it. */
+  now(): number {
+    return this.owner.clock.now();
   }
 
   get alpn(): string | null {

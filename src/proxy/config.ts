@@ -14,6 +14,9 @@
  * # NSS key log for Wireshark: a path, true (= <dataDir>/keylog.txt) or false. Default false in a file;
  * # the built-in configuration (no file) has it on.
  * keylog: false
+ * # qlog: one file per QUIC connection (<ODCID>_server.sqlog) in this directory, or false. Default false
+ * # (the QLOGDIR environment variable, or `--qlog DIR` on the command line, turns it on as well).
+ * qlog: false
  * # One JSON line per request stream: stdout, a file path, or false.
  * accessLog: stdout
  * # Upstream timeouts in milliseconds: TCP connect, response headers (counted from the end of the request body),
@@ -47,7 +50,7 @@
  * services: { video: { port: 5001 }, text: { port: 5002 }, control: { port: 5003 } }
  * ```
  *
- * Relative paths (tls.cert, tls.key, dataDir, keylog, accessLog) are resolved against the directory of the
+ * Relative paths (tls.cert, tls.key, dataDir, keylog, qlog, accessLog) are resolved against the directory of the
  * configuration file; in the loaded Config every path is absolute.
  *
  * Errors: parseConfig/loadConfig throw one ConfigError listing every problem, one per line, as
@@ -115,6 +118,8 @@ export interface Config {
   dataDir: string;
   /** Absolute key log path, or null for none. */
   keylog: string | null;
+  /** Absolute qlog directory, or null for none (QLOGDIR may still turn it on). */
+  qlog: string | null;
   /** 'stdout', an absolute file path, or false. */
   accessLog: 'stdout' | string | false;
   timeouts: TimeoutsConfig;
@@ -283,6 +288,7 @@ const configSchema = z.strictObject({
     .optional(),
   dataDir: leaf<string>('a directory path', isNonEmptyString).optional(),
   keylog: leaf<string | boolean>('a file path, true or false', (v) => typeof v === 'boolean' || isNonEmptyString(v)).optional(),
+  qlog: leaf<string | false>('a directory path or false', (v) => v === false || isNonEmptyString(v)).optional(),
   accessLog: leaf<string | false>('"stdout", a file path or false', (v) => v === false || isNonEmptyString(v)).optional(),
   timeouts: timeoutsSchema.optional(),
   healthCheck: healthSchema.optional(),
@@ -401,6 +407,7 @@ function normalize(raw: RawConfig, source: string, baseDir: string, keylogDefaul
     tls: raw.tls ? { cert: at(raw.tls.cert), key: at(raw.tls.key) } : null,
     dataDir,
     keylog,
+    qlog: raw.qlog ? at(raw.qlog) : null,
     accessLog,
     timeouts: { ...DEFAULT_TIMEOUTS, ...stripUndefined(raw.timeouts ?? {}) },
     healthCheck: hc === false ? null : { ...DEFAULT_HEALTH_CHECK, ...stripUndefined(hc ?? {}) },

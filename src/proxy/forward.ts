@@ -38,6 +38,17 @@ export interface Exchange {
   clientGone(): boolean;
   /** What the client's side failed with, when the protocol layer said (a reset, a connection close, an idle timeout). */
   failure?(): Error | null;
+  /** Set only when the connection is traced (qlog): records which route and upstream the stream went to. */
+  traceRoute?: (route: string | null, upstream: string | null) => void;
+}
+
+/**
+ * The router's qlog event, one per traced request stream: a custom "router" category, which the qlog main schema
+ * allows alongside the protocol categories (tools show unknown events as they are). route null: no route matched;
+ * upstream null: none was reached.
+ */
+export function routeChosenEvent(time: number, streamId: number, route: string | null, upstream: string | null) {
+  return { time, name: 'router:route_chosen', data: { stream_id: streamId, route, upstream } };
 }
 
 /** What the forwarder needs from the running configuration (swapped atomically on reload). */
@@ -195,6 +206,7 @@ export class Forwarder {
       if (!m) {
         status = 404;
         error = 'no route';
+        if (ex.traceRoute) ex.traceRoute(null, null);
         bytesOut = jsonError(ex, 404, { error: 'no route', path: ex.path });
         return;
       }
@@ -224,6 +236,7 @@ export class Forwarder {
         const ue = err instanceof UpstreamError ? err : null;
         status = ue?.status ?? 502;
         upstream = ue?.upstream ?? null;
+        if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
         error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
         bytesOut = jsonError(ex, status, {
           error: status === 504 ? 'upstream timeout' : status === 408 ? 'request body timeout' : 'upstream unavailable',
@@ -233,6 +246,7 @@ export class Forwarder {
         return;
       }
       upstream = res.upstream;
+      if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
       status = res.statusCode;
       ex.respond(res.statusCode, downstreamResponseHeaders(res.headers));
       try {

@@ -12,12 +12,14 @@ import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { suiteByName } from '../quic/crypto/suites.js';
 import { keyLogSink } from '../obs/keylog.js';
+import { qlogTracer } from '../obs/qlog.js';
+import type { TraceFactory } from '../quic/trace.js';
 import { ensureDevCert } from '../io/devcert.js';
 import type { IoRuntime } from '../io/runtime.js';
 import type { Config } from './config.js';
 import { Router } from './routes.js';
 import { UpstreamPool } from './upstream.js';
-import { Forwarder, type Exchange, type ForwardState } from './forward.js';
+import { Forwarder, routeChosenEvent, type Exchange, type ForwardState } from './forward.js';
 import type { AccessLog } from './access-log.js';
 import { DroppedInitialsLog } from './drop-log.js';
 
@@ -33,6 +35,8 @@ export interface ProxyInfo {
   certPath: string;
   spkiSha256: string | null;
   keylog: string | null;
+  /** The qlog directory in use (qlog: or QLOGDIR), or null. */
+  qlog: string | null;
 }
 
 function buildState(config: Config, log: ProxyLog): ForwardState {
@@ -59,6 +63,7 @@ function buildState(config: Config, log: ProxyLog): ForwardState {
 
 function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
   const conn = req.session.quic.conn;
+  const trace = req.session.quic.trace;
   const fields = req.rawHeaders.filter(([n]) => !n.startsWith(':'));
   let failure: Error | null = null;
   return {
@@ -96,6 +101,7 @@ function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
     clientGone: () => res.destroyed && !res.writableFinished,
     // The error the stream failed with (its reset code, the connection close or idle timeout), once it failed.
     failure: () => failure,
+    traceRoute: trace ? (route, upstream) => trace(routeChosenEvent(req.session.quic.now(), req.streamId, route, upstream)) : undefined,
   };
 }
 
@@ -167,6 +173,8 @@ export class ProxyServer {
   private info: ProxyInfo | null = null;
   private readonly tcpConnIds = new WeakMap<object, string>();
   private droppedInitials: DroppedInitialsLog | null = null;
+  /** qlog files for HTTP/3 connections (qlog: or QLOGDIR); replaced on reload, used by connections accepted after. */
+  private qlog: TraceFactory | undefined;
 
   constructor(
     private config: Config,
@@ -198,8 +206,10 @@ export class ProxyServer {
     const certPem = readFileSync(certPath, 'utf8');
     const keyPem = readFileSync(keyPath, 'utf8');
     const listen = c.listen.map((l) => ({ address: l.host === 'localhost' ? '127.0.0.1' : l.host, port: l.port }));
+    this.qlog = qlogTracer(c.qlog);
     this.h3 = await Http3Server.listen({
       listen,
+      trace: (role, odcid) => this.qlog?.(role, odcid),
       certChain: loadPemChain(certPem),
       privateKey: loadPrivateKey(keyPem),
       keyLog: c.keylog ? keyLogSink(c.keylog) : keyLogSink(null),
@@ -237,7 +247,7 @@ export class ProxyServer {
       if (a && typeof a === 'object') tcp.push({ address: a.address, port: a.port });
       this.tcp.push(srv);
     }
-    this.info = { udp, tcp, certPath, spkiSha256: spki, keylog: c.keylog };
+    this.info = { udp, tcp, certPath, spkiSha256: spki, keylog: c.keylog, qlog: c.qlog ?? (process.env.QLOGDIR || null) };
     return this.info;
   }
 
@@ -255,6 +265,13 @@ export class ProxyServer {
     if (changedListen) this.log.warn({}, 'listen addresses or TLS files changed: they take effect after a restart');
     this.state = buildState(next, this.log);
     this.forwarder.setState(this.state);
+    if (next.qlog !== this.config.qlog) {
+      try {
+        this.qlog = qlogTracer(next.qlog);
+      } catch (err) {
+        this.log.error({ qlog: next.qlog, error: (err as Error).message }, 'qlog directory unusable; qlog unchanged');
+      }
+    }
     this.config = next;
     // Old pools finish their in-flight requests; their health checks stop now.
     for (const p of old.pools.values()) p.stop();

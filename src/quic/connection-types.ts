@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import type { CipherSuite } from './crypto/suites.js';
 import type { CongestionControllerFactory } from './recovery/congestion.js';
 import type { Group } from './tls/tls.js';
+import type { QuicTraceEvent } from './trace.js';
 
 export interface Address {
   address: string;
@@ -26,6 +27,11 @@ export interface ConnectionConfig {
   cipherSuites?: CipherSuite[];
   groups?: Group[];
   keyLog?: (line: string) => void;
+  /**
+   * Receives the connection's trace events (qlog's QUIC events, src/quic/trace.ts). Undefined (the default): no event
+   * is built at all.
+   */
+  trace?: (e: QuicTraceEvent) => void;
 
   /** Idle timeout we advertise, ms (0 disables). Default 30 000. */
   maxIdleTimeout?: number;

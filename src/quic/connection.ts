@@ -55,6 +55,8 @@ import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } f
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
 import { FrameWriter } from './connection/frame-writer.js';
 import { PacketBuilder } from './connection/packet-builder.js';
+import { ConnectionTracer } from './tracer.js';
+import type { QlogDropTrigger } from './trace.js';
 
 const MIN_INITIAL_DATAGRAM = 1200;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
@@ -134,6 +136,8 @@ export class Connection {
   stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
   /** Every deadline of the connection, by name (connection/timers.ts). */
   private readonly timers = new TimerTable();
+  /** Builds and emits trace events; null (and nothing built) unless ConnectionConfig.trace is set. */
+  private readonly trace: ConnectionTracer | null;
 
   private constructor(
     role: Role,
@@ -190,9 +194,33 @@ export class Connection {
       p.statelessResetToken = randomBytes(16);
     }
     this.localParams = p;
+    // Tracing (ConnectionConfig.trace): nothing is built, and no module gets a callback, when it is off.
+    const trace = config.trace
+      ? new ConnectionTracer(config.trace, role, {
+          rtt: this.rtt,
+          cc: this.cc,
+          largestAcked: (space) => this.loss.largestAcked(space),
+          ptoCount: () => this.loss.ptoCount,
+          pacing: this.cfg.pacing,
+          ackDelayUnitUs: 2 ** p.ackDelayExponent,
+        })
+      : null;
+    this.trace = trace;
+    this.builder = new PacketBuilder(
+      trace
+        ? (buf, start, headerLen, payloadEnd, level, pn) =>
+            trace.packetSent(buf, start, headerLen, payloadEnd, level, pn, this.dcid, this.scid, this.stats.packetsSent, this.lastNow)
+        : null,
+    );
     this.cids = new ConnectionIds(localCid, originalDcid, this.cfg.cidLength, p.activeConnectionIdLimit, this.pending);
     this.streams = new Streams(
-      { role, local: p, maxStreamReceiveWindow: this.cfg.maxStreamReceiveWindow, maxConnectionReceiveWindow: this.cfg.maxConnectionReceiveWindow },
+      {
+        role,
+        local: p,
+        maxStreamReceiveWindow: this.cfg.maxStreamReceiveWindow,
+        maxConnectionReceiveWindow: this.cfg.maxConnectionReceiveWindow,
+        onStreamState: trace ? (id, state) => trace.streamState(id, state, this.lastNow) : undefined,
+      },
       this.events,
       this.pending,
       this.rtt,
@@ -201,7 +229,12 @@ export class Connection {
 
     const secrets = initialSecrets(originalDcid);
     this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
-    this.keyUpdate = new KeyUpdate(this.spaces[Level.OneRtt], this.events, this.timers);
+    this.keyUpdate = new KeyUpdate(
+      this.spaces[Level.OneRtt],
+      this.events,
+      this.timers,
+      trace ? (generation, by) => trace.keysRotated(generation, by, this.lastNow) : null,
+    );
     const init = this.spaces[Level.Initial];
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
@@ -224,11 +257,12 @@ export class Connection {
     });
   }
 
-  /** A client connection to `remote`; call `poll(now)` to get the first datagram. */
-  static connect(config: ConnectionConfig, remote: Address, now: number): Connection {
+  /** A client connection to `remote`; call `poll(now)` to get the first datagram. `odcid`: default random. */
+  static connect(config: ConnectionConfig, remote: Address, now: number, odcid?: Buffer): Connection {
     const cidLength = config.cidLength ?? 8;
-    const odcid = randomBytes(Math.max(8, cidLength));
+    odcid ??= randomBytes(Math.max(8, cidLength));
     const c = new Connection('client', config, remote, odcid, randomBytes(cidLength), now);
+    if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
     c.tls.start();
     c.drainTls();
     c.resetIdle(now);
@@ -243,6 +277,7 @@ export class Connection {
     const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
     c.cids.setPeerInitial(clientScid);
     c.serverCidLearned = true;
+    if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
     c.resetIdle(now);
     return c;
   }
@@ -426,11 +461,13 @@ export class Connection {
       try {
         h = parseHeader(dgram, off, this.cfg.cidLength);
       } catch {
-        return; // the rest of the datagram is not a packet: ignore it (RFC 9000 §12.2)
+        // The rest of the datagram is not a packet: ignore it (RFC 9000 §12.2).
+        if (this.trace) this.trace.packetDropped(null, 'header_parse_error', dgram.length - off, now);
+        return;
       }
       // Coalesced packets must share the destination CID (RFC 9000 §12.2).
       if (firstDcid === null) firstDcid = h.dcid;
-      else if (!firstDcid.equals(h.dcid)) return;
+      else if (!firstDcid.equals(h.dcid)) return this.dropped(h, 'unknown_connection_id');
       off = h.end;
       if (h.type === PacketType.VersionNegotiation || h.type === PacketType.Retry) {
         // Either one ends a client's attempt (neither is valid after the first packet from the server).
@@ -438,7 +475,10 @@ export class Connection {
         if (this.isTerminal()) return;
         continue;
       }
-      if (h.version !== QUIC_V1) continue;
+      if (h.version !== QUIC_V1) {
+        this.dropped(h, 'unsupported_version');
+        continue;
+      }
       try {
         this.receivePacket(dgram, h, from, now);
       } catch (err) {
@@ -482,13 +522,14 @@ export class Connection {
 
   private receivePacket(dgram: Buffer, h: PacketHeader, from: Address, now: number): void {
     const level = levelOfType(h.type);
-    if (level === null) return; // 0-RTT is not accepted
+    if (level === null) return this.dropped(h, 'unexpected_packet'); // 0-RTT is not accepted
     const space = this.spaces[level];
-    if (space.discarded) return;
+    if (space.discarded) return this.dropped(h, 'key_unavailable');
     if (!space.read) {
       if (this.undecryptable.length < MAX_UNDECRYPTABLE) {
         this.undecryptable.push({ dgram: Buffer.from(dgram.subarray(h.start, h.end)), h: { ...h, pnOffset: h.pnOffset - h.start, end: h.end - h.start, start: 0 } });
-      }
+        if (this.trace) this.trace.packetBuffered(h, now);
+      } else this.dropped(h, 'dos_prevention');
       this.stats.undecryptable++;
       return;
     }
@@ -497,7 +538,7 @@ export class Connection {
       const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
       un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.premaskBuf : null, this.premaskAt);
     } catch {
-      return;
+      return this.dropped(h, 'header_parse_error');
     }
     const aad = dgram.subarray(h.start, un.headerEnd);
     const ct = dgram.subarray(un.headerEnd, h.end);
@@ -509,7 +550,7 @@ export class Connection {
       const prev = ku.previousKeysFor(un.pn);
       if (prev !== null) keys = prev;
       else {
-        if (!this.handshakeConfirmed && this.role === 'server' && !this.handshakeDone) return;
+        if (!this.handshakeConfirmed && this.role === 'server' && !this.handshakeDone) return this.dropped(h, 'key_unavailable');
         keys = ku.nextReadKeys();
         phaseChange = true;
       }
@@ -517,12 +558,12 @@ export class Connection {
     const payload = keys.aead.open(un.pn, aad, ct);
     if (!payload) {
       this.stats.undecryptable++;
-      return;
+      return this.dropped(h, 'payload_decrypt_error');
     }
     // Reserved bits must be zero after removing protection (RFC 9000 §17.2, §17.3.1).
     const reserved = h.type === PacketType.OneRtt ? un.firstByte & 0x18 : un.firstByte & 0x0c;
     if (reserved !== 0) throw new TransportError(E.PROTOCOL_VIOLATION, 'reserved header bits are not zero');
-    if (space.acks.isDuplicate(un.pn)) return;
+    if (space.acks.isDuplicate(un.pn)) return this.dropped(h, 'duplicate');
 
     if (phaseChange) ku.onPeerKeyUpdate(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
     else if (level === Level.OneRtt && keys === space.read && ku.discardPending)
@@ -545,6 +586,7 @@ export class Connection {
     this.stats.packetsReceived++;
     this.resetIdle(now);
     const frames = parseFrames(payload, LEVEL_KIND[level]);
+    if (this.trace) this.trace.packetReceived(h, un, frames, payload.length, this.ackDelayUnit, now);
     let ackEliciting = false;
     for (const f of frames) {
       if (isAckEliciting(f)) ackEliciting = true;
@@ -553,6 +595,11 @@ export class Connection {
     }
     space.acks.onPacketReceived(un.pn, ackEliciting, now);
     if (this.state === 'closing') this.sendCloseNow = true;
+  }
+
+  /** A packet not processed: a trace event when tracing (nothing else). */
+  private dropped(h: PacketHeader, why: QlogDropTrigger): void {
+    if (this.trace) this.trace.packetDropped(h, why, h.end - h.start, this.lastNow);
   }
 
   /** Microseconds per unit of the peer's ACK Delay field: 2^ack_delay_exponent (RFC 9000 §18.2), 8 by default. */
@@ -623,6 +670,7 @@ export class Connection {
     for (const p of acked) this.onPacketAcked(p);
     this.onPacketsLost(lost);
     if (acked.length) this.ptoProbes = [0, 0, 0];
+    if (this.trace) this.trace.metrics(now);
   }
 
   private onPacketAcked(p: SentPacket<PacketInfo>): void {
@@ -654,6 +702,7 @@ export class Connection {
   private onPacketsLost(lost: SentPacket<PacketInfo>[]): void {
     for (const p of lost) {
       this.stats.packetsLost++;
+      if (this.trace) this.trace.packetLost(p.space, p.pn, p.info.frames[0]?.k === 'pmtu', this.lastNow);
       this.requeue(p.info);
     }
   }
@@ -764,6 +813,7 @@ export class Connection {
       this.timers.stop(Timer.handshake);
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
+      if (this.trace) this.trace.handshakeComplete(this.tls.cipherSuite?.name ?? '', this.tls.alpn ?? '', this.tls.clientRandom, this.lastNow);
       if (this.role === 'server') {
         this.pending.handshakeDone = true;
         this.confirmHandshake();
@@ -777,6 +827,7 @@ export class Connection {
     const sp = this.spaces[s.level];
     if (s.direction === 'read') sp.read = keys;
     else sp.write = keys;
+    if (this.trace) this.trace.keyUpdated(s.level, s.direction, this.lastNow);
     if (s.level === Level.OneRtt && s.direction === 'read') this.keyUpdate.onReadKeysInstalled(keys);
     if (s.direction === 'read' && this.undecryptable.length) {
       const pending = this.undecryptable;
@@ -801,6 +852,7 @@ export class Connection {
         throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the client SCID');
     }
     this.peerParams = p;
+    if (this.trace) this.trace.parameters('remote', p, this.lastNow);
     this.ackDelayUnit = 2 ** p.ackDelayExponent;
     if (p.statelessResetToken) this.cids.setPeerInitialResetToken(p.statelessResetToken);
     const ours = this.localParams.maxIdleTimeout;
@@ -815,6 +867,7 @@ export class Connection {
     this.discardSpace(Level.Initial);
     this.discardSpace(Level.Handshake);
     this.events.push({ type: 'handshake_confirmed' });
+    if (this.trace) this.trace.state('handshake_confirmed', this.lastNow);
   }
 
   private discardSpace(level: Level): void {
@@ -825,6 +878,7 @@ export class Connection {
     sp.write = null;
     this.loss.discardSpace(level as 0 | 1 | 2);
     this.ptoProbes[level] = 0;
+    if (this.trace) this.trace.spaceDiscarded(level, this.lastNow);
   }
 
   /** Issues NEW_CONNECTION_IDs up to the peer's active_connection_id_limit (at most 3 spare ones). */
@@ -863,10 +917,12 @@ export class Connection {
     this.sendCloseNow = true;
     this.timers.set(Timer.close, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
     this.clearSendState();
+    if (this.trace) this.trace.state('closing', now);
     this.emitClosed();
   }
 
   private enterDraining(now: number): void {
+    if (this.trace) this.trace.state('draining', now);
     if (this.state === 'closing') {
       this.state = 'draining';
       return;
@@ -885,6 +941,7 @@ export class Connection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.emitClosed();
+    if (this.trace) this.trace.state('closed', this.lastNow);
   }
 
   private closedEmitted = false;
@@ -893,7 +950,9 @@ export class Connection {
   private emitClosed(): void {
     if (this.closedEmitted) return;
     this.closedEmitted = true;
-    this.events.push({ type: 'closed', info: this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' } });
+    const info = this.closeInfo ?? { by: 'local', application: false, code: 0, reason: '' };
+    this.events.push({ type: 'closed', info });
+    if (this.trace) this.trace.closed(info, this.lastNow);
   }
 
   private resetIdle(now: number): void {
@@ -996,11 +1055,15 @@ export class Connection {
       return;
     }
     if (timers.expired(Timer.handshake, now)) return this.onHandshakeTimeout(now);
-    if (timers.expired(Timer.keyDiscard, now)) this.keyUpdate.discardPrevious();
+    if (timers.expired(Timer.keyDiscard, now)) {
+      this.keyUpdate.discardPrevious();
+      if (this.trace) this.trace.oldReadKeyDiscarded(this.keyUpdate.generation - 1, now);
+    }
     if (timers.expired(Timer.pacing, now)) timers.stop(Timer.pacing);
     if (timers.expired(Timer.loss, now)) {
       const r = this.loss.onLossTimeout(now, this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write);
       this.onPacketsLost(r.lost);
+      if (this.trace) this.trace.metrics(now);
       if (r.probe) {
         this.ptoProbes[r.probe.space] = r.probe.count;
         // Probe with data that is still unacknowledged: the oldest in-flight packets of that space.
@@ -1175,6 +1238,7 @@ export class Connection {
       }
     }
     if (ackEliciting) this.pacer.onPacketSent(off, now);
+    if (this.trace) this.trace.metrics(now);
     if (this.role === 'client' && this.firstHandshakeSent && !this.spaces[Level.Initial].discarded) {
       // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
       this.discardSpace(Level.Initial);
@@ -1219,7 +1283,7 @@ export class Connection {
   }
 
   /** Lays out and seals the packets of a datagram; the frame writer fills their payloads (no closures per packet). */
-  private readonly builder = new PacketBuilder();
+  private readonly builder: PacketBuilder;
   private readonly writer = new FrameWriter();
   private readonly framer: Framer;
 

@@ -13,6 +13,7 @@
  * Connection.onWake), and every other connection's next deadline sits in a heap, so `nextTimeout` is O(1) and
  * `handleTimeout` visits only the connections that are due (stats.connectionVisits counts the visits).
  */
+import { randomBytes } from 'node:crypto';
 import { Connection } from './connection.js';
 import type { Address, ConnectionConfig } from './connection-types.js';
 import { QUIC_V1 } from './types.js';
@@ -20,6 +21,7 @@ import { PacketType, buildVersionNegotiation, openPayload, parseHeader, removeHe
 import { clientInitialKeys } from './crypto/initial.js';
 import type { DirectionKeys } from './crypto/keys.js';
 import { DeadlineHeap } from './deadline-heap.js';
+import type { TraceFactory, TraceSink } from './trace.js';
 
 export interface EndpointOptions {
   /** When set, the endpoint accepts new connections with this configuration. */
@@ -28,6 +30,11 @@ export interface EndpointOptions {
   cidLength?: number;
   /** Refuse new connections beyond this many at once. Default 10 000. */
   maxConnections?: number;
+  /**
+   * Gives each new connection (client or server) its trace sink, from its role and original destination connection
+   * ID (a qlog writer names its file by them). Not called for a client connection whose config has its own trace.
+   */
+  trace?: TraceFactory;
 }
 
 export interface Transmit {
@@ -108,9 +115,23 @@ export class Endpoint {
 
   /** Starts a client connection. */
   connect(config: ConnectionConfig, remote: Address, now: number): Connection {
-    const c = Connection.connect({ ...config, cidLength: this.cidLength }, remote, now);
+    let odcid: Buffer | undefined;
+    let sink: TraceSink | undefined;
+    if (this.options.trace && !config.trace) {
+      odcid = randomBytes(Math.max(8, this.cidLength));
+      sink = this.options.trace('client', odcid);
+    }
+    const c = Connection.connect({ ...config, cidLength: this.cidLength, ...(sink && { trace: sink }) }, remote, now, odcid);
+    if (sink) this.traceSinks.set(c, sink);
     this.add(c);
     return c;
+  }
+
+  private readonly traceSinks = new WeakMap<Connection, TraceSink>();
+
+  /** The trace sink the factory gave a connection (the layers above log their events into the same trace). */
+  traceSink(c: Connection): TraceSink | undefined {
+    return this.traceSinks.get(c);
   }
 
   /** New server connections, in arrival order. */
@@ -153,7 +174,9 @@ export class Endpoint {
         return this.drop();
       }
       const odcid = Buffer.from(dcid);
-      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength }, from, odcid, opened.scid, now, opened.keys);
+      const sink = this.options.trace?.('server', odcid);
+      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, opened.keys);
+      if (sink) this.traceSinks.set(c, sink);
       this.add(c);
       this.route(c, key(odcid));
       this.accepted.push(c);

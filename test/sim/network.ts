@@ -80,6 +80,11 @@ export class SimNetwork {
   private readonly model: LinkModel;
   private readonly nodes = new Map<string, Endpoint>();
   stats = { sent: 0, lost: 0, duplicated: 0, delivered: 0, bytes: 0 };
+  /**
+   * When set (to an empty map), the fate of every datagram by sender "addr:port", in sending order: true when the
+   * network lost it. Tests match it with what the endpoints say they sent and lost.
+   */
+  fates: Map<string, boolean[]> | null = null;
 
   constructor(
     seed: number,
@@ -106,9 +111,17 @@ export class SimNetwork {
     this.stats.sent++;
     const arrivals = this.model.fate(this.now, `${from.address}:${from.port}`, data.length);
     if (arrivals.length === 0) this.stats.lost++;
+    if (this.fates !== null) this.fatesOf(from).push(arrivals.length === 0);
     if (arrivals.length === 2) this.stats.duplicated++;
     // Copy: the receiver unprotects packets in place.
     for (const at of arrivals) this.queue.push({ at, seq: this.seq++, data: Buffer.from(data), from, to });
+  }
+
+  private fatesOf(a: Address): boolean[] {
+    const k = `${a.address}:${a.port}`;
+    let f = this.fates!.get(k);
+    if (!f) this.fates!.set(k, (f = []));
+    return f;
   }
 
   /** Sends everything every endpoint has to send now. */

@@ -28,6 +28,8 @@ export class KeyUpdate {
     private readonly app: Space,
     private readonly events: ConnectionEvent[],
     private readonly timers: TimerTable,
+    /** Tracing only (null when off): called after each rotation with the new generation. */
+    private readonly onRotate: ((generation: number, by: 'local' | 'peer') => void) | null = null,
   ) {}
 
   /** The previous read keys are held and no discard time is set yet (it is set by the first packet of the phase). */
@@ -105,6 +107,7 @@ export class KeyUpdate {
     this.firstPnSent = app.nextPn;
     this.acked = false;
     this.events.push({ type: 'key_update', generation: this.generation, initiatedBy: by });
+    if (this.onRotate) this.onRotate(this.generation, by);
     return true;
   }
 }

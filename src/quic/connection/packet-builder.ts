@@ -23,7 +23,12 @@ interface Unsealed {
   keys: DirectionKeys | null;
 }
 
+/** Tracing only: called for each packet after its header is written and before it is sealed (plaintext frames). */
+export type OnPacketLaidOut = (buf: Buffer, start: number, headerLen: number, payloadEnd: number, level: Level, pn: number) => void;
+
 export class PacketBuilder {
+  constructor(private readonly onPacket: OnPacketLaidOut | null = null) {}
+
   private readonly pool: Unsealed[] = [];
   private count = 0;
   // The packet begun and not finished yet.
@@ -105,6 +110,7 @@ export class PacketBuilder {
       } else {
         ({ pnOffset } = writeShortHeader(buf, p.start, dcid, p.pn, p.pnLen, keyPhase));
       }
+      if (this.onPacket) this.onPacket(buf, p.start, p.headerLen, p.payloadEnd, p.level, p.pn);
       sealPacket(buf, p.start, pnOffset, p.pnLen, p.payloadEnd, p.pn, p.keys!);
       p.keys = null;
     }

@@ -42,6 +42,8 @@ export interface StreamsOptions {
   /** Auto-tuning ceilings for the stream and the connection receive windows. */
   maxStreamReceiveWindow: number;
   maxConnectionReceiveWindow: number;
+  /** Tracing only (absent when off): a stream was created ('open') or forgotten ('closed'). */
+  onStreamState?: (id: number, state: 'open' | 'closed') => void;
 }
 
 export class Streams {
@@ -62,6 +64,7 @@ export class Streams {
   private readonly role: Role;
   private readonly local: TransportParameters;
   private readonly maxStreamReceiveWindow: number;
+  private readonly onStreamState: ((id: number, state: 'open' | 'closed') => void) | null;
   private peer: TransportParameters | null = null;
   /** The largest stream receive window auto-tuning reached: later streams start from it. */
   private learnedStreamWindow = 0;
@@ -81,6 +84,7 @@ export class Streams {
     this.role = o.role;
     this.local = o.local;
     this.maxStreamReceiveWindow = o.maxStreamReceiveWindow;
+    this.onStreamState = o.onStreamState ?? null;
     const p = o.local;
     this.maxRemoteStreams[0] = this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
     this.maxRemoteStreams[1] = this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
@@ -467,6 +471,7 @@ export class Streams {
     };
     if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
     this.map.set(id, st);
+    if (this.onStreamState) this.onStreamState(id, 'open');
     return st;
   }
 
@@ -521,6 +526,7 @@ export class Streams {
     if (!sendDone || !recvDone) return;
     if (this.pending.resets.has(st.id) || this.pending.stopSending.has(st.id)) return;
     this.map.delete(st.id);
+    if (this.onStreamState) this.onStreamState(st.id, 'closed');
     this.sendQueue.delete(st.id);
     this.connBlocked.delete(st.id);
     this.pending.maxStreamData.delete(st.id);
