@@ -302,12 +302,12 @@ interface StreamFrame {
   fin: boolean;
 }
 
-/** Records every STREAM frame the client's QUIC connection receives, by stream id (wrapping its frame handler). */
+/** Records every STREAM frame the client's QUIC connection receives, by stream id (wrapping the handler of its streams module). */
 function recordStreamFrames(client: Http3Client): Map<number, StreamFrame[]> {
   const frames = new Map<number, StreamFrame[]>();
-  const conn = client.session.quic.conn as unknown as { onStreamFrame(id: number, offset: number, data: Buffer, fin: boolean): void };
-  const original = conn.onStreamFrame.bind(conn);
-  conn.onStreamFrame = (id, offset, data, fin) => {
+  const streams = (client.session.quic.conn as unknown as { streams: { onStreamFrame(id: number, offset: number, data: Buffer, fin: boolean): void } }).streams;
+  const original = streams.onStreamFrame.bind(streams);
+  streams.onStreamFrame = (id, offset, data, fin) => {
     let list = frames.get(id);
     if (!list) frames.set(id, (list = []));
     list.push({ offset, length: data.length, fin });
