@@ -12,6 +12,7 @@ import { Http3Server, type Http3Request, type Http3Response } from '../../src/h3
 import { Http3Client } from '../../src/h3/client.js';
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import { CERTS } from '../sim/helpers.js';
+import { chunked, hashAll, readAll } from '../util/data.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -21,22 +22,6 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-async function readAll(r: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of r) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function hashAll(r: Readable): Promise<{ bytes: number; sha256: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  for await (const c of r) {
-    h.update(c as Buffer);
-    bytes += (c as Buffer).length;
-  }
-  return { bytes, sha256: h.digest('hex') };
 }
 
 async function start(handler: (req: Http3Request, res: Http3Response) => void): Promise<{ server: Http3Server; client: Http3Client; done(): Promise<void> }> {
@@ -109,10 +94,6 @@ function routes(req: Http3Request, res: Http3Response): void {
   }
   res.respond(404);
   res.end();
-}
-
-function* chunked(b: Buffer, n: number): Generator<Buffer> {
-  for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
 }
 
 test('GET with a small body, HEAD and 204 with empty bodies, 404', { timeout: 20_000 }, async () => {

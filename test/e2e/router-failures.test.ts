@@ -30,6 +30,7 @@ import { Http3Client } from '../../src/h3/client.js';
 import { H3ErrorCode, H3RequestRejectedError, H3StreamError } from '../../src/h3/errors.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
 import { startService, type RunningService, type ServiceLogEvent } from '../../src/services/index.js';
+import { readAll } from '../util/data.js';
 
 const QSR = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 
@@ -237,12 +238,6 @@ async function serviceChild(name: string, extra: string[] = []): Promise<{ child
     child.once('exit', (code) => reject(new Error(`qsr service ${name} exited (${code})\nstderr: ${err}`)));
   });
   return { child, url, stderr: () => err };
-}
-
-async function readAll(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** Resident set size of a process in bytes (Linux /proc). */

@@ -18,7 +18,6 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { Http3Client } from '../../src/h3/client.js';
 import { H3ErrorCode, H3StreamError } from '../../src/h3/errors.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
@@ -28,6 +27,7 @@ import { createAccessLog, type AccessLog } from '../../src/proxy/access-log.js';
 import { startService, type RunningService } from '../../src/services/index.js';
 import { spawnBounded, type Child } from '../interop/peers.js';
 import { QSR } from './router-helpers.js';
+import { readAll } from '../util/data.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 const dirs: string[] = [];
@@ -65,12 +65,6 @@ async function lineFor(r: Router, pred: (l: Record<string, unknown>) => boolean,
     if (Date.now() > deadline) throw new Error(`no access log line: ${what}\n${JSON.stringify(lines).slice(0, 3000)}`);
     await sleep(100);
   }
-}
-
-async function readAll(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 async function service(name: 'video' | 'text'): Promise<RunningService> {

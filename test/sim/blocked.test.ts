@@ -8,15 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { pair } from './helpers.js';
-import { prng } from '../util/prng.js';
 import type { Connection } from '../../src/quic/connection.js';
+import { randomData } from '../util/data.js';
 
-function randomData(seed: number, size: number): Buffer {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size + 3);
-  for (let i = 0; i < size; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
-  return b.subarray(0, size);
-}
 const sha = (bufs: Buffer[]): string => {
   const h = createHash('sha256');
   for (const b of bufs) h.update(b);

@@ -15,36 +15,9 @@ import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import type { LinkOptions } from './network.js';
 import { SimUdpNetwork, VirtualClock } from './runtime.js';
 import { CERTS } from './helpers.js';
-import { prng } from '../util/prng.js';
+import { chunked, hashAll, randomData, readAll } from '../util/data.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-function pseudoRandom(seed: number, size: number): Buffer {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size + 3);
-  for (let i = 0; i < size; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
-  return b.subarray(0, size);
-}
-
-function* chunked(b: Buffer, n: number): Generator<Buffer> {
-  for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
-}
-
-async function readAll(r: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of r) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function hashAll(r: Readable): Promise<{ bytes: number; sha256: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  for await (const c of r) {
-    h.update(c as Buffer);
-    bytes += (c as Buffer).length;
-  }
-  return { bytes, sha256: h.digest('hex') };
-}
 
 /** Rejects when `p` has not settled after `ms` of simulated time. */
 function within<T>(clock: VirtualClock, p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -70,7 +43,7 @@ function routes(req: Http3Request, res: Http3Response): void {
   }
   if (req.path.startsWith('/blob/')) {
     const size = Number(req.path.slice(6));
-    const data = pseudoRandom(size, size);
+    const data = randomData(size, size);
     res.respond(200, { 'x-sha256': sha(data), 'content-length': size });
     Readable.from(chunked(data, 16 * 1024)).pipe(res);
     return;
@@ -163,7 +136,7 @@ test('sim h3: 5 MB up and 5 MB down arrive intact at 3 % loss', { timeout: 120_0
   const t = await start(12, LOSSY);
   try {
     const size = 5 * 1024 * 1024;
-    const up = pseudoRandom(1, size);
+    const up = randomData(1, size);
     const u = await within(
       t.clock,
       t.client.request('/hash', { method: 'POST', body: Readable.from(chunked(up, 32 * 1024)), trailers: [['x-up-trailer', 'yes']] }),

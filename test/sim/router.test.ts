@@ -25,26 +25,9 @@ import { ProxyServer, type ProxyLog } from '../../src/proxy/server.js';
 import type { LinkOptions } from './network.js';
 import { SimUdpNetwork } from './runtime.js';
 import { CERTS } from './helpers.js';
-import { prng } from '../util/prng.js';
+import { chunked, randomData, readAll } from '../util/data.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-function pseudoRandom(seed: number, size: number): Buffer {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size + 3);
-  for (let i = 0; i < size; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
-  return b.subarray(0, size);
-}
-
-function* chunked(b: Buffer, n: number): Generator<Buffer> {
-  for (let i = 0; i < b.length; i += n) yield b.subarray(i, i + n);
-}
-
-async function readAll(r: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of r) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the router's TCP listener takes the UDP port's number). */
 function freeTcpPort(): Promise<number> {
@@ -63,7 +46,7 @@ function upstream(): Promise<http.Server> {
   const srv = http.createServer((req, res) => {
     const url = req.url ?? '';
     if (url.startsWith('/files/blob/')) {
-      const data = pseudoRandom(3, Number(url.slice('/files/blob/'.length)));
+      const data = randomData(3, Number(url.slice('/files/blob/'.length)));
       res.writeHead(200, { 'content-length': data.length, 'x-sha256': sha(data) });
       res.end(data);
     } else if (url === '/files/hash' && req.method === 'POST') {
@@ -179,7 +162,7 @@ test('sim router: 2 MB up and 2 MB down through the router at 2 % loss', { timeo
   const t = await start(22, LOSSY);
   try {
     const size = 2 * 1024 * 1024;
-    const up = pseudoRandom(5, size);
+    const up = randomData(5, size);
     const u = await t.client.request('/files/hash', { method: 'POST', body: Readable.from(chunked(up, 32 * 1024)) });
     assert.equal(u.status, 200);
     assert.deepEqual(JSON.parse((await readAll(u.body)).toString()), { bytes: size, sha256: sha(up) });

@@ -3,16 +3,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { clientConfig, pair, SERVER_ADDR, serverConfig } from './helpers.js';
 import { SimNetwork, type LinkOptions } from './network.js';
-import { prng } from '../util/prng.js';
 import { Endpoint } from '../../src/quic/endpoint.js';
 import type { Connection } from '../../src/quic/connection.js';
-
-function randomData(seed: number, size: number): Buffer {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size + 3);
-  for (let i = 0; i < size; i += 4) b.writeUInt32LE((r() * 2 ** 32) >>> 0, i);
-  return b.subarray(0, size);
-}
+import { randomData } from '../util/data.js';
 
 const sha = (b: Buffer | Buffer[]): string => {
   const h = createHash('sha256');
