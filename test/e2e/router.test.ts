@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Http3Client } from '../../src/h3/client.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
 import { jsonLines, missingPrograms, runGtlsClient, waitFor } from '../interop/peers.js';
-import { decryptReport, formatReport } from '../interop/capture.js';
+import { decryptReport, formatReport } from '../../src/obs/capture.js';
 import { chromiumPath, runChromiumH3, spkiOfCert } from '../interop/chromium.js';
 import {
   QSR,
@@ -252,7 +252,7 @@ test(
       assert.equal(run.exit.code, 0, why);
       assert.match(run.stdout, /6 streams on one connection, 6 ok, 0 failed/, why);
       // No key log option: only the secrets embedded in the pcapng can decrypt.
-      const rep = await decryptReport(out, null, join(r.dir, 'tshark'));
+      const rep = await decryptReport(out, null);
       const summary = `${formatReport(rep)} unpaired=${rep.unpaired}\n${why}`;
       assert.ok(rep.quicPackets > 10, summary);
       assert.equal(rep.undecrypted, 0, summary);
