@@ -238,8 +238,8 @@ test(
   { timeout: 120_000, skip: skipUnless(['tshark', 'editcap']) },
   async () => {
     // tshark 4.0 shows an HTTP/3 frame only when it starts and ends inside one STREAM frame it can pair with an http3
-    // layer (no reassembly), and test/interop/capture.ts skips datagrams whose STREAM frames and http3 layers do not
-    // pair up. So: one QUIC packet per datagram from the router (coalesced packets made whole streams vanish from the
+    // layer (no reassembly), and decryptReport (src/obs/capture.ts) skips datagrams whose STREAM frames and http3
+    // layers do not pair up. So: one QUIC packet per datagram from the router (coalesced packets made whole streams vanish from the
     // report in about one run in four), and --size 1000 so request and response bodies fit in one STREAM frame (with
     // the default 64 KiB bodies only the control streams and sometimes the video replies showed DATA).
     await withRouter({ set: { quic: { onePacketPerDatagram: true } } }, async (r) => {
