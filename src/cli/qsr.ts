@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 /** The `qsr` command. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError, parseIntFlag } from './args.js';
 import { quicListen, quicConnect } from './quic-tools.js';
 
+// The packet protection backend (QSR_CRYPTO, default auto): named by --version, a bad setting refuses every command.
+const crypto = cryptoBackend();
 const program = new Command();
-program.name('qsr').description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack').version('0.1.0');
+program
+  .name('qsr')
+  .description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack')
+  .version(`0.1.0\npacket protection: ${crypto.description}${crypto.error !== null ? ` (${crypto.error})` : ''}`);
 program.showHelpAfterError();
+program.hook('preAction', () => {
+  if (crypto.error !== null) throw new UsageError(crypto.error);
+});
 
 const intArg = (flag: string, min: number, max?: number) => (v: string) => {
   try {

@@ -10,6 +10,7 @@ import { ProxyServer, type ProxyInfo } from '../proxy/server.js';
 import { Supervisor } from '../proxy/supervisor.js';
 import { createAccessLog } from '../proxy/access-log.js';
 import { resolve } from 'node:path';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError } from './args.js';
 
 export interface UpOptions {
@@ -41,6 +42,7 @@ function describe(info: ProxyInfo, config: Config, services: Record<string, numb
   ];
   for (const r of config.routes) lines.push(`  route ${(r.exact ?? r.prefix ?? '').padEnd(16)} -> ${r.upstreams.join(', ')}`);
   for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
+  lines.push(`  packet protection:     ${cryptoBackend().description}`);
   lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
   if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
   if (info.qlog) lines.push(`  qlog:                  ${info.qlog}  (one <ODCID>_server.sqlog per connection)`);
