@@ -131,7 +131,7 @@ function state(): { info: CryptoBackendInfo; sodium: SodiumBinding | null } {
   return (current ??= resolveBackend(process.env.QSR_CRYPTO, cachedLoad));
 }
 
-/** The backend in use (resolved from QSR_CRYPTO on first use). Never throws; see `error`. */
+/** The backend in use (resolved from QSR_CRYPTO when this module loads). Never throws; see `error`. */
 export function cryptoBackend(): CryptoBackendInfo {
   return state().info;
 }
@@ -156,3 +156,6 @@ export function setCryptoBackend(request: BackendRequest): CryptoBackendInfo {
   current = resolveBackend(request, cachedLoad);
   return current.info;
 }
+
+// Resolved when the stack is loaded, not in the first handshake: loading the native addon takes tens of milliseconds.
+state();
