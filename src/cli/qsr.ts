@@ -6,15 +6,15 @@ import { UsageError, parseIntFlag } from './args.js';
 import { quicListen, quicConnect } from './quic-tools.js';
 
 // The packet protection backend (QSR_CRYPTO, default auto): named by --version, a bad setting refuses every command.
-const crypto = cryptoBackend();
+const backend = cryptoBackend();
 const program = new Command();
 program
   .name('qsr')
   .description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack')
-  .version(`0.1.0\npacket protection: ${crypto.description}${crypto.error !== null ? ` (${crypto.error})` : ''}`);
+  .version(`0.1.0\npacket protection: ${backend.description}${backend.error !== null ? ` (${backend.error})` : ''}`);
 program.showHelpAfterError();
 program.hook('preAction', () => {
-  if (crypto.error !== null) throw new UsageError(crypto.error);
+  if (backend.error !== null) throw new UsageError(backend.error);
 });
 
 const intArg = (flag: string, min: number, max?: number) => (v: string) => {
