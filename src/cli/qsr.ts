@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 /** The `qsr` command. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError, parseIntFlag } from './args.js';
 import { quicListen, quicConnect } from './quic-tools.js';
 
+// The packet protection backend (QSR_CRYPTO, default auto): named by --version, a bad setting refuses every command.
+const backend = cryptoBackend();
 const program = new Command();
-program.name('qsr').description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack').version('0.1.0');
+program
+  .name('qsr')
+  .description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack')
+  .version(`0.1.0\npacket protection: ${backend.description}${backend.error !== null ? ` (${backend.error})` : ''}`);
 program.showHelpAfterError();
+program.hook('preAction', () => {
+  if (backend.error !== null) throw new UsageError(backend.error);
+});
 
 const intArg = (flag: string, min: number, max?: number) => (v: string) => {
   try {

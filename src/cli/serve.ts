@@ -10,6 +10,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { Http3Server, Http3Request, Http3Response } from '../h3/server.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { qlogTracer } from '../obs/qlog.js';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { UsageError, parseHostPort, parseSuites } from './args.js';
 import { ensureDevCert } from '../io/devcert.js';
@@ -136,6 +137,7 @@ export async function runServe(o: ServeOptions): Promise<void> {
   server.on('error', (e: Error) => log(`qsr serve: error: ${e.message}`));
   const root = realpathSync(o.dir);
   for (const a of server.addresses()) log(`qsr serve: serving ${root} on https://${formatAddress(a)}/ (HTTP/3)`);
+  log(`qsr serve: packet protection: ${cryptoBackend().description}`);
 
   await new Promise<void>((resolveStop) => {
     let stopping = false;

@@ -10,6 +10,7 @@ import { loadConfig, defaultConfig, ConfigError, type Config } from '../proxy/co
 import type { ProxyInfo } from '../proxy/server.js';
 import { startStack } from '../proxy/stack.js';
 import { resolve } from 'node:path';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError } from './args.js';
 
 export interface UpOptions {
@@ -39,6 +40,7 @@ function describe(info: ProxyInfo, config: Config, services: Readonly<Record<str
   ];
   for (const r of config.routes) lines.push(`  route ${(r.exact ?? r.prefix ?? '').padEnd(16)} -> ${r.upstreams.join(', ')}`);
   for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
+  lines.push(`  packet protection:     ${cryptoBackend().description}`);
   lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
   if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
   if (info.qlog) lines.push(`  qlog:                  ${info.qlog}  (one <ODCID>_server.sqlog per connection)`);
