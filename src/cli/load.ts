@@ -4,7 +4,7 @@
  * request succeeded; 1: no connection could be made, a worker failed, or no request succeeded; 2: a bad flag.
  */
 import { LoadOptionError, planLoad, type LoadOptions } from '../load/options.js';
-import { formatReport, progressLine, type Progress } from '../load/report.js';
+import { formatReport, progressLine, type LoadReport, type Progress } from '../load/report.js';
 import { LoadRunError, runLoad } from '../load/run.js';
 import { UsageError } from './args.js';
 
@@ -36,9 +36,12 @@ export async function runLoadCommand(url: string, o: LoadCommandOptions): Promis
   };
   process.on('SIGINT', onSigint);
   try {
-    const report = await runLoad(plan, { onProgress, signal: ac.signal });
-    if (tty && prev.elapsedMs > 0) process.stderr.write('\r\x1b[2K');
-    process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+    // Printed as soon as it is ready; the connections close afterwards.
+    const onReport = (report: LoadReport): void => {
+      if (tty && prev.elapsedMs > 0) process.stderr.write('\r\x1b[2K');
+      process.stdout.write(o.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+    };
+    const report = await runLoad(plan, { onProgress, signal: ac.signal, onReport });
     return report.requests.ok > 0 ? 0 : 1;
   } catch (e) {
     if (tty && prev.elapsedMs > 0) process.stderr.write('\r\x1b[2K');

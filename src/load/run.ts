@@ -26,6 +26,8 @@ export interface LoadHooks {
   onProgress?: (p: Progress) => void;
   /** Aborting ends the run early: no new requests, those in flight finish, the report covers what was done. */
   signal?: AbortSignal;
+  /** Called with the report as soon as it is ready, before the connections have been closed (runLoad resolves after). */
+  onReport?: (r: LoadReport) => void;
 }
 
 const PROGRESS_MS = 1000;
@@ -68,7 +70,9 @@ async function runHere(plan: LoadPlan, hooks: LoadHooks): Promise<LoadReport> {
       clearInterval(tick);
       hooks.signal?.removeEventListener('abort', onAbort);
     }
-    return buildReport(plan, r.stats);
+    const report = buildReport(plan, r.stats);
+    hooks.onReport?.(report);
+    return report;
   } finally {
     await r.close();
   }
@@ -140,7 +144,9 @@ async function runForked(plan: LoadPlan, hooks: LoadHooks): Promise<LoadReport> 
     const done = await Promise.all(workers.map((w) => w.done));
     const stats = new LoadStats();
     for (const d of done) stats.merge(d.stats);
-    return buildReport(plan, stats);
+    const report = buildReport(plan, stats);
+    hooks.onReport?.(report);
+    return report;
   } finally {
     clearInterval(tick);
     hooks.signal?.removeEventListener('abort', onAbort);

@@ -227,7 +227,9 @@ export class ShareRunner {
   async close(): Promise<void> {
     const all = [...this.opened].map((l) => l.client.close().catch(() => undefined));
     this.opened.clear();
-    await Promise.race([Promise.all(all), pause(2000)]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(all), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 
   /** A retired connection closes when its last request is done. */
