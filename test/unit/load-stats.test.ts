@@ -97,3 +97,50 @@ test('durations: units, bare numbers, and what is refused', () => {
   assert.throws(() => parseDuration('--duration', '8d', 's'), /expected a duration/);
   assert.equal(planLoad('https://127.0.0.1:4433/', {}).durationMs, 10_000, 'default: 10 s');
 });
+
+test('planLoad: every bad value is refused with the flag named', () => {
+  const url = 'https://127.0.0.1:4433/';
+  const cases: [string | undefined, Record<string, unknown>, string, RegExp][] = [
+    [url, { connections: '0' }, '--connections', /0 is out of range 1-/],
+    [url, { streams: 'many' }, '--streams', /expected a whole number, got 'many'/],
+    [url, { requests: '10', duration: '5s' }, '--requests', /not both/],
+    [url, { requests: '0' }, '--requests', /out of range/],
+    [url, { duration: '5 minutes' }, '--duration', /expected a duration such as 10s/],
+    [url, { timeout: '0ms' }, '--timeout', /shorter than 1 ms/],
+    [url, { workers: '3', connections: '2' }, '--workers', /3 workers need at least as many connections/],
+    [url, { data: '@' }, '-d', /needs a file name/],
+    [url, { data: '@/nonexistent/body.bin' }, '-d', /cannot read '\/nonexistent\/body.bin'/],
+    [url, { method: 'NOT A METHOD' }, '-X', /is not a valid HTTP method/],
+    [url, { method: 'CONNECT' }, '-X', /not supported/],
+    [url, { header: ['no-colon'] }, '-H', /expected 'name: value'/],
+    [url, { header: [':path: /x'] }, '-H', /pseudo-header/],
+    [url, { ca: '/nonexistent.pem' }, '--ca', /cannot read/],
+    [url, { ca: 'x.pem', insecure: true }, '--ca', /exclude each other/],
+    [url, { ciphers: 'TLS_NULL' }, '--ciphers', /unknown cipher suite 'TLS_NULL'/],
+    [url, { handshakeTimeout: '-1' }, '--handshake-timeout', /expected a whole number/],
+    [url, { serverName: 'a b' }, '--server-name', /not a host name/],
+    [url, { maxData: '0' }, '--max-data', /out of range/],
+    [undefined, {}, 'URL', /give the https:\/\/ URL/],
+    ['not a url', {}, 'URL', /is not a valid URL/],
+    ['http://127.0.0.1/', {}, 'URL', /only https:\/\/ URLs/],
+    ['https://u:p@127.0.0.1/', {}, 'URL', /user information/],
+  ];
+  for (const [u, o, flag, re] of cases) {
+    assert.throws(
+      () => planLoad(u, o),
+      (e: unknown) => e instanceof LoadOptionError && e.flag === flag && re.test(e.message) && e.message.startsWith(`${flag}: `),
+      `${JSON.stringify(o)} -> ${flag}`,
+    );
+  }
+  const p = planLoad('https://[::1]:4433/a?b=1', { data: 'xyz', header: ['X-A: 1'] });
+  assert.equal(p.method, 'POST');
+  assert.equal(p.path, '/a?b=1');
+  assert.equal(p.host, '::1');
+  assert.deepEqual(p.headers, [
+    ['x-a', '1'],
+    ['content-length', '3'],
+  ]);
+  assert.equal(p.connections, 1);
+  assert.equal(p.streams, 10);
+  assert.equal(p.timeoutMs, 30_000);
+});
