@@ -2,10 +2,10 @@
  * One HTTP/3 request stream (RFC 9114 §4.1, §6.1): HEADERS, DATA*, optional trailing HEADERS, in both directions.
  *
  * Incoming frames are taken from the QuicStream only when needed: before the header section arrives, and then only
- * while the body Readable wants data, so a slow consumer holds back QUIC flow control. The DATA payloads read in one
- * pass are passed on as one chunk (up to BODY_COALESCE bytes): a peer that sends small DATA frames (quic-go about 7 KB,
- * browsers down to one per packet) then costs the body's consumer, e.g. an upstream socket, one write per pass rather
- * than one per frame. A HEADERS frame that QPACK cannot decode yet (blocked stream, RFC 9204 §2.1.2) parks the stream
+ * while the body Readable wants data, so a slow consumer holds back QUIC flow control. Small DATA payloads read in
+ * one pass are passed on as one chunk (up to BODY_COALESCE bytes): a peer that sends small DATA frames (browsers down
+ * to one per packet) then costs the body's consumer, e.g. an upstream socket, one write per pass rather than one per
+ * frame; larger pieces are passed on as they are. A HEADERS frame that QPACK cannot decode yet (blocked stream, RFC 9204 §2.1.2) parks the stream
  * until the encoder stream delivers the inserts.
  *
  * Errors: a malformed message (§4.1.2) or content-length mismatch is a stream error H3_MESSAGE_ERROR: the stream
@@ -69,6 +69,12 @@ type Phase = 'head' | 'body' | 'after-trailers';
 
 /** DATA payload bytes gathered before they are pushed to the body as one chunk (the body's high-water mark). */
 const BODY_COALESCE = 64 * 1024;
+/**
+ * Only pieces smaller than this are gathered. Measured with quic-go's ~7 KB DATA frames (64 MB upload through the
+ * router): joining them cut the upstream writes from 9,090 to 1,750 but not the CPU per packet (the copy and its
+ * allocation cost what the writes saved); one-packet DATA frames (browsers) are where joining pays.
+ */
+const COALESCE_BELOW = 4096;
 
 export class H3RequestStream {
   readonly id: number;
@@ -213,6 +219,13 @@ export class H3RequestStream {
       this.received += ev.chunk.length;
       if (this.expectedLength !== null && !this.noBodyExpected && this.received > this.expectedLength) {
         throw new H3Error(E.H3_MESSAGE_ERROR, `more DATA than content-length ${this.expectedLength}`, 'stream');
+      }
+      if (ev.chunk.length >= COALESCE_BELOW) {
+        // A large piece goes on as it is: joining pieces this size costs about what the writes it saves do.
+        this.flushData();
+        const b = this.body;
+        if (b && !b.destroyed) this.wantBody = b.push(ev.chunk);
+        return;
       }
       this.pendingData.push(ev.chunk);
       this.pendingBytes += ev.chunk.length;
