@@ -29,6 +29,7 @@
  * Every child is bounded and stopped through its own PID; a missing peer makes its rows "n/a (reason)".
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -380,7 +381,7 @@ const NON_ELICITING = new Set([0x00, 0x02, 0x03, 0x1c, 0x1d]);
  * tshark -T fields over the capture, one line per datagram: time, source port, header forms, packet numbers, frame
  * types, and the ACK frames' fields; the delays computed from them.
  */
-async function ackDelays(o: EdgeOptions, pcap: string, keylog: string, serverPort: number): Promise<AckDelay | string> {
+async function ackDelays(o: EdgeOptions, pcap: string, keylog: string, serverPort: number, skipPort: number): Promise<AckDelay | string> {
   const tshark = findProgram('tshark');
   if (tshark === null) return 'tshark not installed';
   const fields = ['frame.time_epoch', 'udp.srcport', 'quic.header_form', 'quic.packet_number', 'quic.frame_type', 'quic.ack.largest_acknowledged', 'quic.ack.first_ack_range', 'quic.ack.ack_range_count', 'quic.ack.gap', 'quic.ack.ack_range', 'quic.decryption_failed'];
@@ -418,6 +419,7 @@ async function ackDelays(o: EdgeOptions, pcap: string, keylog: string, serverPor
     if (line === '') continue;
     const f = line.split('\t');
     const t = Number(f[0]);
+    if (Number(f[1]) === skipPort) continue;
     const fromServer = Number(f[1]) === serverPort;
     const forms = list(f[2]);
     const short = forms.length > 0 && forms.every((x) => x === 0); // every packet of the datagram 1-RTT
@@ -469,6 +471,25 @@ async function ackDelays(o: EdgeOptions, pcap: string, keylog: string, serverPor
   };
 }
 
+/** Sends one-byte datagrams to `port` until the capture file grows; the sender's port, or null after 15 s. */
+async function captureLive(pcap: string, port: number): Promise<number | null> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, HOST, () => r()));
+  const size = (): number => (existsSync(pcap) ? statSync(pcap).size : 0);
+  try {
+    let base = -1;
+    for (let i = 0; i < 150; i++) {
+      if (base < 0 && size() > 0) base = size();
+      sock.send(Buffer.alloc(1), port, HOST);
+      await new Promise((r) => setTimeout(r, 100));
+      if (base > 0 && size() > base) return sock.address().port;
+    }
+    return null;
+  } finally {
+    sock.close();
+  }
+}
+
 interface CaptureResult {
   target: Target;
   mbPerSec: Outcome;
@@ -502,7 +523,13 @@ async function captureUpload(o: EdgeOptions, ep: Endpoints, target: Target, uplo
       res.mbPerSec = `tshark did not start: ${describeExit(cap, await cap.stop('SIGKILL', 1000))}`;
       return res;
     }
-    await new Promise((r) => setTimeout(r, 300));
+    // "Capturing on" comes before the filter is live on a busy machine, and a capture without the ClientHello cannot
+    // be decrypted: send one-byte datagrams (servers drop them) until the file grows, i.e. dumpcap sees them.
+    const sentinel = await captureLive(pcap, port);
+    if (sentinel === null) {
+      res.mbPerSec = 'the capture did not see test datagrams within 15 s';
+      return res;
+    }
     const cpu0 = procCpuSeconds(server.pid);
     const p0 = target === 'router' && ep.probe !== null ? await probeSnap(server, ep.probe) : null;
     res.mbPerSec = await quicGoWork(o, 'upload', port, `quicgo-cap-${target}`, keylog, upload);
@@ -513,7 +540,7 @@ async function captureUpload(o: EdgeOptions, ep: Endpoints, target: Target, uplo
     await cap.stop('SIGINT', 10_000);
     const drops = /(\d+) packets? dropped/.exec(cap.output())?.[1];
     if (typeof res.mbPerSec === 'string') return res;
-    res.ack = await ackDelays(o, pcap, keylog, port);
+    res.ack = await ackDelays(o, pcap, keylog, port, sentinel);
     if (drops !== undefined && Number(drops) > 0 && typeof res.ack !== 'string') res.ack = `${res.ack.medianMs} ms median, but the capture dropped ${drops} packets`;
     res.serverCpuS = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
     if (typeof res.ack !== 'string' && res.serverCpuS !== null && res.ack.clientDatagrams > 0) res.usPerClientDatagram = (res.serverCpuS * 1e6) / res.ack.clientDatagrams;
@@ -728,6 +755,11 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
           unavailable.set(d.name, why);
           say(`${d.name}: n/a (${why})`);
         }
+      }
+      // Warm-up (untimed): the router's JIT and both servers' upstream keep-alive connections.
+      const warm = await buildQuicGo();
+      if (!('error' in warm)) {
+        for (const t of TARGETS) if (live(t) !== null) await quicGoWork(o, 'small', portOf(t), `warm-${t}`);
       }
       for (let run = 1; run <= o.runs; run++) {
         say(`run ${run}:`);
