@@ -324,8 +324,9 @@ const firefoxDriver: ClientDriver = {
 /**
  * Hook for `qsr load` (helper D, src/load + src/cli/load.ts): the small-GET rows with our own load generator, once
  * `qsr load --help` exits 0. It runs `qsr load URL --connections 1 --streams S --requests N --json` and takes req/s
- * from the JSON (the first of rps / requestsPerSecond / reqPerSec found, at the top or under "summary"/"totals").
- * Until then its rows say n/a.
+ * from the JSON (the first of rps / requestsPerSecond / reqPerSec found, at the top or under "summary"/"totals"),
+ * trusting the test CA through NODE_EXTRA_CA_CERTS (adjust the flags here to the command's final ones).
+ * Until `qsr load --help` lists --connections and --streams, its rows say n/a.
  */
 const qsrLoadDriver: ClientDriver = {
   name: 'qsr-load',
@@ -334,7 +335,8 @@ const qsrLoadDriver: ClientDriver = {
   async unavailable(o) {
     const c = spawnBounded({ name: 'qsr-load-help', cmd: process.execPath, args: [QSR_JS, 'load', '--help'], workDir: o.work, timeoutMs: 20_000 });
     const e = await c.exited;
-    return e.code === 0 ? null : '`qsr load` not available yet (helper D)';
+    // commander answers an unknown command's --help with the program's help (exit 0): look for the command's flags.
+    return e.code === 0 && c.output().includes('--connections') && c.output().includes('--streams') ? null : '`qsr load` not available yet (helper D)';
   },
   async run(o, works, target, port, tag) {
     const out: Partial<Record<Work, Outcome>> = {};
@@ -722,7 +724,12 @@ async function startStack(o: EdgeOptions, tag: string, quicExtra: string[], say:
 }
 
 const fmtRate = (v: number | null, unit: string): string => (v === null ? 'n/a' : unit === 'req/s' ? `${fmtInt(v)} req/s` : `${fmt(v, 1)} MB/s`);
-const short = (s: string): string => (s.length > 90 ? `${s.slice(0, 87)}...` : s);
+const short = (s: string, n = 90): string => {
+  const t = s.replace(/\s+/g, ' ').trim();
+  return t.length > n ? `${t.slice(0, n - 3)}...` : t;
+};
+/** Table cells keep the reason short; the full reasons are listed under the table. */
+const cellWhy = (s: string): string => short(s, 44);
 
 export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<string, unknown>> {
   say('# Edge: router vs Caddy 2.6 (quic-go) in front of the same services, independent clients; loopback, MB = 10^6 B');
@@ -854,7 +861,7 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
         const label = d.rows[w]!;
         const why = unavailable.get(d.name);
         if (why !== undefined) {
-          rows.push([label, `n/a (${short(why)})`, 'n/a', 'n/a', 'n/a']);
+          rows.push([label, `n/a (${cellWhy(why)})`, 'n/a', 'n/a', 'n/a']);
           summaryRows.push({ client: d.name, work: w, label, unavailable: why });
           continue;
         }
@@ -863,7 +870,7 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
           const m = med(`${d.name}|${w}|${t}`);
           const f = failures(`${d.name}|${w}|${t}`);
           const n = (samples.get(`${d.name}|${w}|${t}`) ?? []).length;
-          if (m === null) return `n/a (${short(f[0] ?? 'no run')})`;
+          if (m === null) return `n/a (${cellWhy(f[0] ?? 'no run')})`;
           return `${fmtRate(m, unit)}${f.length > 0 ? ` [${n - f.length}/${n} ok]` : ''}`;
         };
         const r = med(`${d.name}|${w}|router`);
@@ -881,6 +888,11 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
     say(`Throughput, medians of ${o.runs} run(s) (router and Caddy alternating):`);
     say(table(rows));
     say(`rows with a ratio: ${rated}; below 1.0x (the issue: never): ${below1}`);
+    const failed = [...samples.entries()].filter(([, v]) => v.some((x) => typeof x === 'string'));
+    if (failed.length > 0) {
+      say('failed runs (client|work|server: first reason):');
+      for (const [k, v] of failed) say(`  ${k}: ${v.filter((x) => typeof x === 'string').length}/${v.length} failed: ${short(String(v.find((x) => typeof x === 'string')), 400)}`);
+    }
     say(`clocks: gtlsclient = its wall clock under /usr/bin/time (process start + handshake included); quic-go = its own wall`);
     say(`  clock from the first dial to the last response; Firefox = page time of the fetch()es (browser start and page load excluded).`);
   }
