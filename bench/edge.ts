@@ -33,9 +33,10 @@ import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  CERTS, HOST, QSR_JS, describeExit, findProgram, fmt, fmtInt, freePort, gtlsCheck, gtlsPrograms, jsonLines, median, percentile, runTimed,
+  CERTS, HOST, QSR_JS, describeExit, findProgram, fmt, fmtInt, freePort, gtlsCheck, gtlsPrograms, jsonLines, median, runTimed,
   spawnBounded, stopServer, table, waitFor, type Child, type Say, type SuiteOptions,
 } from './common.js';
+import { ACK_DELAY_FIELDS, parseAckDelays, type AckDelay } from './ack-delay.js';
 import { gtlsGets, gtlsPost, routerConfig, startCaddy, startRouter, startService, writeUpload } from './router.js';
 import { buildQuicGo, runQuicGoClient, type QuicGoClientRun } from '../test/interop/quicgo.js';
 import { downloadScript, fetchManyScript, firefoxUnavailable, runFirefox, uploadScript, type DownloadValue, type FetchManyValue, type UploadValue } from '../test/interop/firefox.js';
@@ -362,23 +363,6 @@ const qsrLoadDriver: ClientDriver = {
 // ---------------------------------------------------------------------------------------------------------------------
 // Capture: ACK delay
 
-interface AckDelay {
-  /** Ack-eliciting client 1-RTT packets matched to an ACK. */
-  matched: number;
-  /** Client datagrams / server datagrams in the capture. */
-  clientDatagrams: number;
-  serverDatagrams: number;
-  /** Client 1-RTT packets tshark could not read (not decrypted), and those never acknowledged in the capture. */
-  unreadable: number;
-  unacked: number;
-  medianMs: number | null;
-  p90Ms: number | null;
-  p99Ms: number | null;
-}
-
-/** Frame types that do not elicit an ACK (RFC 9002 §2): PADDING, ACK, ACK_ECN, CONNECTION_CLOSE x2. */
-const NON_ELICITING = new Set([0x00, 0x02, 0x03, 0x1c, 0x1d]);
-
 /**
  * tshark -T fields over the capture, one line per datagram: time, source port, header forms, packet numbers, frame
  * types, and the ACK frames' fields; the delays computed from them.
@@ -386,91 +370,12 @@ const NON_ELICITING = new Set([0x00, 0x02, 0x03, 0x1c, 0x1d]);
 async function ackDelays(o: EdgeOptions, pcap: string, keylog: string, serverPort: number, skipPort: number): Promise<AckDelay | string> {
   const tshark = findProgram('tshark');
   if (tshark === null) return 'tshark not installed';
-  const fields = ['frame.time_epoch', 'udp.srcport', 'quic.header_form', 'quic.packet_number', 'quic.frame_type', 'quic.ack.largest_acknowledged', 'quic.ack.first_ack_range', 'quic.ack.ack_range_count', 'quic.ack.gap', 'quic.ack.ack_range', 'quic.decryption_failed'];
-  const args = ['-r', pcap, '-o', `tls.keylog_file:${keylog}`, '-Y', 'quic', '-T', 'fields', '-E', 'separator=\t', '-E', 'aggregator=,', '-E', 'occurrence=a'];
-  for (const f of fields) args.push('-e', f);
+    const args = ['-r', pcap, '-o', `tls.keylog_file:${keylog}`, '-Y', 'quic', '-T', 'fields', '-E', 'separator=\t', '-E', 'aggregator=,', '-E', 'occurrence=a'];
+  for (const f of ACK_DELAY_FIELDS) args.push('-e', f);
   const c = spawnBounded({ name: 'tshark-fields', cmd: tshark, args, workDir: o.work, timeoutMs: 300_000 });
   const e = await c.exited;
   if (e.code !== 0) return `tshark -r failed: ${describeExit(c, e)}`;
-  const pending: { pn: number; t: number }[] = []; // ascending pn, not yet acknowledged
-  const delays: number[] = [];
-  let clientDatagrams = 0;
-  let serverDatagrams = 0;
-  let unreadable = 0;
-  const list = (s: string | undefined): number[] => (s === undefined || s === '' ? [] : s.split(',').map(Number));
-  const lowerBound = (pn: number): number => {
-    let lo = 0;
-    let hi = pending.length;
-    while (lo < hi) {
-      const m = (lo + hi) >> 1;
-      if (pending[m]!.pn < pn) lo = m + 1;
-      else hi = m;
-    }
-    return lo;
-  };
-  const ackRange = (lo: number, hi: number, t: number): void => {
-    const i = lowerBound(lo);
-    let j = i;
-    while (j < pending.length && pending[j]!.pn <= hi) {
-      delays.push((t - pending[j]!.t) * 1000);
-      j++;
-    }
-    if (j > i) pending.splice(i, j - i);
-  };
-  for (const line of c.stdout().split('\n')) {
-    if (line === '') continue;
-    const f = line.split('\t');
-    const t = Number(f[0]);
-    if (Number(f[1]) === skipPort) continue;
-    const fromServer = Number(f[1]) === serverPort;
-    const forms = list(f[2]);
-    const short = forms.length > 0 && forms.every((x) => x === 0); // every packet of the datagram 1-RTT
-    if (fromServer) serverDatagrams++;
-    else clientDatagrams++;
-    if (!short) continue;
-    const pns = list(f[3]);
-    const types = list(f[4]);
-    if (!fromServer) {
-      if (pns.length !== 1 || types.length === 0 || (f[10] ?? '') !== '') {
-        unreadable++;
-        continue;
-      }
-      if (!types.some((x) => !NON_ELICITING.has(x))) continue;
-      const pn = pns[0]!;
-      if (pending.length === 0 || pending[pending.length - 1]!.pn < pn) pending.push({ pn, t });
-      else pending.splice(lowerBound(pn), 0, { pn, t });
-      continue;
-    }
-    // Server ACK frames: largest, first range, then range-count (gap, range) pairs, in order, per frame.
-    const largest = list(f[5]);
-    const first = list(f[6]);
-    const counts = list(f[7]);
-    const gaps = list(f[8]);
-    const ranges = list(f[9]);
-    if (largest.length !== first.length || largest.length !== counts.length) continue;
-    let k = 0;
-    for (let a = 0; a < largest.length; a++) {
-      let hi = largest[a]!;
-      let lo = hi - first[a]!;
-      ackRange(lo, hi, t);
-      for (let r = 0; r < counts[a]! && k < gaps.length && k < ranges.length; r++, k++) {
-        hi = lo - gaps[k]! - 2;
-        lo = hi - ranges[k]!;
-        ackRange(lo, hi, t);
-      }
-    }
-  }
-  const sorted = delays.filter((d) => d >= 0).sort((a, b) => a - b);
-  return {
-    matched: sorted.length,
-    clientDatagrams,
-    serverDatagrams,
-    unreadable,
-    unacked: pending.length,
-    medianMs: percentile(sorted, 50),
-    p90Ms: percentile(sorted, 90),
-    p99Ms: percentile(sorted, 99),
-  };
+  return parseAckDelays(c.stdout().split('\n'), serverPort, skipPort);
 }
 
 /** Sends one-byte datagrams to `port` until the capture file grows; the sender's port, or null after 15 s. */
