@@ -473,7 +473,8 @@ interface IdleGroup {
 async function openIdle(o: EdgeOptions, port: number, count: number, tag: string): Promise<IdleGroup> {
   const g: IdleGroup = { kids: [], established: 0, failed: 0, ms: 0 };
   const procs = Math.ceil(count / IDLE_PER_PROCESS);
-  const limit = 900_000;
+  // Generous (handshakes on a busy 2-core machine ran at 17-35 a second), but bounded: 2 minutes + 150 ms each.
+  const limit = 120_000 + count * 150;
   for (let i = 0; i < procs; i++) {
     const n = Math.min(IDLE_PER_PROCESS, count - i * IDLE_PER_PROCESS);
     // Two handshakes in flight per process at most 32: several processes together stay near 64.
