@@ -5,8 +5,8 @@
  *
  * Throughput rows, each "router | Caddy | ratio | goal 1.5x":
  *   clients  gtlsclient (ngtcp2 0.12 + GnuTLS), the quic-go 0.29 client (test/interop/quicgo/client, built offline),
- *            headless Firefox ESR (neqo; test/interop/firefox.ts, WebDriver BiDi), and `qsr load` once it exists
- *            (helper D; the driver below says "n/a" until `qsr load --help` works)
+ *            headless Firefox ESR (neqo; test/interop/firefox.ts, WebDriver BiDi), and our own `qsr load` (small
+ *            GETs only; one connection, 100 and 1,000 streams in flight)
  *   work     small GETs of /text/sample on ONE connection (quic-go: 100 and 1,000 in flight; gtlsclient: its own
  *            multiplexing, capped by the server's stream limit; Firefox: 2,000 fetch()es at once on the page's
  *            connection), a 100 MB upload (POST /video: the video service streams and hashes any size; the text service
@@ -323,11 +323,10 @@ const firefoxDriver: ClientDriver = {
 };
 
 /**
- * Hook for `qsr load` (helper D, src/load + src/cli/load.ts): the small-GET rows with our own load generator, once
- * `qsr load --help` exits 0. It runs `qsr load URL --connections 1 --streams S --requests N --json` and takes req/s
- * from the JSON (the first of rps / requestsPerSecond / reqPerSec found, at the top or under "summary"/"totals"),
- * trusting the test CA through NODE_EXTRA_CA_CERTS (adjust the flags here to the command's final ones).
- * Until `qsr load --help` lists --connections and --streams, its rows say n/a.
+ * `qsr load` (src/load, src/cli/load.ts): the small-GET rows with our own load generator, one connection, S streams
+ * in flight, N requests: `qsr load URL -c 1 -s S -n N --ca CA --server-name localhost --json`, whose report
+ * (src/load/report.ts LoadReport) gives requestsPerSec over its measured phase (handshake excluded). Every request
+ * must have succeeded. n/a when `qsr load --help` does not list its flags (an older build).
  */
 const qsrLoadDriver: ClientDriver = {
   name: 'qsr-load',
@@ -337,24 +336,25 @@ const qsrLoadDriver: ClientDriver = {
     const c = spawnBounded({ name: 'qsr-load-help', cmd: process.execPath, args: [QSR_JS, 'load', '--help'], workDir: o.work, timeoutMs: 20_000 });
     const e = await c.exited;
     // commander answers an unknown command's --help with the program's help (exit 0): look for the command's flags.
-    return e.code === 0 && c.output().includes('--connections') && c.output().includes('--streams') ? null : '`qsr load` not available yet (helper D)';
+    return e.code === 0 && c.output().includes('--connections') && c.output().includes('--streams') ? null : '`qsr load` not in this build';
   },
   async run(o, works, target, port, tag) {
     const out: Partial<Record<Work, Outcome>> = {};
     for (const w of works) {
       const streams = w === 'small' ? 100 : 1000;
-      const args = [QSR_JS, 'load', `https://${HOST}:${port}/text/sample`, '--connections', '1', '--streams', String(streams), '--requests', String(SMALL_N), '--json'];
-      const c = spawnBounded({ name: `qsr-load-${w}-${target}-${tag}`, cmd: process.execPath, args, workDir: o.work, timeoutMs: CLIENT_TIMEOUT, env: { NODE_EXTRA_CA_CERTS: `${CERTS}ca.pem` } });
+      const args = [QSR_JS, 'load', `https://${HOST}:${port}/text/sample`, '-c', '1', '-s', String(streams), '-n', String(SMALL_N), '--ca', `${CERTS}ca.pem`, '--server-name', 'localhost', '--json'];
+      const c = spawnBounded({ name: `qsr-load-${w}-${target}-${tag}`, cmd: process.execPath, args, workDir: o.work, timeoutMs: CLIENT_TIMEOUT });
       const e = await c.exited;
-      const j = jsonLines(c.stdout()).at(-1);
-      const pick = (x: unknown): number | null => {
-        if (typeof x !== 'object' || x === null) return null;
-        const r = x as Record<string, unknown>;
-        for (const k of ['rps', 'requestsPerSecond', 'reqPerSec']) if (typeof r[k] === 'number') return r[k] as number;
-        return pick(r.summary) ?? pick(r.totals);
-      };
-      const rps = pick(j);
-      out[w] = e.code === 0 && rps !== null ? rps : `qsr load: ${describeExit(c, e)}`;
+      type Report = { requestsPerSec?: number; requests?: { ok?: number; failed?: number }; errors?: Record<string, number> };
+      let rep: Report | null;
+      try {
+        rep = JSON.parse(c.stdout()) as Report;
+      } catch {
+        rep = null;
+      }
+      if (rep === null || typeof rep.requestsPerSec !== 'number') out[w] = `qsr load: no JSON report; ${describeExit(c, e)}`;
+      else if (rep.requests?.ok !== SMALL_N) out[w] = `qsr load: ${rep.requests?.ok ?? 0}/${SMALL_N} ok, errors ${JSON.stringify(rep.errors ?? {})}`;
+      else out[w] = rep.requestsPerSec;
     }
     return out;
   },
@@ -800,7 +800,8 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
       for (const [k, v] of failed) say(`  ${k}: ${v.filter((x) => typeof x === 'string').length}/${v.length} failed: ${short(String(v.find((x) => typeof x === 'string')), 400)}`);
     }
     say(`clocks: gtlsclient = its wall clock under /usr/bin/time (process start + handshake included); quic-go = its own wall`);
-    say(`  clock from the first dial to the last response; Firefox = page time of the fetch()es (browser start and page load excluded).`);
+    say(`  clock from the first dial to the last response; Firefox = page time of the fetch()es (browser start and page load excluded);`);
+    say(`  qsr load = its measured phase (handshake excluded).`);
   }
   report.throughput = summaryRows;
 
