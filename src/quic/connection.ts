@@ -2,8 +2,8 @@
  * One QUIC v1 connection (RFC 9000), sans-I/O: datagrams and `now` in; datagrams, events and a timer deadline out.
  * This file receives and dispatches, glues TLS to the packet number spaces and closes; each other concern is a
  * module under connection/ (streams, retransmits, cids, key-update, pmtu, framer, frame-writer, packet-builder,
- * datagram-assembler, ack-handler, loss-handler, idle, address-validation, timers, space), given its collaborators
- * in its constructor.
+ * datagram-assembler, ack-handler, loss-handler, idle, address-validation, header-masks, params, timers, space),
+ * given its collaborators in its constructor.
  *
  * - Packet protection and key update: RFC 9001 §5, §6 (crypto/keys.ts, packet/header.ts, connection/key-update.ts)
  * - Handshake over CRYPTO frames, key installation and discard: RFC 9001 §4 (tls/tls.ts)
@@ -30,12 +30,8 @@ import {
   type PacketHeader,
 } from './packet/header.js';
 import { parseFrames, isAckEliciting, type Frame } from './frame/frames.js';
-import {
-  defaultTransportParameters,
-  encodeTransportParameters,
-  decodeTransportParameters,
-  type TransportParameters,
-} from './transport-params.js';
+import { encodeTransportParameters, decodeTransportParameters, type TransportParameters } from './transport-params.js';
+import { ACTIVE_CONNECTION_ID_LIMIT, MAX_DATAGRAM_LIMIT, authenticateConnectionIds, localTransportParameters } from './connection/params.js';
 import { RttEstimator } from './recovery/rtt.js';
 import { LossDetector } from './recovery/loss.js';
 import type { CongestionController } from './recovery/congestion.js';
@@ -55,13 +51,13 @@ import { AckHandler } from './connection/ack-handler.js';
 import { LossHandler } from './connection/loss-handler.js';
 import { IdleTimer } from './connection/idle.js';
 import { AddressValidation } from './connection/address-validation.js';
+import { HeaderMaskBatch } from './connection/header-masks.js';
 import type { ConnectionIdIssuer } from './cid-issuer.js';
 import { ConnectionTracer } from './tracer.js';
 import type { QlogDropTrigger } from './trace.js';
 
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
 const MAX_UNDECRYPTABLE = 16;
-const MAX_DATAGRAM_LIMIT = 65527;
 const LOOPBACK_MAX_DATAGRAM = 16384;
 const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
@@ -170,26 +166,9 @@ export class Connection {
       isServer: role === 'server',
     });
     // Our first connection ID (sequence 0) comes from the endpoint's issuer; a client sends to the original DCID.
-    const p = defaultTransportParameters();
-    p.activeConnectionIdLimit = 4;
-    this.cids = new ConnectionIds(cidIssuer.sourceFor(this), originalDcid, p.activeConnectionIdLimit, this.pending);
+    this.cids = new ConnectionIds(cidIssuer.sourceFor(this), originalDcid, ACTIVE_CONNECTION_ID_LIMIT, this.pending);
     const localCid = this.cids.scid;
-
-    p.maxIdleTimeout = this.cfg.maxIdleTimeout;
-    p.initialMaxData = config.initialMaxData ?? 16 * 1024 * 1024;
-    p.initialMaxStreamDataBidiLocal = config.initialMaxStreamDataBidiLocal ?? 2 * 1024 * 1024;
-    p.initialMaxStreamDataBidiRemote = config.initialMaxStreamDataBidiRemote ?? 2 * 1024 * 1024;
-    p.initialMaxStreamDataUni = config.initialMaxStreamDataUni ?? 2 * 1024 * 1024;
-    p.initialMaxStreamsBidi = config.initialMaxStreamsBidi ?? 100;
-    p.initialMaxStreamsUni = config.initialMaxStreamsUni ?? 100;
-    p.maxAckDelay = this.cfg.maxAckDelay;
-    p.maxUdpPayloadSize = MAX_DATAGRAM_LIMIT;
-    p.disableActiveMigration = true;
-    p.initialSourceConnectionId = localCid;
-    if (role === 'server') {
-      p.originalDestinationConnectionId = originalDcid;
-      p.statelessResetToken = this.cids.resetToken(localCid);
-    }
+    const p = localTransportParameters(this.cfg, role, localCid, originalDcid, this.cids.resetToken(localCid));
     this.localParams = p;
     this.idle = new IdleTimer(now, p.maxIdleTimeout);
     // Tracing (ConnectionConfig.trace): nothing is built, and no module gets a callback, when it is off.
@@ -432,46 +411,23 @@ export class Connection {
 
   // ---------------------------------------------------------------- input
 
-  /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
   /**
-   * Header protection masks for datagrams about to be passed to receive(), in that order (a batch that arrived in one
-   * event-loop turn): one cipher call for all their 1-RTT samples instead of one per packet. Only short-header
-   * datagrams belong in the list; a datagram not received in the announced order just has its mask computed alone.
+   * Announces the datagrams about to be passed to receive(), in that order (a batch that arrived in one event-loop
+   * turn), so that the header protection masks of their 1-RTT packets come from one cipher call (header-masks.ts).
    */
   premask(dgrams: readonly Buffer[]): void {
-    this.premaskDgrams = null;
     const sp = this.spaces[Level.OneRtt];
-    if (!sp.read || sp.discarded || dgrams.length < 2) return;
-    const n = dgrams.length;
-    const samples = Buffer.allocUnsafe(n * 16);
-    const at = 1 + this.cfg.cidLength + 4; // short header: first byte, DCID, then the sample 4 bytes past the pn offset
-    for (let i = 0; i < n; i++) {
-      const d = dgrams[i];
-      if (d.length >= at + 16) d.copy(samples, i * 16, at, at + 16);
-      else samples.fill(0, i * 16, i * 16 + 16); // too short: receive() rejects it before any mask is used
-    }
-    this.premaskBuf = sp.read.hp.masks(samples);
-    this.premaskDgrams = dgrams;
-    this.premaskNext = 0;
+    if (!sp.read || sp.discarded || dgrams.length < 2) this.masks.clear();
+    else this.masks.announce(dgrams, sp.read.hp, this.cfg.cidLength);
   }
 
-  private premaskDgrams: readonly Buffer[] | null = null;
-  private premaskBuf: Buffer | null = null;
-  private premaskNext = 0;
-  /** Offset of the current datagram's precomputed mask in premaskBuf, or -1. */
+  private readonly masks = new HeaderMaskBatch();
+  /** Offset of the current datagram's precomputed mask in masks.masks, or -1. */
   private premaskAt = -1;
 
+  /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
   receive(dgram: Buffer, from: Address, now: number): void {
-    this.premaskAt = -1;
-    const pd = this.premaskDgrams;
-    if (pd !== null) {
-      const i = this.premaskNext;
-      if (pd[i] === dgram) {
-        this.premaskAt = i * 16;
-        this.premaskNext = i + 1;
-        if (i + 1 === pd.length) this.premaskDgrams = null;
-      }
-    }
+    this.premaskAt = this.masks.take(dgram);
     this.lastNow = now;
     if (this.state === 'closed' || this.state === 'draining') return;
     this.address.onDatagramReceived(dgram.length);
@@ -561,7 +517,7 @@ export class Connection {
     let un;
     try {
       const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
-      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.premaskBuf : null, this.premaskAt);
+      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.masks.masks : null, this.premaskAt);
     } catch {
       return this.dropped(h, 'header_parse_error');
     }
@@ -761,18 +717,7 @@ export class Connection {
   private replay: BufferedPacket[] | null = null;
 
   private applyPeerParams(p: TransportParameters): void {
-    // Connection ID authentication (RFC 9000 §7.3).
-    if (this.role === 'client') {
-      if (!p.originalDestinationConnectionId || !p.originalDestinationConnectionId.equals(this.originalDcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'original_destination_connection_id does not match');
-      if (!p.initialSourceConnectionId || !p.initialSourceConnectionId.equals(this.dcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the server SCID');
-      if (p.retrySourceConnectionId)
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'retry_source_connection_id without a Retry');
-    } else {
-      if (!p.initialSourceConnectionId || !p.initialSourceConnectionId.equals(this.dcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the client SCID');
-    }
+    authenticateConnectionIds(this.role, p, this.originalDcid, this.dcid);
     this.peerParams = p;
     if (this.trace) this.trace.parameters('remote', p, this.lastNow);
     this.acks.ackDelayUnit = 2 ** p.ackDelayExponent;
