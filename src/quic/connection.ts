@@ -235,7 +235,16 @@ export class Connection {
     init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
     init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
 
-    this.tls = new TlsEndpoint({
+    try {
+      this.tls = this.makeTls(role, config, p);
+    } catch (err) {
+      cidIssuer.forget(this); // the connection never existed: its connection IDs must not route
+      throw err;
+    }
+  }
+
+  private makeTls(role: Role, config: ConnectionConfig, p: TransportParameters): TlsEndpoint {
+    return new TlsEndpoint({
       role,
       alpn: config.alpn,
       serverName: config.serverName,
@@ -259,8 +268,13 @@ export class Connection {
     odcid ??= randomBytes(Math.max(8, cidIssuer.cidLength));
     const c = new Connection('client', config, remote, odcid, cidIssuer, now);
     if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
-    c.tls.start();
-    c.drainTls();
+    try {
+      c.tls.start();
+      c.drainTls();
+    } catch (err) {
+      cidIssuer.forget(c);
+      throw err;
+    }
     return c;
   }
 
@@ -923,7 +937,7 @@ export class Connection {
     if (this.state === 'closing') {
       if (!this.sendCloseNow || !this.pendingClose) return null;
       this.sendCloseNow = false;
-      return this.assembler.close(this.pendingClose);
+      return this.assembler.close(this.pendingClose, now);
     }
     const d = this.assembler.datagram(now);
     if (d) return d;

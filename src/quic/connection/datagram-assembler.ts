@@ -191,7 +191,7 @@ export class DatagramAssembler {
   }
 
   /** A datagram with `close` (CONNECTION_CLOSE) in a packet of every level we have keys for, or null. */
-  close(close: Frame): Buffer | null {
+  close(close: Frame, now: number): Buffer | null {
     const p = this.p;
     const buf = this.scratchBuffer(p.pmtu.size);
     let off = 0;
@@ -214,6 +214,7 @@ export class DatagramAssembler {
       if (this.o.onePacketPerDatagram) break;
     }
     if (off === 0) return null;
+    this.now = now;
     this.builder.seal(buf, p.cids.dcid, p.cids.scid, p.keyUpdate.phase);
     return this.finishDatagram(buf, off);
   }
