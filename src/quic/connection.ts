@@ -945,6 +945,18 @@ export class Connection {
     return this.assembler.pmtuProbe(Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize), now);
   }
 
+  /**
+   * A datagram carrying only the ACK frames now due (nothing congestion-controlled, no new data), or null. The driver
+   * sends it right after a receive batch, before the application's work of that turn, so that our processing does not
+   * add to the peer's RTT (io/udp.ts flush). Whatever else is due goes out on the next poll().
+   */
+  pollAckOnly(now: number): Buffer | null {
+    // Not during the handshake: its ACKs ride on the next flight (HANDSHAKE_DONE included).
+    if (this.replay || this.state !== 'established' || !this.handshakeConfirmed || this.pending.handshakeDone) return null;
+    this.lastNow = now;
+    return this.assembler.datagram(now, true);
+  }
+
   /** Builds the datagrams: coalescing, padding, congestion window and pacer, close and PMTU probes. */
   private readonly assembler: DatagramAssembler;
 

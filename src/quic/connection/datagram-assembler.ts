@@ -102,15 +102,18 @@ export class DatagramAssembler {
     );
   }
 
-  /** The next datagram of packets (ACKs, CRYPTO, control and STREAM frames), or null when there is nothing to send now. */
-  datagram(now: number): Buffer | null {
+  /**
+   * The next datagram of packets (ACKs, CRYPTO, control and STREAM frames), or null when there is nothing to send now.
+   * `ackOnly`: only the ACK frames due (nothing congestion-controlled).
+   */
+  datagram(now: number, ackOnly = false): Buffer | null {
     const p = this.p;
     const mds = p.pmtu.size;
     const budget = p.address.budget();
     if (budget < 64) return null;
     const limit = Math.min(mds, budget);
     const probing = p.losses.probing;
-    let congestionOk = probing || p.cc.canSend(mds);
+    let congestionOk = !ackOnly && (probing || p.cc.canSend(mds));
     if (congestionOk && this.o.pacing && !probing && p.rtt.hasSample) {
       const t = p.pacer.nextSendTime(mds, p.cc.cwnd, p.rtt.smoothed, now);
       // Timers cannot wake us sooner than about a millisecond: within that, send now on credit (the pacer's
