@@ -74,6 +74,17 @@ export interface ConnectionConfig {
   handshakeTimeout?: number;
 }
 
+/** Counters of one connection (Connection.stats). `packetsSent` counts datagrams sent (their packets coalesced). */
+export interface ConnectionStats {
+  packetsSent: number;
+  packetsReceived: number;
+  packetsLost: number;
+  bytesSent: number;
+  bytesReceived: number;
+  undecryptable: number;
+  datagramsReceived: number;
+}
+
 export type ConnectionState = 'handshake' | 'established' | 'closing' | 'draining' | 'closed';
 
 /**

@@ -1,20 +1,23 @@
 /**
  * One QUIC v1 connection (RFC 9000), sans-I/O: datagrams and `now` in; datagrams, events and a timer deadline out.
- * This file receives and dispatches, glues TLS to the packet number spaces, assembles datagrams and closes; each
- * other concern is a module under connection/ (streams, retransmits, cids, key-update, pmtu, framer, frame-writer,
- * packet-builder, timers, space).
+ * This file receives and dispatches, glues TLS to the packet number spaces and closes; each other concern is a
+ * module under connection/ (streams, retransmits, cids, key-update, pmtu, framer, frame-writer, packet-builder,
+ * datagram-assembler, ack-handler, loss-handler, idle, address-validation, header-masks, params, timers, space),
+ * given its collaborators in its constructor.
  *
  * - Packet protection and key update: RFC 9001 §5, §6 (crypto/keys.ts, packet/header.ts, connection/key-update.ts)
  * - Handshake over CRYPTO frames, key installation and discard: RFC 9001 §4 (tls/tls.ts)
  * - Streams and flow control: RFC 9000 §2–§4 (connection/streams.ts, stream/*)
- * - ACKs, loss detection, PTO, congestion control and pacing: RFC 9002 (recovery/*)
- * - Connection IDs (connection/cids.ts), path validation responses, closing/draining, idle timeout: RFC 9000 §5, §8.2, §10
- * - Anti-amplification before address validation: RFC 9000 §8.1
+ * - ACKs, loss detection, PTO, congestion control and pacing: RFC 9002 (recovery/*, connection/ack-handler.ts,
+ *   connection/loss-handler.ts); datagram assembly and padding: RFC 9000 §12.2, §14 (connection/datagram-assembler.ts)
+ * - Connection IDs (connection/cids.ts, issued by the endpoint's cid-issuer.ts), path validation responses,
+ *   closing/draining, idle timeout (connection/idle.ts): RFC 9000 §5, §8.2, §10
+ * - Anti-amplification before address validation: RFC 9000 §8.1 (connection/address-validation.ts)
  */
 import { randomBytes } from 'node:crypto';
 import { Level, QUIC_V1, type Role } from './types.js';
 import { TransportError, TransportErrorCode as E, TlsError, TlsAlert } from './errors.js';
-import type { Address, CloseInfo, ConnectionConfig, ConnectionEvent, ConnectionState } from './connection-types.js';
+import type { Address, CloseInfo, ConnectionConfig, ConnectionEvent, ConnectionState, ConnectionStats } from './connection-types.js';
 import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
 import { initialSecrets } from './crypto/initial.js';
 import { deriveKeys, type DirectionKeys } from './crypto/keys.js';
@@ -26,21 +29,11 @@ import {
   removeHeaderProtection,
   type PacketHeader,
 } from './packet/header.js';
-import {
-  parseFrames,
-  writeFrame,
-  frameLength,
-  isAckEliciting,
-  type Frame,
-} from './frame/frames.js';
-import {
-  defaultTransportParameters,
-  encodeTransportParameters,
-  decodeTransportParameters,
-  type TransportParameters,
-} from './transport-params.js';
+import { parseFrames, isAckEliciting, type Frame } from './frame/frames.js';
+import { encodeTransportParameters, decodeTransportParameters, type TransportParameters } from './transport-params.js';
+import { ACTIVE_CONNECTION_ID_LIMIT, MAX_DATAGRAM_LIMIT, authenticateConnectionIds, localTransportParameters } from './connection/params.js';
 import { RttEstimator } from './recovery/rtt.js';
-import { LossDetector, type SentPacket } from './recovery/loss.js';
+import { LossDetector } from './recovery/loss.js';
 import type { CongestionController } from './recovery/congestion.js';
 import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
@@ -52,21 +45,27 @@ import { PathMtu } from './connection/pmtu.js';
 import { Timer, TimerTable } from './connection/timers.js';
 import { Framer } from './connection/framer.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
-import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
-import { FrameWriter } from './connection/frame-writer.js';
-import { PacketBuilder } from './connection/packet-builder.js';
+import { Retransmits, type SentPacketContents } from './connection/retransmits.js';
+import { DatagramAssembler, MIN_INITIAL_DATAGRAM } from './connection/datagram-assembler.js';
+import { AckHandler } from './connection/ack-handler.js';
+import { LossHandler } from './connection/loss-handler.js';
+import { IdleTimer } from './connection/idle.js';
+import { AddressValidation } from './connection/address-validation.js';
+import { HeaderMaskBatch } from './connection/header-masks.js';
+import type { ConnectionIdIssuer } from './cid-issuer.js';
 import { ConnectionTracer } from './tracer.js';
 import type { QlogDropTrigger } from './trace.js';
 
-const MIN_INITIAL_DATAGRAM = 1200;
 /** Packets that arrive before their keys (reordered across the handshake) are kept this many at most. */
 const MAX_UNDECRYPTABLE = 16;
-const MAX_DATAGRAM_LIMIT = 65527;
-const PACING_GRANULARITY = 1;
-/** Datagrams up to this size are copied out of the scratch buffer into Node's buffer pool (see finishDatagram). */
-const SMALL_DATAGRAM = 2048;
 const LOOPBACK_MAX_DATAGRAM = 16384;
 const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
+
+interface BufferedPacket {
+  dgram: Buffer;
+  h: PacketHeader;
+  datagram: number;
+}
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
@@ -79,11 +78,6 @@ export class Connection {
   /** Our connection IDs by sequence number. */
   get localCids(): Map<number, Buffer> {
     return this.cids.local;
-  }
-
-  /** Incremented whenever localCids changes (the endpoint re-syncs its routing table then). */
-  get cidVersion(): number {
-    return this.cids.version;
   }
 
   /** The connection ID the client first sent to (server: used for routing until the client switches). */
@@ -109,9 +103,10 @@ export class Connection {
   // recovery
   private readonly rtt = new RttEstimator();
   private readonly cc: CongestionController;
-  private readonly loss: LossDetector<PacketInfo>;
+  private readonly loss: LossDetector<SentPacketContents>;
   private readonly pacer: Pacer;
-  private ptoProbes = [0, 0, 0];
+  private readonly acks: AckHandler;
+  private readonly losses: LossHandler;
 
   // streams, flow control, and the control frames waiting to be sent
   private readonly pending = new Retransmits();
@@ -121,19 +116,15 @@ export class Connection {
   private readonly keyUpdate: KeyUpdate;
   private handshakeDone = false;
   private handshakeConfirmed = false;
-  private addressValidated: boolean;
-  private bytesReceived = 0;
-  private bytesSent = 0;
-  private lastActivity: number;
-  private idleTimeout = 0;
+  private readonly address: AddressValidation;
+  private readonly idle: IdleTimer;
   private pendingClose: Frame | null = null;
   private sendCloseNow = false;
-  private undecryptable: { dgram: Buffer; h: PacketHeader }[] = [];
-  private firstHandshakeSent = false;
+  /** `datagram`: the number of the datagram it came in (stats.datagramsReceived - 1 then), for the trace. */
+  private undecryptable: BufferedPacket[] = [];
   /** Client: the server's source CID seen in its first packet, which becomes our DCID. */
   private serverCidLearned = false;
-  private retireUnusedOdcid = false;
-  stats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
+  readonly stats: ConnectionStats = { packetsSent: 0, packetsReceived: 0, packetsLost: 0, bytesSent: 0, bytesReceived: 0, undecryptable: 0, datagramsReceived: 0 };
   /** Every deadline of the connection, by name (connection/timers.ts). */
   private readonly timers = new TimerTable();
   /** Builds and emits trace events; null (and nothing built) unless ConnectionConfig.trace is set. */
@@ -144,7 +135,7 @@ export class Connection {
     config: ConnectionConfig,
     remote: Address,
     originalDcid: Buffer,
-    localCid: Buffer,
+    cidIssuer: ConnectionIdIssuer<Connection>,
     now: number,
     initialRead?: DirectionKeys,
   ) {
@@ -153,7 +144,7 @@ export class Connection {
       maxIdleTimeout: 30_000,
       // Loopback paths carry 64 KiB datagrams; elsewhere assume a 1500-byte Ethernet MTU.
       maxDatagramSize: isLoopback(remote.address) ? LOOPBACK_MAX_DATAGRAM : 1452,
-      cidLength: 8,
+      cidLength: cidIssuer.cidLength,
       maxAckDelay: 25,
       pacing: true,
       maxStreamReceiveWindow: 16 * 1024 * 1024,
@@ -164,36 +155,22 @@ export class Connection {
       throw new RangeError(`maxDatagramSize must be between 1200 and ${MAX_DATAGRAM_LIMIT}`);
     this.remote = remote;
     this.originalDcid = originalDcid;
-    this.lastActivity = now;
     const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
     if (handshakeTimeout > 0) this.timers.set(Timer.handshake, now + handshakeTimeout);
-    this.addressValidated = role === 'client';
+    this.address = new AddressValidation(role === 'client');
     this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
     this.pmtu = new PathMtu(MIN_INITIAL_DATAGRAM, this.cc, this.pacer);
-    this.loss = new LossDetector<PacketInfo>(this.rtt, this.cc, {
+    this.loss = new LossDetector<SentPacketContents>(this.rtt, this.cc, {
       maxAckDelay: () => this.peerParams?.maxAckDelay ?? 25,
       isServer: role === 'server',
     });
-
-    const p = defaultTransportParameters();
-    p.maxIdleTimeout = this.cfg.maxIdleTimeout;
-    p.initialMaxData = config.initialMaxData ?? 16 * 1024 * 1024;
-    p.initialMaxStreamDataBidiLocal = config.initialMaxStreamDataBidiLocal ?? 2 * 1024 * 1024;
-    p.initialMaxStreamDataBidiRemote = config.initialMaxStreamDataBidiRemote ?? 2 * 1024 * 1024;
-    p.initialMaxStreamDataUni = config.initialMaxStreamDataUni ?? 2 * 1024 * 1024;
-    p.initialMaxStreamsBidi = config.initialMaxStreamsBidi ?? 100;
-    p.initialMaxStreamsUni = config.initialMaxStreamsUni ?? 100;
-    p.maxAckDelay = this.cfg.maxAckDelay;
-    p.maxUdpPayloadSize = MAX_DATAGRAM_LIMIT;
-    p.activeConnectionIdLimit = 4;
-    p.disableActiveMigration = true;
-    p.initialSourceConnectionId = localCid;
-    if (role === 'server') {
-      p.originalDestinationConnectionId = originalDcid;
-      p.statelessResetToken = randomBytes(16);
-    }
+    // Our first connection ID (sequence 0) comes from the endpoint's issuer; a client sends to the original DCID.
+    this.cids = new ConnectionIds(cidIssuer.sourceFor(this), originalDcid, ACTIVE_CONNECTION_ID_LIMIT, this.pending);
+    const localCid = this.cids.scid;
+    const p = localTransportParameters(this.cfg, role, localCid, originalDcid, this.cids.resetToken(localCid));
     this.localParams = p;
+    this.idle = new IdleTimer(now, p.maxIdleTimeout);
     // Tracing (ConnectionConfig.trace): nothing is built, and no module gets a callback, when it is off.
     const trace = config.trace
       ? new ConnectionTracer(config.trace, role, {
@@ -206,42 +183,68 @@ export class Connection {
         })
       : null;
     this.trace = trace;
-    this.builder = new PacketBuilder(
-      trace
-        ? (buf, start, headerLen, payloadEnd, level, pn) =>
-            trace.packetSent(buf, start, headerLen, payloadEnd, level, pn, this.dcid, this.scid, this.stats.packetsSent, this.lastNow)
-        : null,
-    );
-    this.cids = new ConnectionIds(localCid, originalDcid, this.cfg.cidLength, p.activeConnectionIdLimit, this.pending);
     this.streams = new Streams(
       {
         role,
         local: p,
         maxStreamReceiveWindow: this.cfg.maxStreamReceiveWindow,
         maxConnectionReceiveWindow: this.cfg.maxConnectionReceiveWindow,
-        onStreamState: trace ? (id, state) => trace.streamState(id, state, this.lastNow) : undefined,
+        onStreamState: trace ? (id, side, state, old) => trace.streamState(id, side, state, old, this.lastNow) : undefined,
       },
       this.events,
       this.pending,
       this.rtt,
     );
-    this.framer = new Framer(role, p.ackDelayExponent, this.pending, this.streams, this.cids);
 
     const secrets = initialSecrets(originalDcid);
-    this.spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
+    const spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
+    this.spaces = spaces;
     this.keyUpdate = new KeyUpdate(
-      this.spaces[Level.OneRtt],
+      spaces[Level.OneRtt],
       this.events,
       this.timers,
       trace ? (generation, by) => trace.keysRotated(generation, by, this.lastNow) : null,
     );
-    const init = this.spaces[Level.Initial];
+    this.losses = new LossHandler(role, spaces, this.loss, this.pending, this.streams, this.cids, this.pmtu, this.stats, trace);
+    this.acks = new AckHandler(spaces, this.loss, this.losses, this.streams, this.keyUpdate, this.pmtu, trace);
+    this.assembler = new DatagramAssembler(
+      { role, pacing: this.cfg.pacing, onePacketPerDatagram: !!this.cfg.onePacketPerDatagram },
+      {
+        spaces,
+        cids: this.cids,
+        keyUpdate: this.keyUpdate,
+        framer: new Framer(role, p.ackDelayExponent, this.pending, this.streams, this.cids),
+        pending: this.pending,
+        loss: this.loss,
+        losses: this.losses,
+        cc: this.cc,
+        pacer: this.pacer,
+        rtt: this.rtt,
+        pmtu: this.pmtu,
+        timers: this.timers,
+        address: this.address,
+        idle: this.idle,
+        stats: this.stats,
+        trace,
+        discardInitial: () => this.discardSpace(Level.Initial),
+      },
+    );
+    const init = spaces[Level.Initial];
     const mine = role === 'client' ? secrets.client : secrets.server;
     const theirs = role === 'client' ? secrets.server : secrets.client;
     init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
     init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
 
-    this.tls = new TlsEndpoint({
+    try {
+      this.tls = this.makeTls(role, config, p);
+    } catch (err) {
+      cidIssuer.forget(this); // the connection never existed: its connection IDs must not route
+      throw err;
+    }
+  }
+
+  private makeTls(role: Role, config: ConnectionConfig, p: TransportParameters): TlsEndpoint {
+    return new TlsEndpoint({
       role,
       alpn: config.alpn,
       serverName: config.serverName,
@@ -257,15 +260,21 @@ export class Connection {
     });
   }
 
-  /** A client connection to `remote`; call `poll(now)` to get the first datagram. `odcid`: default random. */
-  static connect(config: ConnectionConfig, remote: Address, now: number, odcid?: Buffer): Connection {
-    const cidLength = config.cidLength ?? 8;
-    odcid ??= randomBytes(Math.max(8, cidLength));
-    const c = new Connection('client', config, remote, odcid, randomBytes(cidLength), now);
+  /**
+   * A client connection to `remote`, its connection IDs from `cidIssuer` (the endpoint's); call `poll(now)` to get
+   * the first datagram. `odcid`: default random.
+   */
+  static connect(config: ConnectionConfig, remote: Address, now: number, cidIssuer: ConnectionIdIssuer<Connection>, odcid?: Buffer): Connection {
+    odcid ??= randomBytes(Math.max(8, cidIssuer.cidLength));
+    const c = new Connection('client', config, remote, odcid, cidIssuer, now);
     if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
-    c.tls.start();
-    c.drainTls();
-    c.resetIdle(now);
+    try {
+      c.tls.start();
+      c.drainTls();
+    } catch (err) {
+      cidIssuer.forget(c);
+      throw err;
+    }
     return c;
   }
 
@@ -273,12 +282,19 @@ export class Connection {
    * A server connection for a client's first Initial packet. The endpoint checked version and size and that the packet
    * decrypts with `clientInitialKeys` (derived from clientDcid, reused here), so clientScid is authenticated.
    */
-  static accept(config: ConnectionConfig, remote: Address, clientDcid: Buffer, clientScid: Buffer, now: number, clientInitialKeys?: DirectionKeys): Connection {
-    const c = new Connection('server', config, remote, clientDcid, randomBytes(config.cidLength ?? 8), now, clientInitialKeys);
+  static accept(
+    config: ConnectionConfig,
+    remote: Address,
+    clientDcid: Buffer,
+    clientScid: Buffer,
+    now: number,
+    cidIssuer: ConnectionIdIssuer<Connection>,
+    clientInitialKeys?: DirectionKeys,
+  ): Connection {
+    const c = new Connection('server', config, remote, clientDcid, cidIssuer, now, clientInitialKeys);
     c.cids.setPeerInitial(clientScid);
     c.serverCidLearned = true;
     if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);
-    c.resetIdle(now);
     return c;
   }
 
@@ -395,7 +411,7 @@ export class Connection {
   /** Closes the connection: CONNECTION_CLOSE with an application (default) or transport error code. */
   close(code = 0, reason = '', application = true, now?: number): void {
     if (this.state === 'closing' || this.state === 'draining' || this.state === 'closed') return;
-    this.enterClosing({ by: 'local', application, code, reason }, now ?? this.lastActivity);
+    this.enterClosing({ by: 'local', application, code, reason }, now ?? this.idle.lastActivity);
     this.onWake?.(this);
   }
 
@@ -409,49 +425,26 @@ export class Connection {
 
   // ---------------------------------------------------------------- input
 
-  /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
   /**
-   * Header protection masks for datagrams about to be passed to receive(), in that order (a batch that arrived in one
-   * event-loop turn): one cipher call for all their 1-RTT samples instead of one per packet. Only short-header
-   * datagrams belong in the list; a datagram not received in the announced order just has its mask computed alone.
+   * Announces the datagrams about to be passed to receive(), in that order (a batch that arrived in one event-loop
+   * turn), so that the header protection masks of their 1-RTT packets come from one cipher call (header-masks.ts).
    */
   premask(dgrams: readonly Buffer[]): void {
-    this.premaskDgrams = null;
     const sp = this.spaces[Level.OneRtt];
-    if (!sp.read || sp.discarded || dgrams.length < 2) return;
-    const n = dgrams.length;
-    const samples = Buffer.allocUnsafe(n * 16);
-    const at = 1 + this.cfg.cidLength + 4; // short header: first byte, DCID, then the sample 4 bytes past the pn offset
-    for (let i = 0; i < n; i++) {
-      const d = dgrams[i];
-      if (d.length >= at + 16) d.copy(samples, i * 16, at, at + 16);
-      else samples.fill(0, i * 16, i * 16 + 16); // too short: receive() rejects it before any mask is used
-    }
-    this.premaskBuf = sp.read.hp.masks(samples);
-    this.premaskDgrams = dgrams;
-    this.premaskNext = 0;
+    if (!sp.read || sp.discarded || dgrams.length < 2) this.masks.clear();
+    else this.masks.announce(dgrams, sp.read.hp, this.cfg.cidLength);
   }
 
-  private premaskDgrams: readonly Buffer[] | null = null;
-  private premaskBuf: Buffer | null = null;
-  private premaskNext = 0;
-  /** Offset of the current datagram's precomputed mask in premaskBuf, or -1. */
+  private readonly masks = new HeaderMaskBatch();
+  /** Offset of the current datagram's precomputed mask in masks.masks, or -1. */
   private premaskAt = -1;
 
+  /** Handles one received UDP datagram. Never throws for bad input: protocol errors close the connection. */
   receive(dgram: Buffer, from: Address, now: number): void {
-    this.premaskAt = -1;
-    const pd = this.premaskDgrams;
-    if (pd !== null) {
-      const i = this.premaskNext;
-      if (pd[i] === dgram) {
-        this.premaskAt = i * 16;
-        this.premaskNext = i + 1;
-        if (i + 1 === pd.length) this.premaskDgrams = null;
-      }
-    }
+    this.premaskAt = this.masks.take(dgram);
     this.lastNow = now;
     if (this.state === 'closed' || this.state === 'draining') return;
-    this.bytesReceived += dgram.length;
+    this.address.onDatagramReceived(dgram.length);
     this.stats.bytesReceived += dgram.length;
     this.stats.datagramsReceived++;
     let off = 0;
@@ -480,7 +473,7 @@ export class Connection {
         continue;
       }
       try {
-        this.receivePacket(dgram, h, from, now);
+        this.receivePacket(dgram, h, from, this.stats.datagramsReceived - 1, now);
       } catch (err) {
         this.onError(err, now);
         return;
@@ -520,14 +513,16 @@ export class Connection {
     return this.state === 'closed' || this.state === 'draining';
   }
 
-  private receivePacket(dgram: Buffer, h: PacketHeader, from: Address, now: number): void {
+  /** One packet of datagram number `datagram` (counted from 0 by stats.datagramsReceived; traced as datagram_id). */
+  private receivePacket(dgram: Buffer, h: PacketHeader, from: Address, datagram: number, now: number): void {
     const level = levelOfType(h.type);
     if (level === null) return this.dropped(h, 'unexpected_packet'); // 0-RTT is not accepted
     const space = this.spaces[level];
     if (space.discarded) return this.dropped(h, 'key_unavailable');
     if (!space.read) {
       if (this.undecryptable.length < MAX_UNDECRYPTABLE) {
-        this.undecryptable.push({ dgram: Buffer.from(dgram.subarray(h.start, h.end)), h: { ...h, pnOffset: h.pnOffset - h.start, end: h.end - h.start, start: 0 } });
+        const copy = Buffer.from(dgram.subarray(h.start, h.end));
+        this.undecryptable.push({ dgram: copy, h: { ...h, pnOffset: h.pnOffset - h.start, end: h.end - h.start, start: 0 }, datagram });
         if (this.trace) this.trace.packetBuffered(h, now);
       } else this.dropped(h, 'dos_prevention');
       this.stats.undecryptable++;
@@ -536,7 +531,7 @@ export class Connection {
     let un;
     try {
       const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
-      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.premaskBuf : null, this.premaskAt);
+      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.masks.masks : null, this.premaskAt);
     } catch {
       return this.dropped(h, 'header_parse_error');
     }
@@ -572,9 +567,9 @@ export class Connection {
       this.cids.setPeerInitial(Buffer.from(h.scid));
       this.serverCidLearned = true;
     }
-    if (this.role === 'server' && level === Level.Handshake && !this.addressValidated) {
+    if (this.role === 'server' && level === Level.Handshake && !this.address.validated) {
       // A Handshake packet from the client proves it owns the address (RFC 9000 §8.1); Initial keys go (RFC 9001 §4.9.1).
-      this.addressValidated = true;
+      this.address.validated = true;
       this.discardSpace(Level.Initial);
     }
     if (from.address !== this.remote.address || from.port !== this.remote.port) {
@@ -583,9 +578,9 @@ export class Connection {
     }
 
     this.stats.packetsReceived++;
-    this.resetIdle(now);
+    this.idle.onPacketReceived(now);
     const frames = parseFrames(payload, LEVEL_KIND[level]);
-    if (this.trace) this.trace.packetReceived(h, un, frames, payload.length, this.ackDelayUnit, now);
+    if (this.trace) this.trace.packetReceived(h, un, frames, payload.length, this.acks.ackDelayUnit, datagram, now);
     let ackEliciting = false;
     for (const f of frames) {
       if (isAckEliciting(f)) ackEliciting = true;
@@ -601,16 +596,13 @@ export class Connection {
     if (this.trace) this.trace.packetDropped(h, why, h.end - h.start, this.lastNow);
   }
 
-  /** Microseconds per unit of the peer's ACK Delay field: 2^ack_delay_exponent (RFC 9000 §18.2), 8 by default. */
-  private ackDelayUnit = 8;
-
   private onFrame(f: Frame, level: Level, now: number): void {
     switch (f.type) {
       case 'padding':
       case 'ping':
         return;
       case 'ack':
-        return this.onAck(f.ranges, f.ackDelay, level, now);
+        return this.acks.onAck(f.ranges, f.ackDelay, level, now, this.handshakeConfirmed);
       case 'crypto':
         return this.onCrypto(level, f.offset, f.data);
       case 'stream':
@@ -657,107 +649,6 @@ export class Connection {
         if (this.role === 'server') throw new TransportError(E.PROTOCOL_VIOLATION, 'HANDSHAKE_DONE from a client', 0x1e);
         this.confirmHandshake();
         return;
-    }
-  }
-
-  private onAck(ranges: [number, number][], rawDelay: number, level: Level, now: number): void {
-    const largest = ranges[0][1];
-    if (largest >= this.spaces[level].nextPn)
-      throw new TransportError(E.PROTOCOL_VIOLATION, `ACK of packet ${largest} that was never sent`, 0x02);
-    const delayMs = level === Level.OneRtt ? (rawDelay * this.ackDelayUnit) / 1000 : 0;
-    const { acked, lost } = this.loss.onAckReceived(level as 0 | 1 | 2, ranges, delayMs, now, this.handshakeConfirmed);
-    for (const p of acked) this.onPacketAcked(p);
-    this.onPacketsLost(lost);
-    if (acked.length) this.ptoProbes = [0, 0, 0];
-    if (this.trace) this.trace.metrics(now);
-  }
-
-  private onPacketAcked(p: SentPacket<PacketInfo>): void {
-    const space = this.spaces[p.info.level];
-    if (p.info.level === Level.OneRtt) this.keyUpdate.onPacketAcked(p.pn);
-    for (const f of p.info.frames) {
-      switch (f.k) {
-        case 'stream':
-          this.streams.onStreamAcked(f.id, f.offset, f.len, f.fin);
-          break;
-        case 'crypto':
-          this.spaces[f.level].cryptoSend.onAck(f.offset, f.len, false);
-          break;
-        case 'ack':
-          space.acks.onAckOfAckReceived(f.largest);
-          break;
-        case 'reset':
-          this.streams.onResetAcked(f.id);
-          break;
-        case 'pmtu':
-          this.pmtu.onProbeAcked(f.size);
-          break;
-        default:
-          break;
-      }
-    }
-  }
-
-  private onPacketsLost(lost: SentPacket<PacketInfo>[]): void {
-    for (const p of lost) {
-      this.stats.packetsLost++;
-      if (this.trace) this.trace.packetLost(p.space, p.pn, p.info.frames[0]?.k === 'pmtu', this.lastNow);
-      this.requeue(p.info);
-    }
-  }
-
-  /** Puts what a lost (or probed) packet carried back in the send queues. */
-  private requeue(info: PacketInfo): void {
-    for (const f of info.frames) {
-      switch (f.k) {
-        case 'stream':
-          this.streams.onStreamLost(f.id, f.offset, f.len, f.fin);
-          break;
-        case 'crypto': {
-          const sp = this.spaces[f.level];
-          if (!sp.discarded) sp.cryptoSend.onLost(f.offset, f.len, false);
-          break;
-        }
-        case 'max_data':
-          this.pending.maxData = true;
-          break;
-        case 'max_stream_data':
-          this.streams.onMaxStreamDataLost(f.id);
-          break;
-        case 'max_streams':
-          this.pending.maxStreams[f.bidi ? 1 : 0] = true;
-          break;
-        case 'data_blocked':
-          this.pending.dataBlocked = true;
-          break;
-        case 'stream_data_blocked':
-          this.streams.onStreamDataBlockedLost(f.id);
-          break;
-        case 'streams_blocked':
-          this.pending.streamsBlocked[f.bidi ? 1 : 0] = true;
-          break;
-        case 'reset':
-          this.streams.onResetLost(f.id);
-          break;
-        case 'stop_sending':
-          this.streams.onStopSendingLost(f.id);
-          break;
-        case 'handshake_done':
-          this.pending.handshakeDone = true;
-          break;
-        case 'new_cid':
-          this.cids.onNewCidLost(f.seq);
-          break;
-        case 'retire_cid':
-          this.pending.retireCids.push(f.seq);
-          break;
-        case 'pmtu':
-          this.pmtu.onProbeLost(f.size);
-          break;
-        case 'ack':
-        case 'ping':
-          break;
-      }
     }
   }
 
@@ -809,6 +700,7 @@ export class Connection {
     }
     if (!this.handshakeDone && this.tls.handshakeComplete) {
       this.handshakeDone = true;
+      this.assembler.oneRttOpen = true;
       this.timers.stop(Timer.handshake);
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
@@ -835,28 +727,15 @@ export class Connection {
     }
   }
 
-  private replay: { dgram: Buffer; h: PacketHeader }[] | null = null;
+  private replay: BufferedPacket[] | null = null;
 
   private applyPeerParams(p: TransportParameters): void {
-    // Connection ID authentication (RFC 9000 §7.3).
-    if (this.role === 'client') {
-      if (!p.originalDestinationConnectionId || !p.originalDestinationConnectionId.equals(this.originalDcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'original_destination_connection_id does not match');
-      if (!p.initialSourceConnectionId || !p.initialSourceConnectionId.equals(this.dcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the server SCID');
-      if (p.retrySourceConnectionId)
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'retry_source_connection_id without a Retry');
-    } else {
-      if (!p.initialSourceConnectionId || !p.initialSourceConnectionId.equals(this.dcid))
-        throw new TransportError(E.TRANSPORT_PARAMETER_ERROR, 'initial_source_connection_id does not match the client SCID');
-    }
+    authenticateConnectionIds(this.role, p, this.originalDcid, this.dcid);
     this.peerParams = p;
     if (this.trace) this.trace.parameters('remote', p, this.lastNow);
-    this.ackDelayUnit = 2 ** p.ackDelayExponent;
+    this.acks.ackDelayUnit = 2 ** p.ackDelayExponent;
     if (p.statelessResetToken) this.cids.setPeerInitialResetToken(p.statelessResetToken);
-    const ours = this.localParams.maxIdleTimeout;
-    const theirs = p.maxIdleTimeout;
-    this.idleTimeout = ours && theirs ? Math.min(ours, theirs) : ours || theirs;
+    this.idle.negotiate(p.maxIdleTimeout);
     this.streams.applyPeerParams(p);
   }
 
@@ -876,7 +755,7 @@ export class Connection {
     sp.read = null;
     sp.write = null;
     this.loss.discardSpace(level as 0 | 1 | 2);
-    this.ptoProbes[level] = 0;
+    this.losses.onSpaceDiscarded(level);
     if (this.trace) this.trace.spaceDiscarded(level, this.lastNow);
   }
 
@@ -954,10 +833,6 @@ export class Connection {
     if (this.trace) this.trace.closed(info, this.lastNow);
   }
 
-  private resetIdle(now: number): void {
-    this.lastActivity = now;
-  }
-
   // ---------------------------------------------------------------- timers
 
   /** The time at which `handleTimeout` must be called, or null: the earliest deadline in the table. */
@@ -971,7 +846,7 @@ export class Connection {
   /** Sets the deadlines that follow from other state: idle, loss detection / PTO, ACK delay. */
   private refreshTimers(): void {
     const timers = this.timers;
-    timers.set(Timer.idle, this.idleDeadline());
+    timers.set(Timer.idle, this.idle.deadline(this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true), this.state === 'handshake'));
     timers.set(Timer.loss, this.loss.timerDeadline(this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write, this.lastNow));
     let ack = Infinity;
     for (const sp of this.spaces) {
@@ -982,56 +857,14 @@ export class Connection {
     timers.set(Timer.ack, ack);
   }
 
-  // ---------------------------------------------------------------- path MTU discovery (RFC 9000 §14.3)
-
   private readonly pmtu: PathMtu;
 
   get datagramSize(): number {
     return this.pmtu.size;
   }
 
-  /** The size of the PMTU probe due now, or 0. */
-  private pmtuProbeDue(): number {
-    if (!this.handshakeConfirmed || this.state !== 'established' || !this.peerParams) return 0;
-    return this.pmtu.probeDue(Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize));
-  }
-
-  /** A PMTU probe: one 1-RTT packet with PING and PADDING filling a datagram of the candidate size. */
-  private buildPmtuProbe(size: number, now: number): Buffer | null {
-    const sp = this.spaces[Level.OneRtt];
-    if (!sp.write) return null;
-    const buf = Buffer.allocUnsafe(size);
-    const pb = this.builder;
-    if (!pb.begin(0, sp, size, this.dcid.length, this.scid.length, this.loss.largestAcked(Level.OneRtt))) return null;
-    buf[pb.payloadStart] = 0x01; // PING
-    buf.fill(0, pb.payloadStart + 1, pb.payloadEnd); // PADDING to the end
-    const end = pb.finish(buf, pb.payloadEnd);
-    if (end === null) return null;
-    const pn = sp.nextPn - 1;
-    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
-    this.pmtu.onProbeSent(size);
-    // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
-    this.loss.onPacketSent({
-      pn,
-      space: Level.OneRtt,
-      timeSent: now,
-      size: end,
-      ackEliciting: true,
-      inFlight: false,
-      info: { level: Level.OneRtt, frames: [{ k: 'pmtu', size }], keyPhase: this.keyUpdate.phase },
-    });
-    return this.finishDatagram(buf, end);
-  }
-
   /** The latest `now` we were given (timer queries take no time argument). */
   private lastNow = 0;
-
-  private idleDeadline(): number | null {
-    if (!this.idleTimeout && !(this.state === 'handshake' && this.localParams.maxIdleTimeout)) return null;
-    const base = this.idleTimeout || this.localParams.maxIdleTimeout;
-    const pto = this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true);
-    return this.lastActivity + Math.max(base, 3 * pto);
-  }
 
   private peerAddressValidated(): boolean {
     // From the client's view (RFC 9002 A.6): the server has validated us once we have Handshake keys acked or 1-RTT keys.
@@ -1060,23 +893,7 @@ export class Connection {
     }
     if (timers.expired(Timer.pacing, now)) timers.stop(Timer.pacing);
     if (timers.expired(Timer.loss, now)) {
-      const r = this.loss.onLossTimeout(now, this.handshakeConfirmed, this.peerAddressValidated(), !!this.spaces[Level.Handshake].write);
-      this.onPacketsLost(r.lost);
-      if (this.trace) this.trace.metrics(now);
-      if (r.probe) {
-        this.ptoProbes[r.probe.space] = r.probe.count;
-        // Probe with data that is still unacknowledged: the oldest in-flight packets of that space.
-        let n = 0;
-        for (const p of this.loss.unackedPackets(r.probe.space)) {
-          if (n++ >= 2) break;
-          this.requeue(p.info);
-        }
-        if (this.role === 'client' && !this.handshakeDone && r.probe.space !== Level.OneRtt) {
-          // Client anti-deadlock probe: resend what we have for the handshake.
-          const sp = this.spaces[r.probe.space];
-          if (sp.write && sp.cryptoSend.highestSent > 0) sp.cryptoSend.onLost(0, sp.cryptoSend.highestSent, false);
-        }
-      }
+      this.losses.onTimeout(now, this.handshakeConfirmed, this.peerAddressValidated(), this.handshakeDone);
     }
   }
 
@@ -1107,20 +924,25 @@ export class Connection {
     if (this.replay) {
       const r = this.replay;
       this.replay = null;
-      for (const { dgram, h } of r) {
+      for (const { dgram, h, datagram } of r) {
         try {
-          this.receivePacket(dgram, h, this.remote, now);
+          this.receivePacket(dgram, h, this.remote, datagram, now);
         } catch (err) {
           this.onError(err, now);
         }
       }
     }
     if (this.state === 'closed' || this.state === 'draining') return null;
-    if (this.state === 'closing') return this.buildClose();
-    const d = this.buildDatagram(now);
+    if (this.state === 'closing') {
+      if (!this.sendCloseNow || !this.pendingClose) return null;
+      this.sendCloseNow = false;
+      return this.assembler.close(this.pendingClose, now);
+    }
+    const d = this.assembler.datagram(now);
     if (d) return d;
-    const probe = this.pmtuProbeDue();
-    return probe ? this.buildPmtuProbe(probe, now) : null;
+    // Path MTU discovery (RFC 9000 §14.3) once the handshake is confirmed.
+    if (!this.handshakeConfirmed || this.state !== 'established' || !this.peerParams) return null;
+    return this.assembler.pmtuProbe(Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize), now);
   }
 
   /**
@@ -1132,171 +954,11 @@ export class Connection {
     // Not during the handshake: its ACKs ride on the next flight (HANDSHAKE_DONE included).
     if (this.replay || this.state !== 'established' || !this.handshakeConfirmed || this.pending.handshakeDone) return null;
     this.lastNow = now;
-    return this.buildDatagram(now, true);
+    return this.assembler.datagram(now, true);
   }
 
-  private amplificationBudget(): number {
-    if (this.addressValidated) return Infinity;
-    return 3 * this.bytesReceived - this.bytesSent;
-  }
-
-  private buildClose(): Buffer | null {
-    if (!this.sendCloseNow || !this.pendingClose) return null;
-    this.sendCloseNow = false;
-    const buf = this.scratchBuffer(this.pmtu.size);
-    let off = 0;
-    const budget = this.amplificationBudget();
-    // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
-    for (const sp of this.spaces) {
-      if (!sp.write || sp.discarded) continue;
-      let f = this.pendingClose;
-      if (sp.level !== Level.OneRtt && f.type === 'connection_close' && f.application) {
-        // An application close is not allowed in Initial/Handshake packets: send APPLICATION_ERROR instead.
-        f = { type: 'connection_close', application: false, errorCode: E.APPLICATION_ERROR, frameType: 0, reason: '' };
-      }
-      const room = Math.min(buf.length, budget) - off;
-      const pb = this.builder;
-      if (!pb.begin(off, sp, room, this.dcid.length, this.scid.length, this.loss.largestAcked(sp.level as 0 | 1 | 2))) continue;
-      const pEnd = frameLength(f) > pb.payloadEnd - pb.payloadStart ? pb.payloadStart : writeFrame(buf, pb.payloadStart, f);
-      const r = pb.finish(buf, pEnd);
-      if (r === null) continue;
-      off = r;
-      if (this.cfg.onePacketPerDatagram) break;
-    }
-    if (off === 0) return null;
-    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
-    return this.finishDatagram(buf, off);
-  }
-
-  private buildDatagram(now: number, ackOnly = false): Buffer | null {
-    const mds = this.pmtu.size;
-    const budget = this.amplificationBudget();
-    if (budget < 64) return null;
-    const limit = Math.min(mds, budget);
-    const probing = this.ptoProbes[0] + this.ptoProbes[1] + this.ptoProbes[2] > 0;
-    let congestionOk = !ackOnly && (probing || this.cc.canSend(mds));
-    if (congestionOk && this.cfg.pacing && !probing && this.rtt.hasSample) {
-      const t = this.pacer.nextSendTime(mds, this.cc.cwnd, this.rtt.smoothed, now);
-      // Timers cannot wake us sooner than about a millisecond: within that, send now on credit (the pacer's
-      // tokens go negative and later packets wait longer), so pacing never runs below the congestion rate.
-      if (t > now + PACING_GRANULARITY) {
-        congestionOk = false;
-        this.timers.set(Timer.pacing, t);
-      }
-    }
-    const buf = this.scratchBuffer(mds);
-    let off = 0;
-    let ackEliciting = false;
-    let containsInitial = false;
-    const packets: { sp: Space; pn: number; frames: SentFrame[]; size: number; eliciting: boolean; start: number }[] = [];
-    const pathResponse = this.pending.pathResponses.length > 0;
-    for (const sp of this.spaces) {
-      if (!sp.write || sp.discarded) continue;
-      if (sp.level === Level.OneRtt && !this.handshakeDone && this.role === 'server') {
-        // The server may send 1-RTT data before the handshake completes (0.5-RTT); we keep it simple and wait.
-      }
-      if (sp.level === Level.OneRtt && this.role === 'client' && !this.handshakeDone) continue;
-      const room = limit - off;
-      if (room < 48) break;
-      const start = off;
-      const pb = this.builder;
-      if (!pb.begin(off, sp, room, this.dcid.length, this.scid.length, this.loss.largestAcked(sp.level as 0 | 1 | 2))) continue;
-      const frames: SentFrame[] = [];
-      const w = this.writer;
-      w.reset(buf, pb.payloadStart, pb.payloadEnd, frames);
-      const eliciting = this.framer.fill(sp, w, congestionOk, this.ptoProbes[sp.level] > 0, now);
-      const r = pb.finish(buf, w.off);
-      if (r === null) continue;
-      packets.push({ sp, pn: sp.nextPn - 1, frames, size: r - start, eliciting, start });
-      if (eliciting) ackEliciting = true;
-      if (sp.level === Level.Initial) containsInitial = true;
-      off = r;
-      if (sp.level === Level.Initial && this.role === 'client' && !this.firstHandshakeSent && sp.cryptoSend.unsentBytes > 0) break;
-      if (this.cfg.onePacketPerDatagram) break;
-    }
-    if (off === 0) return null;
-    // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1),
-    // and so is one carrying PATH_RESPONSE, within the amplification limit (RFC 9000 §8.2.2).
-    const sentPathResponse = pathResponse && this.pending.pathResponses.length === 0;
-    if (((containsInitial && (this.role === 'client' || ackEliciting)) || sentPathResponse) && off < MIN_INITIAL_DATAGRAM) {
-      const last = packets[packets.length - 1];
-      const padTo = Math.min(MIN_INITIAL_DATAGRAM, limit);
-      if (padTo > off) {
-        off = this.builder.padLast(buf, padTo);
-        last.size = off - last.start;
-      }
-    }
-    this.builder.seal(buf, this.dcid, this.scid, this.keyUpdate.phase);
-    for (const p of packets) {
-      if (p.sp.level === Level.Handshake && this.role === 'client' && !this.firstHandshakeSent) {
-        this.firstHandshakeSent = true;
-      }
-    }
-    const dgram = this.finishDatagram(buf, off);
-    for (const p of packets) {
-      this.loss.onPacketSent({
-        pn: p.pn,
-        space: p.sp.level as 0 | 1 | 2,
-        timeSent: now,
-        size: p.size,
-        ackEliciting: p.eliciting,
-        inFlight: p.eliciting || (containsInitial && p === packets[packets.length - 1] && off >= MIN_INITIAL_DATAGRAM),
-        info: { level: p.sp.level, frames: p.frames, keyPhase: this.keyUpdate.phase },
-      });
-      if (p.eliciting) {
-        const sp = p.sp.level;
-        if (this.ptoProbes[sp] > 0) this.ptoProbes[sp]--;
-      }
-    }
-    if (ackEliciting) this.pacer.onPacketSent(off, now);
-    if (this.trace) this.trace.metrics(now);
-    if (this.role === 'client' && this.firstHandshakeSent && !this.spaces[Level.Initial].discarded) {
-      // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet.
-      this.discardSpace(Level.Initial);
-    }
-    if (ackEliciting) this.resetIdleOnSend(now);
-    return dgram;
-  }
-
-  private lastEliciting = 0;
-
-  private resetIdleOnSend(now: number): void {
-    // RFC 9000 §10.1: sending an ack-eliciting packet restarts the idle timer only if nothing was sent since the last receive.
-    if (this.lastEliciting < this.lastActivity) this.lastActivity = now;
-    this.lastEliciting = now;
-  }
-
-  /**
-   * Datagrams are built in a scratch buffer of the current datagram size, so that a poll with nothing to send (or an
-   * ACK of a few dozen bytes) does not allocate a fresh 16 KiB buffer. finishDatagram copies a small datagram out
-   * (Node's buffer pool makes that cheap) and keeps the scratch; a large one takes the scratch itself.
-   */
-  private scratch: Buffer | null = null;
-
-  private scratchBuffer(size: number): Buffer {
-    let s = this.scratch;
-    if (s === null || s.length < size) s = this.scratch = Buffer.allocUnsafe(size);
-    return s;
-  }
-
-  private finishDatagram(buf: Buffer, off: number): Buffer {
-    this.bytesSent += off;
-    this.stats.bytesSent += off;
-    this.stats.packetsSent++;
-    if (buf !== this.scratch) return buf.subarray(0, off);
-    if (off <= SMALL_DATAGRAM) {
-      const out = Buffer.allocUnsafe(off);
-      buf.copy(out, 0, 0, off);
-      return out;
-    }
-    this.scratch = null;
-    return buf.subarray(0, off);
-  }
-
-  /** Lays out and seals the packets of a datagram; the frame writer fills their payloads (no closures per packet). */
-  private readonly builder: PacketBuilder;
-  private readonly writer = new FrameWriter();
-  private readonly framer: Framer;
+  /** Builds the datagrams: coalescing, padding, congestion window and pacer, close and PMTU probes. */
+  private readonly assembler: DatagramAssembler;
 
   private get scid(): Buffer {
     return this.cids.scid;

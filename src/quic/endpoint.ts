@@ -8,6 +8,9 @@
  * is decrypted with the Initial keys of its DCID (RFC 9001 §5.2) first; one that does not decrypt is dropped and
  * counted (stats.undecryptableInitials), and the client's SCID comes from the packet that did.
  *
+ * The endpoint owns the connection IDs (cid-issuer.ts): one issuer makes every ID its connections hand out, routes
+ * them, and derives their stateless reset tokens from one static key (EndpointOptions.statelessResetKey).
+ *
  * The work per turn follows the connections that have something to do, not the number open: `poll` visits only
  * connections that may have output (a datagram arrived for it, a timer fired, or the application called it:
  * Connection.onWake), and every other connection's next deadline sits in a heap, so `nextTimeout` is O(1) and
@@ -21,6 +24,7 @@ import { PacketType, buildVersionNegotiation, openPayload, parseHeader, removeHe
 import { clientInitialKeys } from './crypto/initial.js';
 import type { DirectionKeys } from './crypto/keys.js';
 import { DeadlineHeap } from './deadline-heap.js';
+import { ConnectionIdIssuer } from './cid-issuer.js';
 import type { TraceFactory, TraceSink } from './trace.js';
 
 export interface EndpointOptions {
@@ -28,6 +32,11 @@ export interface EndpointOptions {
   server?: ConnectionConfig;
   /** Length of the connection IDs this endpoint issues (short headers are parsed with it). Default 8. */
   cidLength?: number;
+  /**
+   * The static key stateless reset tokens are derived from (HMAC-SHA256 of each connection ID, RFC 9000 §10.3.2):
+   * endpoints given the same key give the same token for the same connection ID. At least 16 bytes; random by default.
+   */
+  statelessResetKey?: Buffer;
   /** Refuse new connections beyond this many at once. Default 10 000. */
   maxConnections?: number;
   /**
@@ -44,10 +53,6 @@ export interface Transmit {
 }
 
 const MIN_INITIAL = 1200;
-
-function key(cid: Buffer): string {
-  return cid.toString('hex');
-}
 
 /** Whether the short-header DCID at dgram[1..] equals cid (the caller checked the datagram is long enough). */
 function sameCid(dgram: Buffer, cid: Buffer): boolean {
@@ -83,9 +88,8 @@ function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { key
 
 export class Endpoint {
   readonly connections = new Set<Connection>();
-  private readonly byCid = new Map<string, Connection>();
-  /** The routing keys registered for each connection (removed with it). */
-  private readonly cidKeys = new Map<Connection, string[]>();
+  /** Every connection ID of every connection, routed to it, and their reset tokens. */
+  readonly cids: ConnectionIdIssuer<Connection>;
   private readonly accepted: Connection[] = [];
   private readonly stateless: Transmit[] = [];
   private readonly cidLength: number;
@@ -111,6 +115,7 @@ export class Endpoint {
 
   constructor(readonly options: EndpointOptions = {}) {
     this.cidLength = options.cidLength ?? 8;
+    this.cids = new ConnectionIdIssuer<Connection>(this.cidLength, options.statelessResetKey);
   }
 
   /** Starts a client connection. */
@@ -121,7 +126,7 @@ export class Endpoint {
       odcid = randomBytes(Math.max(8, this.cidLength));
       sink = this.options.trace('client', odcid);
     }
-    const c = Connection.connect({ ...config, cidLength: this.cidLength, ...(sink && { trace: sink }) }, remote, now, odcid);
+    const c = Connection.connect({ ...config, cidLength: this.cidLength, ...(sink && { trace: sink }) }, remote, now, this.cids, odcid);
     if (sink) this.traceSinks.set(c, sink);
     this.add(c);
     return c;
@@ -151,7 +156,7 @@ export class Endpoint {
       const dl = dgram[5];
       if (dl > 255 || 6 + dl >= dgram.length) return this.drop();
       dcid = dgram.subarray(6, 6 + dl);
-      const conn = this.byCid.get(key(dcid));
+      const conn = this.cids.lookup(dcid);
       if (conn) return this.deliver(conn, dgram, from, now);
       if (!this.options.server) return this.drop();
       const sl = dgram[6 + dl];
@@ -175,10 +180,10 @@ export class Endpoint {
       }
       const odcid = Buffer.from(dcid);
       const sink = this.options.trace?.('server', odcid);
-      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, opened.keys);
+      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, this.cids, opened.keys);
       if (sink) this.traceSinks.set(c, sink);
       this.add(c);
-      this.route(c, key(odcid));
+      this.cids.route(c, odcid);
       this.accepted.push(c);
       return this.deliver(c, dgram, from, now);
     }
@@ -188,7 +193,7 @@ export class Endpoint {
     const last = this.lastConn;
     if (last !== null && last.state !== 'closed' && sameCid(dgram, this.lastCid)) return this.deliver(last, dgram, from, now);
     dcid = dgram.subarray(1, 1 + this.cidLength);
-    const conn = this.byCid.get(key(dcid));
+    const conn = this.cids.lookup(dcid);
     if (!conn) return this.drop(); // stateless reset is not sent yet
     this.lastCid = Buffer.from(dcid);
     this.lastConn = conn;
@@ -213,7 +218,7 @@ export class Endpoint {
       if (d.length < min || (d[0] & 0x80) !== 0) continue;
       let c: Connection | undefined;
       if (this.lastConn !== null && sameCid(d, this.lastCid)) c = this.lastConn;
-      else c = this.byCid.get(key(d.subarray(1, 1 + this.cidLength)));
+      else c = this.cids.lookup(d.subarray(1, 1 + this.cidLength));
       if (c === undefined || c.state === 'closed') continue;
       if (first === null || first === c) {
         first = c;
@@ -236,8 +241,8 @@ export class Endpoint {
 
   private deliver(conn: Connection, dgram: Buffer, from: Address, now: number): Connection {
     conn.receive(dgram, from, now);
-    this.active.add(conn);
-    this.sync(conn);
+    if (conn.state === 'closed') this.forget(conn);
+    else this.active.add(conn);
     return conn;
   }
 
@@ -245,24 +250,6 @@ export class Endpoint {
     this.connections.add(c);
     c.onWake = this.onWake;
     this.active.add(c);
-    this.sync(c);
-  }
-
-  /** Routes datagrams for `k` to `c` (a key already taken stays with its connection). */
-  private route(c: Connection, k: string): void {
-    if (this.byCid.has(k)) return;
-    this.byCid.set(k, c);
-    let keys = this.cidKeys.get(c);
-    if (!keys) this.cidKeys.set(c, (keys = []));
-    keys.push(k);
-  }
-
-  /** Keeps the routing table in step with the connection's IDs, and forgets closed connections. */
-  private sync(c: Connection): void {
-    if (c.state === 'closed') return this.forget(c);
-    if (this.synced.get(c) === c.cidVersion) return;
-    this.synced.set(c, c.cidVersion);
-    for (const cid of c.localCids.values()) this.route(c, key(cid));
   }
 
   private forget(c: Connection): void {
@@ -271,14 +258,12 @@ export class Endpoint {
     this.active.delete(c);
     this.timers.delete(c);
     c.onWake = null;
-    for (const k of this.cidKeys.get(c) ?? []) if (this.byCid.get(k) === c) this.byCid.delete(k);
-    this.cidKeys.delete(c);
+    this.cids.forget(c);
   }
 
   /** A connection left `active`: its deadline goes into the heap. */
   private reschedule(c: Connection): void {
-    this.sync(c);
-    if (c.state === 'closed') return;
+    if (c.state === 'closed') return this.forget(c);
     this.stats.connectionVisits++;
     const d = c.nextTimeout();
     if (d === null) this.timers.delete(c);
@@ -295,8 +280,8 @@ export class Endpoint {
       const data = c.poll(now);
       this.active.delete(c);
       if (data) {
-        this.active.add(c); // round robin: to the back of the queue
-        this.sync(c);
+        if (c.state === 'closed') this.forget(c);
+        else this.active.add(c); // round robin: to the back of the queue
         return { data, to: c.remote, conn: c };
       }
       this.reschedule(c);
@@ -310,7 +295,6 @@ export class Endpoint {
    * The driver clears it after each pass (closed connections stay in it until then, so their last event is seen).
    */
   readonly touched = new Set<Connection>();
-  private readonly synced = new WeakMap<Connection, number>();
 
   /** Marks a connection as possibly having output (connections also do this themselves: Connection.onWake). */
   wake(c: Connection): void {

@@ -155,6 +155,42 @@ export interface QlogMetrics {
   pacing_rate?: number;
 }
 
+/**
+ * transport:packet_sent. `datagram_id` numbers the datagrams the connection sent (the packets coalesced in one share
+ * it); `is_mtu_probe_packet` marks a PMTU probe (RFC 9000 §14.4).
+ */
+export interface QlogPacketSent {
+  header: QlogPacketHeader;
+  frames: QlogFrame[];
+  raw: QlogRaw;
+  datagram_id: number;
+  is_mtu_probe_packet?: true;
+}
+
+/** Stream states: the base ones (open, closed) and the granular ones of each side (RFC 9000 §3.1, §3.2). */
+export type QlogStreamState =
+  | 'open'
+  | 'closed'
+  | 'ready'
+  | 'send'
+  | 'data_sent'
+  | 'reset_sent'
+  | 'reset_received'
+  | 'receive'
+  | 'size_known'
+  | 'data_read'
+  | 'reset_read'
+  | 'data_received';
+
+/** transport:stream_state_updated: `stream_side` (with `old` after the first) for the state of one side. */
+export interface QlogStreamStateUpdated {
+  stream_id: number;
+  stream_type?: QlogStreamType;
+  old?: QlogStreamState;
+  new: QlogStreamState;
+  stream_side?: 'sending' | 'receiving';
+}
+
 interface Ev<N extends string, D extends object> {
   time: number;
   name: N;
@@ -178,11 +214,11 @@ export type QuicTraceEvent =
       }
     >
   | Ev<'transport:parameters_set', QlogParametersSet>
-  | Ev<'transport:packet_sent', { header: QlogPacketHeader; frames: QlogFrame[]; raw: QlogRaw; datagram_id: number }>
-  | Ev<'transport:packet_received', { header: QlogPacketHeader; frames: QlogFrame[]; raw: QlogRaw }>
+  | Ev<'transport:packet_sent', QlogPacketSent>
+  | Ev<'transport:packet_received', { header: QlogPacketHeader; frames: QlogFrame[]; raw: QlogRaw; datagram_id: number }>
   | Ev<'transport:packet_dropped', { header?: QlogPacketHeader; raw: QlogRaw; trigger: QlogDropTrigger }>
   | Ev<'transport:packet_buffered', { header: QlogPacketHeader; raw: QlogRaw; trigger: 'keys_unavailable' }>
-  | Ev<'transport:stream_state_updated', { stream_id: number; stream_type?: QlogStreamType; new: 'open' | 'closed' }>
+  | Ev<'transport:stream_state_updated', QlogStreamStateUpdated>
   | Ev<'security:key_updated', { key_type: QlogKeyType; generation?: number; trigger: QlogKeyTrigger }>
   | Ev<'security:key_discarded', { key_type: QlogKeyType; generation?: number; trigger: QlogKeyTrigger }>
   | Ev<'recovery:metrics_updated', QlogMetrics>

@@ -24,6 +24,9 @@ import {
   type QlogPacketHeader,
   type QlogPacketType,
   type QlogParametersSet,
+  type QlogPacketSent,
+  type QlogStreamState,
+  type QlogStreamStateUpdated,
   type QuicTraceEvent,
 } from './trace.js';
 
@@ -31,6 +34,24 @@ const AEAD_TAG = 16;
 const LEVEL_KIND: PacketKind[] = ['initial', 'handshake', '1rtt'];
 const LEVEL_TYPE: QlogPacketType[] = ['initial', 'handshake', '1RTT'];
 const LEVEL_KEY: string[] = ['initial', 'handshake', '1rtt'];
+
+/** RFC 9000 §3.1 / §3.2 stream states (stream/send.ts, stream/recv.ts) by their qlog names. */
+const SEND_STATE: Record<string, QlogStreamState> = {
+  ready: 'ready',
+  send: 'send',
+  data_sent: 'data_sent',
+  data_recvd: 'data_received',
+  reset_sent: 'reset_sent',
+  reset_recvd: 'reset_received',
+};
+const RECV_STATE: Record<string, QlogStreamState> = {
+  recv: 'receive',
+  size_known: 'size_known',
+  data_recvd: 'data_received',
+  data_read: 'data_read',
+  reset_recvd: 'reset_received',
+  reset_read: 'reset_read',
+};
 
 const TRANSPORT_ERROR_NAMES = new Map<number, string>(
   Object.entries(TransportErrorCode)
@@ -231,7 +252,19 @@ export class ConnectionTracer {
    * A packet laid out in `buf` at `start`, header written and payload still in plaintext (just before sealing):
    * its frames are parsed back out of the payload, so the builder needs no bookkeeping of its own for the trace.
    */
-  packetSent(buf: Buffer, start: number, headerLen: number, payloadEnd: number, level: Level, pn: number, dcid: Buffer, scid: Buffer, datagramId: number, now: number): void {
+  packetSent(
+    buf: Buffer,
+    start: number,
+    headerLen: number,
+    payloadEnd: number,
+    level: Level,
+    pn: number,
+    dcid: Buffer,
+    scid: Buffer,
+    datagramId: number,
+    mtuProbe: boolean,
+    now: number,
+  ): void {
     const payloadStart = start + headerLen;
     const header: QlogPacketHeader = { packet_type: LEVEL_TYPE[level], packet_number: pn, flags: buf[start] };
     if (level !== Level.OneRtt) {
@@ -243,15 +276,16 @@ export class ConnectionTracer {
     header.dcil = dcid.length;
     header.dcid = hex(dcid);
     const frames = parseFrames(buf.subarray(payloadStart, payloadEnd), LEVEL_KIND[level]).map((f) => qlogFrame(f, this.deps.ackDelayUnitUs));
-    this.sink({
-      time: now,
-      name: 'transport:packet_sent',
-      data: { header, frames, raw: { length: payloadEnd + AEAD_TAG - start, payload_length: payloadEnd - payloadStart }, datagram_id: datagramId },
-    });
+    const data: QlogPacketSent = { header, frames, raw: { length: payloadEnd + AEAD_TAG - start, payload_length: payloadEnd - payloadStart }, datagram_id: datagramId };
+    if (mtuProbe) data.is_mtu_probe_packet = true;
+    this.sink({ time: now, name: 'transport:packet_sent', data });
   }
 
-  /** A packet that decrypted; `ackDelayUnitUs` scales the peer's ACK Delay fields. */
-  packetReceived(h: PacketHeader, un: UnprotectedHeader, frames: Frame[], payloadLength: number, ackDelayUnitUs: number, now: number): void {
+  /**
+   * A packet that decrypted; `ackDelayUnitUs` scales the peer's ACK Delay fields; `datagramId` numbers the datagrams
+   * received (the packets coalesced in one share it).
+   */
+  packetReceived(h: PacketHeader, un: UnprotectedHeader, frames: Frame[], payloadLength: number, ackDelayUnitUs: number, datagramId: number, now: number): void {
     const header: QlogPacketHeader = { packet_type: packetType(h.type), packet_number: un.pn, flags: un.firstByte };
     if (h.type !== PacketType.OneRtt) {
       header.version = h.version.toString(16).padStart(8, '0');
@@ -264,7 +298,12 @@ export class ConnectionTracer {
     this.sink({
       time: now,
       name: 'transport:packet_received',
-      data: { header, frames: frames.map((f) => qlogFrame(f, ackDelayUnitUs)), raw: { length: h.end - h.start, payload_length: payloadLength } },
+      data: {
+        header,
+        frames: frames.map((f) => qlogFrame(f, ackDelayUnitUs)),
+        raw: { length: h.end - h.start, payload_length: payloadLength },
+        datagram_id: datagramId,
+      },
     });
   }
 
@@ -349,9 +388,20 @@ export class ConnectionTracer {
     });
   }
 
-  streamState(id: number, state: 'open' | 'closed', now: number): void {
-    const data: { stream_id: number; stream_type?: 'unidirectional' | 'bidirectional'; new: 'open' | 'closed' } = { stream_id: id, new: state };
-    if (state === 'open') data.stream_type = (id & 2) === 0 ? 'bidirectional' : 'unidirectional';
+  /**
+   * A stream opened or closed (`side` null: the base states), or one side's state changed (`side` 'send' / 'recv',
+   * states named as in RFC 9000 §3.1 / §3.2, reported with qlog's names).
+   */
+  streamState(id: number, side: 'send' | 'recv' | null, state: string, old: string | null, now: number): void {
+    let data: QlogStreamStateUpdated;
+    if (side === null) {
+      data = { stream_id: id, new: state as 'open' | 'closed' };
+      if (state === 'open') data.stream_type = (id & 2) === 0 ? 'bidirectional' : 'unidirectional';
+    } else {
+      const names = side === 'send' ? SEND_STATE : RECV_STATE;
+      data = { stream_id: id, new: names[state] ?? (state as QlogStreamState), stream_side: side === 'send' ? 'sending' : 'receiving' };
+      if (old !== null) data.old = names[old] ?? (old as QlogStreamState);
+    }
     this.sink({ time: now, name: 'transport:stream_state_updated', data });
   }
 

@@ -356,9 +356,14 @@ test('errors: MAX_STREAMS above 2^60 -> FRAME_ENCODING_ERROR', () => {
 test('errors: RETIRE_CONNECTION_ID for a sequence number never issued -> PROTOCOL_VIOLATION (an issued one is fine)', () => {
   const ctx = established(161);
   assert.ok(ctx.server.localCids.has(1), 'the server issued connection ID 1');
+  const cid1 = ctx.server.localCids.get(1)!;
+  assert.equal(ctx.sep.cids.lookup(cid1), ctx.server, "the endpoint's issuer routes it to the server connection");
+  assert.equal(ctx.sep.cids.size, ctx.server.localCids.size + 1, "the map holds the server's IDs and the client's original DCID");
   fromClient(ctx, encode({ type: 'retire_connection_id', seq: 1 }));
   assert.equal(ctx.server.closeInfo, null, 'retiring an issued connection ID is allowed');
   assert.equal(ctx.server.localCids.has(1), false, 'connection ID 1 is forgotten');
+  assert.equal(ctx.sep.cids.lookup(cid1), undefined, 'and it left the endpoint map');
+  assert.equal(ctx.sep.cids.size, ctx.server.localCids.size + 1, 'and only the IDs still in use (a replacement was issued)');
   const unissued = Math.max(...ctx.server.localCids.keys()) + 1;
   fromClient(ctx, encode({ type: 'retire_connection_id', seq: unissued }));
   serverCloses(ctx, E.PROTOCOL_VIOLATION);

@@ -55,3 +55,35 @@ test('sim: onePacketPerDatagram puts every packet in its own datagram and the ha
   assert.ok(datagrams >= 3, `saw ${datagrams} long-header datagrams`);
   assert.equal(packetsPerDatagram, 1, 'no datagram carried two packets');
 });
+
+test("sim: the server's stateless reset tokens (transport parameter, NEW_CONNECTION_ID) come from its endpoint's key", async () => {
+  const { createHmac } = await import('node:crypto');
+  const { Endpoint } = await import('../../src/quic/endpoint.js');
+  const { SimNetwork } = await import('./network.js');
+  const { CLIENT_ADDR, SERVER_ADDR, clientConfig, serverConfig } = await import('./helpers.js');
+  const key = Buffer.alloc(32, 0x42);
+  const net = new SimNetwork(3, { delay: 5 });
+  const sep = new Endpoint({ server: serverConfig(), statelessResetKey: key });
+  const cep = new Endpoint();
+  net.attach(SERVER_ADDR, sep);
+  net.attach(CLIENT_ADDR, cep);
+  const received: { connection_id: string; stateless_reset_token: string }[] = [];
+  const trace = (e: { name: string; data: object }): void => {
+    if (e.name !== 'transport:packet_received') return;
+    for (const f of (e.data as { frames: { frame_type: string }[] }).frames)
+      if (f.frame_type === 'new_connection_id') received.push(f as unknown as (typeof received)[number]);
+  };
+  const conn = cep.connect(clientConfig({ trace }), SERVER_ADDR, net.now);
+  let server: Connection | undefined;
+  assert.ok(net.run(() => received.length >= 3, 5000, () => (server ??= sep.pollAccepted())));
+  const token = (cid: Buffer): Buffer => createHmac('sha256', key).update(cid).digest().subarray(0, 16);
+  const scid = server!.localCids.get(0)!;
+  assert.deepEqual(conn.peerTransportParameters!.statelessResetToken, token(scid), 'stateless_reset_token of connection ID 0');
+  const elsewhere = new Endpoint({ statelessResetKey: key });
+  for (const f of received) {
+    const cid = Buffer.from(f.connection_id, 'hex');
+    assert.equal(f.stateless_reset_token, token(cid).toString('hex'), `token of ${f.connection_id}`);
+    assert.equal(f.stateless_reset_token, elsewhere.cids.resetToken(cid).toString('hex'), 'another endpoint with the key agrees');
+    assert.equal(sep.cids.lookup(cid), server, 'each issued ID routes to the server connection');
+  }
+});

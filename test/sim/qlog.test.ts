@@ -5,6 +5,9 @@
  * packet_sent carries the datagram it went in (datagram_id), so each packet_lost must name a packet that was sent,
  * went in a datagram the network dropped and was never acknowledged; and every 1-RTT packet the network dropped
  * below the largest acknowledged one is declared lost. No reordering on the link, so no loss may be spurious.
+ * Also: PMTU probes carry is_mtu_probe_packet, received packets carry the datagram_id that links the packets
+ * coalesced in one datagram (they were sent in one datagram too), and stream_state_updated follows each side of a
+ * stream through its RFC 9000 §3 states (one stream carries the upload, a second is reset).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,6 +80,7 @@ test('sim qlog: a 2 MB upload at 5% loss; every record validates; packet_lost ev
     const data = Buffer.alloc(size, 0x5a);
     let server: Connection | undefined;
     let sid: number | null = null;
+    let resetId: number | null = null;
     let got = 0;
     let fin = false;
     const app = (): void => {
@@ -84,13 +88,17 @@ test('sim qlog: a 2 MB upload at 5% loss; every record validates; packet_lost ev
       if (sid === null && conn.isHandshakeComplete) {
         sid = conn.openStream(true);
         conn.streamWrite(sid!, data, true);
+        // A second stream, reset by the client before it sent anything.
+        resetId = conn.openStream(true);
+        conn.streamWrite(resetId!, Buffer.alloc(5000, 1));
+        conn.streamReset(resetId!, 7);
       }
       for (let e = conn.pollEvent(); e; e = conn.pollEvent()) void e;
       if (!server) return;
       for (let e = server.pollEvent(); e; e = server.pollEvent()) {
-        if (e.type !== 'stream_readable' && e.type !== 'stream_open') continue;
-        for (let b = server.streamRead(e.id); b; b = server.streamRead(e.id)) got += b.length;
-        if (server.streamFinished(e.id)) fin = true;
+        if (e.type !== 'stream_readable' && e.type !== 'stream_open' && e.type !== 'stream_reset') continue;
+        for (let b = server.streamRead(e.id); b; b = server.streamRead(e.id)) if (e.id === sid) got += b.length;
+        if (e.id === sid && server.streamFinished(e.id)) fin = true;
       }
     };
     assert.ok(net.run(() => fin, 120_000, app), `upload did not finish: got ${got}`);
@@ -156,6 +164,81 @@ test('sim qlog: a 2 MB upload at 5% loss; every record validates; packet_lost ev
     assert.ok(metrics.some((m) => typeof m.e.data.smoothed_rtt === 'number' && (m.e.data.smoothed_rtt as number) >= 20), 'smoothed RTT about two link delays');
     // Duplicated datagrams show up as duplicates dropped by the receiver.
     if (net.stats.duplicated > 0) assert.ok(srv.events.some((e) => e.name === 'transport:packet_dropped' && (e.data as { trigger: string }).trigger === 'duplicate'));
+    // PMTU probes (RFC 9000 §14.4): one PING padded to the size tried, marked; a probe declared lost was one of them.
+    for (const [side, events] of [
+      ['client', client.events],
+      ['server', srv.events],
+    ] as const) {
+      const probes = events.filter((e) => e.name === 'transport:packet_sent' && (e.data as { is_mtu_probe_packet?: true }).is_mtu_probe_packet);
+      assert.ok(probes.length >= 1, `${side}: a PMTU probe was sent`);
+      const probeKeys = new Set<string>();
+      for (const p of probes) {
+        const d = p.data as { header: Header; frames: { frame_type: string }[]; raw: { length: number } };
+        assert.deepEqual([...new Set(d.frames.map((f) => f.frame_type))], ['ping', 'padding'], `${side}: a probe is PING + PADDING`);
+        assert.ok(d.raw.length > 1200, `${side}: a probe is larger than the datagram size in use`);
+        probeKeys.add(`${d.header.packet_type}:${d.header.packet_number}`);
+      }
+      const others = events.filter((e) => e.name === 'transport:packet_sent' && !(e.data as { is_mtu_probe_packet?: true }).is_mtu_probe_packet);
+      assert.ok(others.every((e) => (e.data as { raw: { length: number } }).raw.length <= 1452), `${side}: only probes exceed the path size`);
+      for (const e of events) {
+        if (e.name !== 'recovery:packet_lost' || !(e.data as { is_mtu_probe_packet?: true }).is_mtu_probe_packet) continue;
+        const h = (e.data as { header: Header }).header;
+        assert.ok(probeKeys.has(`${h.packet_type}:${h.packet_number}`), `${side}: a lost probe was sent as a probe`);
+      }
+    }
+
+    // datagram_id on received packets: ascending; the packets of one received datagram were sent in one datagram.
+    for (const [side, events, peerEvents] of [
+      ['client', client.events, srv.events],
+      ['server', srv.events, client.events],
+    ] as const) {
+      const sentIn = analyse(peerEvents).sent;
+      const groups = new Map<number, string[]>();
+      let last = -1;
+      for (const e of events) {
+        if (e.name !== 'transport:packet_received') continue;
+        const d = e.data as { header: Header; datagram_id: number };
+        assert.ok(d.datagram_id >= last, `${side}: received datagram ids ascend`);
+        last = d.datagram_id;
+        const key = `${d.header.packet_type}:${d.header.packet_number}`;
+        const g = groups.get(d.datagram_id);
+        if (g) g.push(key);
+        else groups.set(d.datagram_id, [key]);
+      }
+      let coalesced = 0;
+      for (const [id, keys] of groups) {
+        const senders = new Set(keys.map((k) => sentIn.get(k)));
+        assert.equal(senders.size, 1, `${side}: packets ${keys.join(' ')} of received datagram ${id} were sent in one datagram`);
+        assert.ok(!senders.has(undefined), `${side}: packets ${keys.join(' ')} were sent by the peer`);
+        if (keys.length > 1) coalesced++;
+      }
+      if (side === 'client') assert.ok(coalesced >= 1, 'the client received coalesced packets (the server handshake flight)');
+    }
+
+    // Stream states, each side of each stream in order (RFC 9000 §3.1, §3.2, with qlog's names).
+    const sides = (events: QlogRecord[], id: number, side: 'sending' | 'receiving'): string[] => {
+      const out: string[] = [];
+      for (const e of events) {
+        if (e.name !== 'transport:stream_state_updated') continue;
+        const d = e.data as { stream_id: number; stream_side?: string; old?: string; new: string };
+        if (d.stream_id !== id || d.stream_side !== side) continue;
+        assert.equal(d.old, out[out.length - 1], `stream ${id} ${side}: old is the state reported before`);
+        out.push(d.new);
+      }
+      return out;
+    };
+    assert.deepEqual(sides(client.events, sid!, 'sending'), ['ready', 'send', 'data_sent', 'data_received'], 'the upload, sender');
+    assert.deepEqual(sides(srv.events, sid!, 'receiving'), ['receive', 'size_known', 'data_received', 'data_read'], 'the upload, receiver');
+    assert.deepEqual(sides(client.events, resetId!, 'sending'), ['ready', 'reset_sent', 'reset_received'], 'the reset stream, sender');
+    assert.deepEqual(sides(srv.events, resetId!, 'receiving'), ['receive', 'reset_received', 'reset_read'], 'the reset stream, receiver');
+    const base = (events: QlogRecord[], id: number): string[] =>
+      events
+        .filter((e) => e.name === 'transport:stream_state_updated' && (e.data as { stream_id: number }).stream_id === id && !('stream_side' in e.data))
+        .map((e) => (e.data as { new: string }).new);
+    // Both streams stay open: the server never finishes its sending side of them.
+    assert.deepEqual(base(client.events, sid!), ['open'], 'the base state: opened once');
+    assert.deepEqual(base(srv.events, resetId!), ['open'], 'the base state: opened once');
+
     const names = new Set([...client.events, ...srv.events].map((e) => e.name));
     for (const n of [
       'connectivity:connection_started',

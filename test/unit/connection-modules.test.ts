@@ -6,7 +6,8 @@ import { TransportError, TransportErrorCode as E } from '../../src/quic/errors.j
 import { Timer, TimerTable } from '../../src/quic/connection/timers.js';
 import { PathMtu } from '../../src/quic/connection/pmtu.js';
 import { ConnectionIds } from '../../src/quic/connection/cids.js';
-import { Retransmits, type SentFrame } from '../../src/quic/connection/retransmits.js';
+import { Retransmits, SentPacketContents } from '../../src/quic/connection/retransmits.js';
+import { ConnectionIdIssuer } from '../../src/quic/cid-issuer.js';
 import { FrameWriter } from '../../src/quic/connection/frame-writer.js';
 import { PacketBuilder } from '../../src/quic/connection/packet-builder.js';
 import { makeSpace } from '../../src/quic/connection/space.js';
@@ -61,7 +62,8 @@ test('path MTU: steps up to the ceiling as probes are acknowledged, gives up a s
 
 test('connection IDs: issue to the peer limit, retire_prior_to, the active limit and unissued retirements', () => {
   const pending = new Retransmits();
-  const ids = new ConnectionIds(Buffer.from('0000000000000000', 'hex'), Buffer.from('aaaaaaaaaaaaaaaa', 'hex'), 8, 4, pending);
+  const issuer = new ConnectionIdIssuer<string>(8);
+  const ids = new ConnectionIds(issuer.sourceFor('conn'), Buffer.from('aaaaaaaaaaaaaaaa', 'hex'), 4, pending);
   ids.issue(3);
   assert.equal(ids.local.size, 3);
   assert.deepEqual(pending.newCids, [1, 2]);
@@ -88,12 +90,12 @@ test('connection IDs: issue to the peer limit, retire_prior_to, the active limit
   );
 
   const w = new FrameWriter();
-  const sent: SentFrame[] = [];
+  const sent = new SentPacketContents();
   w.reset(Buffer.alloc(200), 0, 200, sent);
   ids.writeFrames(w);
   assert.deepEqual(
-    sent.map((f) => f.k),
-    ['new_cid', 'retire_cid', 'retire_cid', 'retire_cid'],
+    [sent.retransmits!.newCids, sent.retransmits!.retireCids],
+    [[2], [0, 1, 1]],
     'seq 1 was retired before it was announced; the rest go out',
   );
   assert.equal(pending.newCids.length + pending.retireCids.length, 0);
@@ -112,8 +114,7 @@ test('packet builder + frame writer: coalesced packets open with the keys they w
   const buf = Buffer.alloc(1200);
 
   assert.ok(b.begin(0, hs, 1200, 8, 8, -1));
-  const hsFrames: SentFrame[] = [];
-  w.reset(buf, b.payloadStart, b.payloadEnd, hsFrames);
+  w.reset(buf, b.payloadStart, b.payloadEnd, new SentPacketContents());
   assert.ok(w.ping());
   const end1 = b.finish(buf, w.off)!;
   assert.equal(hs.nextPn, 1);
@@ -122,8 +123,11 @@ test('packet builder + frame writer: coalesced packets open with the keys they w
   assert.equal(b.finish(buf, b.payloadStart), null, 'a packet with no frames is abandoned');
   assert.equal(app.nextPn, 0, 'and its packet number is not used');
   assert.ok(b.begin(end1, app, 1200 - end1, 8, 8, -1));
-  w.reset(buf, b.payloadStart, b.payloadEnd, []);
-  assert.ok(w.put({ type: 'max_data', max: 12345 }, { k: 'max_data' }));
+  const appFrames = new SentPacketContents();
+  w.reset(buf, b.payloadStart, b.payloadEnd, appFrames);
+  const carried = w.control({ type: 'max_data', max: 12345 });
+  assert.ok(carried);
+  assert.equal(appFrames.retransmits, carried, "the packet's record holds the control frames written into it");
   let end = b.finish(buf, w.off)!;
   end = b.padLast(buf, 1200);
   assert.equal(end, 1200);

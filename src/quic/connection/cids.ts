@@ -1,11 +1,12 @@
 /**
- * Connection IDs (RFC 9000 §5.1, §19.15–§19.16): the ones we issue (by sequence number, with their stateless reset
- * tokens) and retire when asked, and the peer's, with retire_prior_to and the active_connection_id_limit.
+ * Connection IDs (RFC 9000 §5.1, §19.15–§19.16): the ones we issue (by sequence number; made, routed and given their
+ * stateless reset tokens by the endpoint's issuer, cid-issuer.ts) and retire when asked, and the peer's, with
+ * retire_prior_to and the active_connection_id_limit.
  */
-import { randomBytes } from 'node:crypto';
 import { TransportError, TransportErrorCode as E } from '../errors.js';
+import type { CidSource } from '../cid-issuer.js';
 import type { FrameWriter } from './frame-writer.js';
-import type { Retransmits } from './retransmits.js';
+import type { LostFrameOwner, Retransmits } from './retransmits.js';
 
 interface PeerCid {
   seq: number;
@@ -13,7 +14,7 @@ interface PeerCid {
   resetToken: Buffer | null;
 }
 
-export class ConnectionIds {
+export class ConnectionIds implements LostFrameOwner {
   /** Our connection IDs by sequence number. */
   readonly local = new Map<number, Buffer>();
   /** Incremented whenever `local` changes (the endpoint re-syncs its routing table then). */
@@ -23,17 +24,17 @@ export class ConnectionIds {
   private peer: PeerCid[] = [];
   private nextLocalSeq = 1;
   private highestRetirePriorTo = 0;
-  private readonly resetTokens = new Map<number, Buffer>();
 
   constructor(
-    localCid: Buffer,
+    /** The endpoint's issuer: new IDs, their reset tokens, retirement. */
+    private readonly source: CidSource,
+    /** The peer's first connection ID as far as we know it (a client: the original destination CID). */
     dcid: Buffer,
-    private readonly cidLength: number,
     /** Our active_connection_id_limit: how many of the peer's IDs we keep. */
     private readonly activeLimit: number,
     private readonly pending: Retransmits,
   ) {
-    this.local.set(0, localCid);
+    this.local.set(0, source.newCid());
     this.dcid = dcid;
   }
 
@@ -83,8 +84,10 @@ export class ConnectionIds {
   /** RETIRE_CONNECTION_ID: true when one of ours was retired (a replacement may be issued). */
   onRetireConnectionId(seq: number): boolean {
     if (seq >= this.nextLocalSeq) throw new TransportError(E.PROTOCOL_VIOLATION, `RETIRE_CONNECTION_ID for unissued sequence ${seq}`, 0x19);
-    if (!this.local.has(seq)) return false;
+    const cid = this.local.get(seq);
+    if (cid === undefined) return false;
     this.local.delete(seq);
+    this.source.retire(cid);
     this.version++;
     return true;
   }
@@ -94,15 +97,21 @@ export class ConnectionIds {
     const want = Math.min(peerLimit, 4);
     while (this.local.size < want) {
       const seq = this.nextLocalSeq++;
-      this.local.set(seq, randomBytes(this.cidLength));
+      this.local.set(seq, this.source.newCid());
       this.version++;
       this.pending.newCids.push(seq);
     }
   }
 
-  /** A lost NEW_CONNECTION_ID is sent again if the ID was not retired meanwhile. */
-  onNewCidLost(seq: number): void {
-    if (this.local.has(seq)) this.pending.newCids.push(seq);
+  /** Of a lost packet: NEW_CONNECTION_IDs are sent again if the ID was not retired meanwhile; RETIRE_CONNECTION_IDs are. */
+  requeueLost(lost: Retransmits, pending: Retransmits): void {
+    for (const seq of lost.newCids) if (this.local.has(seq)) pending.newCids.push(seq);
+    for (const seq of lost.retireCids) pending.retireCids.push(seq);
+  }
+
+  /** The stateless reset token of our connection ID `cid` (the server's transport parameter, for sequence 0). */
+  resetToken(cid: Buffer): Buffer {
+    return this.source.resetToken(cid);
   }
 
   /** NEW_CONNECTION_ID and RETIRE_CONNECTION_ID frames that are due. */
@@ -115,23 +124,17 @@ export class ConnectionIds {
         pending.newCids.shift();
         continue;
       }
-      if (!w.put({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.resetTokenFor(seq) }, { k: 'new_cid', seq })) break;
+      const r = w.control({ type: 'new_connection_id', seq, retirePriorTo: 0, cid, resetToken: this.source.resetToken(cid) });
+      if (!r) break;
+      r.newCids.push(seq);
       pending.newCids.shift();
     }
     while (pending.retireCids.length) {
       const seq = pending.retireCids[0];
-      if (!w.put({ type: 'retire_connection_id', seq }, { k: 'retire_cid', seq })) break;
+      const r = w.control({ type: 'retire_connection_id', seq });
+      if (!r) break;
+      r.retireCids.push(seq);
       pending.retireCids.shift();
     }
-  }
-
-  private resetTokenFor(seq: number): Buffer {
-    // Stateless reset is not implemented yet: tokens are random and unused.
-    let t = this.resetTokens.get(seq);
-    if (!t) {
-      t = randomBytes(16);
-      this.resetTokens.set(seq, t);
-    }
-    return t;
   }
 }

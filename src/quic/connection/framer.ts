@@ -7,7 +7,7 @@
  */
 import { Level, type Role } from '../types.js';
 import { writeFrame, type Frame } from '../frame/frames.js';
-import { PING, type FrameWriter } from './frame-writer.js';
+import type { FrameWriter } from './frame-writer.js';
 import type { Retransmits } from './retransmits.js';
 import type { Streams } from './streams.js';
 import type { ConnectionIds } from './cids.js';
@@ -34,9 +34,8 @@ export class Framer {
     if (wantAck) this.writeAck(sp, w, now);
 
     if (congestionOk) {
-      const before = w.sent.length;
       this.fillEliciting(sp, w, now);
-      eliciting = w.sent.length > before; // everything fillEliciting records is ack-eliciting
+      eliciting = w.eliciting; // only what fillEliciting writes is ack-eliciting
       if (probe && !eliciting && w.ping()) eliciting = true;
       if (!wantAck && eliciting && sp.acks.ackDeadline() !== null && w.room >= 16) {
         // Piggyback a pending ACK in whatever room the data left.
@@ -51,7 +50,8 @@ export class Framer {
     const ack = sp.acks.largestReceived >= 0 ? sp.acks.buildAck(now, this.ackDelayExponent) : null;
     if (!ack) return;
     const f: Frame = { type: 'ack', ranges: ack.ranges, ackDelay: sp.level === Level.OneRtt ? ack.ackDelay : 0 };
-    if (!w.put(f, { k: 'ack', largest: ack.ranges[0][1] })) return;
+    if (!w.put(f)) return;
+    w.contents.ackLargest = ack.ranges[0][1];
     sp.acks.onAckSent();
   }
 
@@ -62,7 +62,7 @@ export class Framer {
       const ch = sp.cryptoSend.nextChunk(room, Number.MAX_SAFE_INTEGER);
       if (!ch || ch.data.length === 0) break;
       w.off = writeFrame(w.buf, w.off, { type: 'crypto', offset: ch.offset, data: ch.data });
-      w.sent.push({ k: 'crypto', level: sp.level, offset: ch.offset, len: ch.data.length });
+      w.sentCrypto(ch.offset, ch.data.length);
     }
     const pending = this.pending;
     if (sp.level !== Level.OneRtt) {
@@ -70,15 +70,18 @@ export class Framer {
       return;
     }
     if (pending.handshakeDone && this.role === 'server') {
-      if (w.put({ type: 'handshake_done' }, { k: 'handshake_done' })) pending.handshakeDone = false;
+      const r = w.control({ type: 'handshake_done' });
+      if (r) {
+        r.handshakeDone = true;
+        pending.handshakeDone = false;
+      }
     }
     while (pending.pathResponses.length) {
-      if (!w.put({ type: 'path_response', data: pending.pathResponses[0] }, PING)) break; // ack-eliciting but not retransmitted
+      if (!w.put({ type: 'path_response', data: pending.pathResponses[0] })) break;
+      w.eliciting = true; // ack-eliciting but not repeated
       pending.pathResponses.shift();
     }
-    if (pending.ping) {
-      if (w.put({ type: 'ping' }, PING)) pending.ping = false;
-    }
+    if (pending.ping && w.ping()) pending.ping = false;
     this.streams.writeCreditFrames(w, now);
     this.cids.writeFrames(w);
     this.streams.writeStreamFrames(w);

@@ -1,38 +1,21 @@
 /**
- * What a sent packet carried that must be retransmitted or acted on when it is acknowledged or lost (RFC 9000 §13.3:
- * information is repeated, not packets).
+ * Frames that are repeated, not packets (RFC 9000 §13.3): one type, `Retransmits` (as quinn's), is both what waits to
+ * be sent (the connection's pending control frames) and what a sent packet carried of them. A lost packet's
+ * Retransmits is merged back into the pending one (`mergeLost`); an acknowledged packet's record is dropped.
+ *
+ * `SentPacketContents` is the rest of what the loss detector keeps for a sent packet: the ranges of stream and CRYPTO
+ * data it carried (those live on in the send buffers, which resend or release them), the largest packet number of
+ * the ACK it carried, and the size of a PMTU probe.
  */
-import type { Level } from '../types.js';
-
-export type SentFrame =
-  | { k: 'stream'; id: number; offset: number; len: number; fin: boolean }
-  | { k: 'crypto'; level: Level; offset: number; len: number }
-  | { k: 'ack'; largest: number }
-  | { k: 'max_data' }
-  | { k: 'max_stream_data'; id: number }
-  | { k: 'max_streams'; bidi: boolean }
-  | { k: 'data_blocked' }
-  | { k: 'stream_data_blocked'; id: number }
-  | { k: 'streams_blocked'; bidi: boolean }
-  | { k: 'reset'; id: number }
-  | { k: 'stop_sending'; id: number }
-  | { k: 'handshake_done' }
-  | { k: 'new_cid'; seq: number }
-  | { k: 'retire_cid'; seq: number }
-  | { k: 'ping' }
-  | { k: 'pmtu'; size: number };
-
-/** The record the loss detector keeps for each sent packet. */
-export interface PacketInfo {
-  level: Level;
-  frames: SentFrame[];
-  keyPhase: number;
+/** Receives the per-stream and per-connection-ID entries of a lost packet, to requeue those that still apply. */
+export interface LostFrameOwner {
+  /** Puts the still-valid entries of `lost` (its kinds of this owner) back in `pending`. */
+  requeueLost(lost: Retransmits, pending: Retransmits): void;
 }
 
 /**
- * Control frames waiting to be sent (first sends, and repeats of lost ones: RFC 9000 §13.3), one field per kind as in
- * quinn's `Retransmits`. A lost packet's records mark their kinds here again (Connection.requeue), and the frame
- * writers take from here. Per-stream kinds are sets of stream IDs: a stream is written at most once per packet.
+ * Control frames, one field per kind. Per-stream kinds are sets of stream IDs: a stream is written at most once per
+ * packet. The frame writers take from the pending one and record into the packet's.
  */
 export class Retransmits {
   maxData = false;
@@ -48,9 +31,27 @@ export class Retransmits {
   readonly newCids: number[] = [];
   readonly retireCids: number[] = [];
   handshakeDone = false;
+  /** Pending only (a PING is never repeated). */
   ping = false;
-  /** PATH_CHALLENGE data to echo (never repeated when lost: RFC 9000 §13.3). */
+  /** Pending only: PATH_CHALLENGE data to echo (a PATH_RESPONSE is never repeated: RFC 9000 §13.3). */
   readonly pathResponses: Buffer[] = [];
+
+  /**
+   * `this |= lost` for what a lost (or PTO-probed) packet carried: the connection-level kinds here, the per-stream
+   * and per-connection-ID kinds through their owners, which drop what no longer applies (a stream gone, an ID
+   * retired).
+   */
+  mergeLost(lost: Retransmits, streams: LostFrameOwner, cids: LostFrameOwner): void {
+    if (lost.maxData) this.maxData = true;
+    if (lost.dataBlocked) this.dataBlocked = true;
+    for (let t = 0; t < 2; t++) {
+      if (lost.maxStreams[t]) this.maxStreams[t] = true;
+      if (lost.streamsBlocked[t]) this.streamsBlocked[t] = true;
+    }
+    if (lost.handshakeDone) this.handshakeDone = true;
+    streams.requeueLost(lost, this);
+    cids.requeueLost(lost, this);
+  }
 
   /** Closing: stream data and its credit and signals are no longer sent. */
   clearStreamFrames(): void {
@@ -58,4 +59,25 @@ export class Retransmits {
     this.stopSending.clear();
     this.resets.clear();
   }
+}
+
+/** A STREAM frame's range of stream data (CRYPTO frames use id -1). */
+export interface SentRange {
+  id: number;
+  offset: number;
+  len: number;
+  fin: boolean;
+}
+
+/** What the loss detector keeps for each sent packet. */
+export class SentPacketContents {
+  /** Largest packet number acknowledged by the ACK frame this packet carried, or -1. */
+  ackLargest = -1;
+  /** CRYPTO data of the packet's level (id and fin unused). */
+  crypto: SentRange[] | null = null;
+  stream: SentRange[] | null = null;
+  /** The control frames, made when the first one is written. */
+  retransmits: Retransmits | null = null;
+  /** A PMTU probe's datagram size, or 0. */
+  pmtuProbe = 0;
 }

@@ -16,7 +16,7 @@ import { ConnectionFlowControl } from '../stream/flow.js';
 import { isBidi, isLocal } from '../stream/ids.js';
 import type { RttEstimator } from '../recovery/rtt.js';
 import type { FrameWriter } from './frame-writer.js';
-import type { Retransmits } from './retransmits.js';
+import type { LostFrameOwner, Retransmits } from './retransmits.js';
 
 /** Above this many buffered bytes a writer is told to wait for stream_drain. */
 export const STREAM_HIGH_WATER = 1024 * 1024;
@@ -42,11 +42,16 @@ export interface StreamsOptions {
   /** Auto-tuning ceilings for the stream and the connection receive windows. */
   maxStreamReceiveWindow: number;
   maxConnectionReceiveWindow: number;
-  /** Tracing only (absent when off): a stream was created ('open') or forgotten ('closed'). */
-  onStreamState?: (id: number, state: 'open' | 'closed') => void;
+  /**
+   * Tracing only (absent when off): a stream was created ('open') or forgotten ('closed'), with `side` null, or the
+   * state of one side changed (`side` 'send': RFC 9000 §3.1 states; 'recv': §3.2; `old` null for the first one).
+   */
+  onStreamState?: StreamStateListener;
 }
 
-export class Streams {
+export type StreamStateListener = (id: number, side: 'send' | 'recv' | null, state: string, old: string | null) => void;
+
+export class Streams implements LostFrameOwner {
   readonly map = new Map<number, Stream>();
   /** Streams with something to send now: new data within both credits, retransmissions, a FIN. */
   readonly sendQueue = new Set<number>();
@@ -64,7 +69,9 @@ export class Streams {
   private readonly role: Role;
   private readonly local: TransportParameters;
   private readonly maxStreamReceiveWindow: number;
-  private readonly onStreamState: ((id: number, state: 'open' | 'closed') => void) | null;
+  private readonly onStreamState: StreamStateListener | null;
+  /** Tracing only: the send and receive states last reported of each stream. */
+  private readonly traced: Map<number, [string | null, string | null]> | null;
   private peer: TransportParameters | null = null;
   /** The largest stream receive window auto-tuning reached: later streams start from it. */
   private learnedStreamWindow = 0;
@@ -85,6 +92,7 @@ export class Streams {
     this.local = o.local;
     this.maxStreamReceiveWindow = o.maxStreamReceiveWindow;
     this.onStreamState = o.onStreamState ?? null;
+    this.traced = this.onStreamState ? new Map() : null;
     const p = o.local;
     this.maxRemoteStreams[0] = this.maxRemoteStreamsInitial[0] = p.initialMaxStreamsUni;
     this.maxRemoteStreams[1] = this.maxRemoteStreamsInitial[1] = p.initialMaxStreamsBidi;
@@ -154,6 +162,7 @@ export class Streams {
     if (!st?.send) return false;
     if (st.send.state === 'data_recvd' || st.send.state === 'reset_sent' || st.send.state === 'reset_recvd') return false;
     st.send.reset(code);
+    if (this.traced !== null) this.traceStates(st);
     this.sendQueue.delete(id);
     this.connBlocked.delete(id);
     this.pending.resets.add(id);
@@ -186,6 +195,7 @@ export class Streams {
     const st = this.recvStreamFor(id, 'STREAM');
     if (!st?.recv) return;
     const grew = st.recv.onData(offset, data, fin, true);
+    if (this.traced !== null) this.traceStates(st);
     if (grew) this.flow.onDataReceived(grew);
     if (st.recv.pendingStopSending !== null) {
       // Data for a stream the application stopped is counted and dropped.
@@ -221,6 +231,7 @@ export class Streams {
     if (!st?.send) return;
     const before = st.send.state;
     st.send.onStopSending(errorCode);
+    if (this.traced !== null) this.traceStates(st);
     if (before !== st.send.state && st.send.pendingReset) {
       this.sendQueue.delete(id);
       this.connBlocked.delete(id);
@@ -284,25 +295,24 @@ export class Streams {
     if (st.send.hasSendable(0)) this.sendQueue.add(id);
   }
 
-  onMaxStreamDataLost(id: number): void {
-    if (this.map.get(id)?.recv) this.pending.maxStreamData.add(id);
-  }
-
-  onStreamDataBlockedLost(id: number): void {
-    if (this.map.has(id)) this.pending.streamDataBlocked.add(id);
-  }
-
-  onResetLost(id: number): void {
-    const st = this.map.get(id);
-    if (st?.send) {
-      st.send.onResetLost();
-      this.pending.resets.add(id);
+  /**
+   * The per-stream control frames of a lost packet (MAX_STREAM_DATA, STREAM_DATA_BLOCKED, RESET_STREAM,
+   * STOP_SENDING) go back into `pending` while their stream still needs them.
+   */
+  requeueLost(lost: Retransmits, pending: Retransmits): void {
+    for (const id of lost.maxStreamData) if (this.map.get(id)?.recv) pending.maxStreamData.add(id);
+    for (const id of lost.streamDataBlocked) if (this.map.has(id)) pending.streamDataBlocked.add(id);
+    for (const id of lost.resets) {
+      const st = this.map.get(id);
+      if (st?.send) {
+        st.send.onResetLost();
+        pending.resets.add(id);
+      }
     }
-  }
-
-  onStopSendingLost(id: number): void {
-    const st = this.map.get(id);
-    if (st?.recv && st.recv.state !== 'reset_recvd' && st.recv.state !== 'reset_read' && !st.recv.finished) this.pending.stopSending.add(id);
+    for (const id of lost.stopSending) {
+      const st = this.map.get(id);
+      if (st?.recv && st.recv.state !== 'reset_recvd' && st.recv.state !== 'reset_read' && !st.recv.finished) pending.stopSending.add(id);
+    }
   }
 
   // ---------------------------------------------------------------- frames sent
@@ -315,17 +325,28 @@ export class Streams {
       if (flow.maxDataUpdate() !== null) flow.setWindow(this.connTuner.onCreditUpdate(flow.bytesConsumed, now, this.rttForTuning()));
       const v = flow.maxDataUpdate();
       const max = v ?? flow.currentLimit; // a retransmission repeats the current limit
-      if (w.put({ type: 'max_data', max }, { k: 'max_data' })) {
+      const r = w.control({ type: 'max_data', max });
+      if (r) {
+        r.maxData = true;
         if (v !== null) flow.markMaxDataSent(v);
         pending.maxData = false;
       }
     }
     for (let t = 0; t < 2; t++) {
-      if (pending.maxStreams[t] && w.put({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] }, { k: 'max_streams', bidi: t === 1 }))
-        pending.maxStreams[t] = false;
-      if (pending.streamsBlocked[t] && w.put({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] }, { k: 'streams_blocked', bidi: t === 1 })) {
-        pending.streamsBlocked[t] = false;
-        this.blockedFramesSent.streams++;
+      if (pending.maxStreams[t]) {
+        const r = w.control({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] });
+        if (r) {
+          r.maxStreams[t] = true;
+          pending.maxStreams[t] = false;
+        }
+      }
+      if (pending.streamsBlocked[t]) {
+        const r = w.control({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] });
+        if (r) {
+          r.streamsBlocked[t] = true;
+          pending.streamsBlocked[t] = false;
+          this.blockedFramesSent.streams++;
+        }
       }
     }
     for (const id of pending.maxStreamData) {
@@ -336,7 +357,9 @@ export class Streams {
       }
       if (st.recv.maxStreamDataUpdate() !== null) this.tuneStreamWindow(st, st.recv, now);
       const v = st.recv.maxStreamDataUpdate() ?? st.recv.currentLimit;
-      if (!w.put({ type: 'max_stream_data', streamId: id, max: v }, { k: 'max_stream_data', id })) break;
+      const r = w.control({ type: 'max_stream_data', streamId: id, max: v });
+      if (!r) break;
+      r.maxStreamData.add(id);
       st.recv.markMaxStreamDataSent(v);
       pending.maxStreamData.delete(id);
     }
@@ -347,7 +370,9 @@ export class Streams {
         pending.resets.delete(id);
         continue;
       }
-      if (!w.put({ type: 'reset_stream', streamId: id, errorCode: r.errorCode, finalSize: r.finalSize }, { k: 'reset', id })) break;
+      const carried = w.control({ type: 'reset_stream', streamId: id, errorCode: r.errorCode, finalSize: r.finalSize });
+      if (!carried) break;
+      carried.resets.add(id);
       st.send!.pendingReset = null;
       pending.resets.delete(id);
     }
@@ -358,7 +383,9 @@ export class Streams {
         pending.stopSending.delete(id);
         continue;
       }
-      if (!w.put({ type: 'stop_sending', streamId: id, errorCode: code }, { k: 'stop_sending', id })) break;
+      const r = w.control({ type: 'stop_sending', streamId: id, errorCode: code });
+      if (!r) break;
+      r.stopSending.add(id);
       pending.stopSending.delete(id);
       this.maybeRetire(st);
     }
@@ -387,9 +414,10 @@ export class Streams {
         o += ch.data.length;
         w.off = o;
         if (ch.isNew) flow.onNewDataSent(ch.isNew);
-        w.sent.push({ k: 'stream', id, offset: ch.offset, len: ch.data.length, fin: ch.fin });
+        w.sentStream(id, ch.offset, ch.data.length, ch.fin);
         if (ch.fin) this.maybeReturnCredit(st);
       }
+      if (this.traced !== null) this.traceStates(st);
       // Rotate to the back if it still has something to send now; else park it where its wake-up will find it.
       this.sendQueue.delete(id);
       if (st.send.hasSendable(flow.sendCredit)) this.sendQueue.add(id);
@@ -401,7 +429,9 @@ export class Streams {
     // sender that just ran out says so in the same packet.
     if (this.connBlocked.size > 0 && flow.sendCredit <= 0) {
       const limit = flow.blockedLimit();
-      if ((limit !== null || pending.dataBlocked) && w.put({ type: 'data_blocked', limit: flow.peerLimit }, { k: 'data_blocked' })) {
+      const r = limit !== null || pending.dataBlocked ? w.control({ type: 'data_blocked', limit: flow.peerLimit }) : null;
+      if (r) {
+        r.dataBlocked = true;
         flow.markBlockedSent(flow.peerLimit);
         pending.dataBlocked = false;
         this.blockedFramesSent.data++;
@@ -414,14 +444,34 @@ export class Streams {
         continue;
       }
       const limit = send.peerMaxStreamData;
-      if (!w.put({ type: 'stream_data_blocked', streamId: id, limit }, { k: 'stream_data_blocked', id })) break;
+      const r = w.control({ type: 'stream_data_blocked', streamId: id, limit });
+      if (!r) break;
+      r.streamDataBlocked.add(id);
       send.markBlockedSent(limit);
+      if (this.traced !== null) this.traceStates(this.map.get(id)!);
       pending.streamDataBlocked.delete(id);
       this.blockedFramesSent.streamData++;
     }
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Tracing only: reports the sides whose state changed since the last report. */
+  private traceStates(st: Stream): void {
+    const traced = this.traced!;
+    let t = traced.get(st.id);
+    if (t === undefined) traced.set(st.id, (t = [null, null]));
+    const send = st.send ? st.send.state : null;
+    const recv = st.recv ? st.recv.state : null;
+    if (send !== t[0] && send !== null) {
+      this.onStreamState!(st.id, 'send', send, t[0]);
+      t[0] = send;
+    }
+    if (recv !== t[1] && recv !== null) {
+      this.onStreamState!(st.id, 'recv', recv, t[1]);
+      t[1] = recv;
+    }
+  }
 
   private rttForTuning(): number {
     return this.rtt.hasSample ? this.rtt.smoothed : 0;
@@ -471,7 +521,10 @@ export class Streams {
     };
     if (st.recv && this.learnedStreamWindow > this.ourStreamLimit(id)) st.recv.setWindow(this.learnedStreamWindow);
     this.map.set(id, st);
-    if (this.onStreamState) this.onStreamState(id, 'open');
+    if (this.onStreamState) {
+      this.onStreamState(id, null, 'open', null);
+      this.traceStates(st);
+    }
     return st;
   }
 
@@ -520,13 +573,17 @@ export class Streams {
 
   /** Forgets a stream once both directions are finished, and returns stream credit to the peer. */
   private maybeRetire(st: Stream): void {
+    if (this.traced !== null) this.traceStates(st);
     const recvDone = this.recvDone(st);
     this.maybeReturnCredit(st, recvDone);
     const sendDone = !st.send || st.send.state === 'data_recvd' || st.send.state === 'reset_recvd';
     if (!sendDone || !recvDone) return;
     if (this.pending.resets.has(st.id) || this.pending.stopSending.has(st.id)) return;
     this.map.delete(st.id);
-    if (this.onStreamState) this.onStreamState(st.id, 'closed');
+    if (this.onStreamState) {
+      this.traced!.delete(st.id);
+      this.onStreamState(st.id, null, 'closed', null);
+    }
     this.sendQueue.delete(st.id);
     this.connBlocked.delete(st.id);
     this.pending.maxStreamData.delete(st.id);

@@ -1,0 +1,114 @@
+/**
+ * The endpoint's connection IDs (RFC 9000 §5.1): one issuer per endpoint makes every connection ID its connections
+ * hand out, keeps the map from connection ID to connection that routes incoming datagrams, and derives the stateless
+ * reset token of each ID from one static key (RFC 9000 §10.3.2: HMAC-SHA256(key, connection ID) truncated to 16
+ * bytes), so that the token of an ID can be computed again without per-connection state, by this endpoint or by
+ * another one given the same key. Connections ask for new IDs when they issue NEW_CONNECTION_ID and say when one is
+ * retired; the endpoint forgets all of a connection's IDs when it closes.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+
+/** A connection's view of the issuer: new IDs routed to it, their tokens, retirement. */
+export interface CidSource {
+  /** A new connection ID (never one in use on the endpoint), routed to this connection from now on. */
+  newCid(): Buffer;
+  /** The stateless reset token of `cid`. */
+  resetToken(cid: Buffer): Buffer;
+  /** `cid` was retired: datagrams to it no longer reach this connection. */
+  retire(cid: Buffer): void;
+}
+
+export const RESET_KEY_LENGTH = 32;
+
+function key(cid: Buffer): string {
+  return cid.toString('hex');
+}
+
+export class ConnectionIdIssuer<T> {
+  private readonly byCid = new Map<string, T>();
+  /** The routing keys of each owner (removed with it). */
+  private readonly keysOf = new Map<T, string[]>();
+  private readonly resetKey: Buffer;
+
+  /**
+   * @param cidLength length of the IDs issued
+   * @param resetKey the static key stateless reset tokens are derived from (at least 16 bytes); random by default
+   */
+  constructor(
+    readonly cidLength: number,
+    resetKey?: Buffer,
+  ) {
+    if (resetKey !== undefined && resetKey.length < 16) throw new RangeError(`statelessResetKey must be at least 16 bytes, got ${resetKey.length}`);
+    this.resetKey = resetKey ? Buffer.from(resetKey) : randomBytes(RESET_KEY_LENGTH);
+  }
+
+  /** Connection IDs routed, all owners together. */
+  get size(): number {
+    return this.byCid.size;
+  }
+
+  /** The owner `cid` routes to. */
+  lookup(cid: Buffer): T | undefined {
+    return this.byCid.get(key(cid));
+  }
+
+  /** A fresh connection ID for `owner`, routed to it. */
+  issue(owner: T): Buffer {
+    for (;;) {
+      const cid = randomBytes(this.cidLength);
+      const k = key(cid);
+      if (this.byCid.has(k)) {
+        if (this.cidLength > 0) continue; // taken: draw again
+        return cid; // zero-length IDs route nothing
+      }
+      this.add(owner, k);
+      return cid;
+    }
+  }
+
+  /** Routes `cid` (one we did not issue: a client's original DCID) to `owner`; a key already taken stays put. */
+  route(owner: T, cid: Buffer): void {
+    const k = key(cid);
+    if (!this.byCid.has(k)) this.add(owner, k);
+  }
+
+  /** HMAC-SHA256(key, cid), first 16 bytes. */
+  resetToken(cid: Buffer): Buffer {
+    return createHmac('sha256', this.resetKey).update(cid).digest().subarray(0, 16);
+  }
+
+  /** Stops routing `cid` (to whichever owner it routed to). */
+  retire(cid: Buffer): void {
+    const k = key(cid);
+    const owner = this.byCid.get(k);
+    if (owner === undefined) return;
+    this.byCid.delete(k);
+    const keys = this.keysOf.get(owner);
+    if (keys) {
+      const i = keys.indexOf(k);
+      if (i >= 0) keys.splice(i, 1);
+    }
+  }
+
+  /** Forgets every connection ID of `owner`. */
+  forget(owner: T): void {
+    for (const k of this.keysOf.get(owner) ?? []) if (this.byCid.get(k) === owner) this.byCid.delete(k);
+    this.keysOf.delete(owner);
+  }
+
+  /** The view of this issuer a connection is given. */
+  sourceFor(owner: T): CidSource {
+    return {
+      newCid: () => this.issue(owner),
+      resetToken: (cid) => this.resetToken(cid),
+      retire: (cid) => this.retire(cid),
+    };
+  }
+
+  private add(owner: T, k: string): void {
+    this.byCid.set(k, owner);
+    let keys = this.keysOf.get(owner);
+    if (!keys) this.keysOf.set(owner, (keys = []));
+    keys.push(k);
+  }
+}
