@@ -130,6 +130,18 @@ function expectedLevel(state: State): Level | null {
   }
 }
 
+/**
+ * The server's Certificate message: the same bytes for every handshake with a chain (no request context, no
+ * extensions), so it is encoded once per configured chain. Messages are never changed after they are built.
+ */
+const certificateMessages = new WeakMap<Buffer[], Buffer>();
+
+function certificateMessage(chain: Buffer[]): Buffer {
+  let m = certificateMessages.get(chain);
+  if (!m) certificateMessages.set(chain, (m = encodeCertificate(chain)));
+  return m;
+}
+
 function messageName(type: number): string {
   for (const [name, v] of Object.entries(HandshakeType)) if (v === type) return name;
   return `type ${type}`;
@@ -459,9 +471,11 @@ export class TlsEndpoint {
   private installApplicationSecrets() {
     const app = deriveApplicationSecrets(this.hashName(), this.handshakeSecret!, this.transcript.hash(this.hashName()));
     this.clientAppSecret = app.clientApplicationTrafficSecret;
-    this.log('CLIENT_TRAFFIC_SECRET_0', app.clientApplicationTrafficSecret);
-    this.log('SERVER_TRAFFIC_SECRET_0', app.serverApplicationTrafficSecret);
-    this.log('EXPORTER_SECRET', app.exporterMasterSecret);
+    if (this.config.keyLog) {
+      this.log('CLIENT_TRAFFIC_SECRET_0', app.clientApplicationTrafficSecret);
+      this.log('SERVER_TRAFFIC_SECRET_0', app.serverApplicationTrafficSecret);
+      this.log('EXPORTER_SECRET', app.exporterMasterSecret);
+    }
     return app;
   }
 
@@ -553,7 +567,7 @@ export class TlsEndpoint {
         { type: ExtensionType.quic_transport_parameters, data: c.transportParameters },
       ]),
     );
-    this.send(Level.Handshake, encodeCertificate(c.certChain!));
+    this.send(Level.Handshake, certificateMessage(c.certChain!));
     this.send(Level.Handshake, encodeCertificateVerify(scheme, signCertificateVerify(c.privateKey!, scheme, this.transcript.hash(hash))));
     this.send(Level.Handshake, encodeFinished(finishedVerifyData(hash, this.serverHsSecret!, this.transcript.hash(hash))));
     const app = this.installApplicationSecrets();
