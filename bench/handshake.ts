@@ -112,7 +112,7 @@ function cpuSince(start: NodeJS.CpuUsage): number {
   return d.user + d.system;
 }
 
-class Pair {
+export class Pair {
   now = 0;
   serverUs = 0;
   clientUs = 0;
@@ -260,8 +260,8 @@ function post<T>(s: Session, method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => s.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+/** The server and client configurations for a run (exported with Pair for A/B scripts that load two builds). */
+export function configs(o: Pick<Options, 'cert' | 'insecure' | 'group' | 'suite'>): { server: ConnectionConfig; client: ConnectionConfig } {
   const server: ConnectionConfig = {
     alpn: ['h3'],
     certChain: loadPemChain(readFileSync(`${CERTS}${o.cert}.pem`, 'utf8')),
@@ -277,6 +277,12 @@ async function main(): Promise<void> {
     pacing: false,
     ...(o.insecure ? { insecure: true } : { ca: loadPemChain(readFileSync(`${CERTS}ca.pem`, 'utf8')) }),
   };
+  return { server, client };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const { server, client } = configs(o);
   const pair = new Pair(server, client);
   for (let i = 0; i < o.warmup; i++) pair.close(pair.handshake().client);
 
@@ -355,7 +361,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`handshake bench: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`handshake bench: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,5 +1,11 @@
-/** (EC)DHE key shares for TLS 1.3 (RFC 8446 §4.2.8.2, §7.4): X25519 (RFC 7748) and secp256r1 on node:crypto. */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type ECDH, type KeyObject } from 'node:crypto';
+/**
+ * (EC)DHE key shares for TLS 1.3 (RFC 8446 §4.2.8.2, §7.4): X25519 (RFC 7748) and secp256r1. secp256r1 and, by
+ * default, X25519 run on node:crypto; X25519 runs on libsodium when the optional dependency sodium-native loads
+ * (about a third of node:crypto's cost per handshake: no KeyObject or key encoding in between) unless
+ * QSR_CRYPTO=node asks for node:crypto only. A sodium-native that does not load changes nothing but speed.
+ */
+import { createRequire } from 'node:module';
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type ECDH, type KeyObject } from 'node:crypto';
 import { TlsAlert, TlsError } from '../errors.js';
 import { NamedGroup } from './extensions.js';
 
@@ -56,6 +62,57 @@ class X25519Share implements KeyShare {
   }
 }
 
+/** The two libsodium calls X25519 needs (crypto_scalarmult_curve25519: clamps the scalar, rejects an all-zero result). */
+interface SodiumX25519 {
+  crypto_scalarmult_base(q: Uint8Array, n: Uint8Array): void;
+  /** Throws when the result is all zero (a small-order peer key). */
+  crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
+}
+
+let sodium: SodiumX25519 | null | undefined;
+
+/** libsodium's X25519 when sodium-native loads and QSR_CRYPTO is not "node"; null otherwise (decided once). */
+export function sodiumX25519(): SodiumX25519 | null {
+  if (sodium !== undefined) return sodium;
+  sodium = null;
+  if ((process.env.QSR_CRYPTO ?? '').trim().toLowerCase() === 'node') return sodium;
+  try {
+    const mod = createRequire(import.meta.url)('sodium-native') as Partial<SodiumX25519>;
+    if (typeof mod.crypto_scalarmult_base === 'function' && typeof mod.crypto_scalarmult === 'function') sodium = mod as SodiumX25519;
+  } catch {
+    // Not installed or no prebuilt binary for this platform: node:crypto it is.
+  }
+  return sodium;
+}
+
+/** X25519 on libsodium: the private key is 32 random bytes (the scalar; libsodium clamps it, RFC 7748 §5). */
+class SodiumX25519Share implements KeyShare {
+  readonly group = 'x25519' as const;
+  readonly publicKey = Buffer.allocUnsafe(32);
+  private readonly privateKey: Buffer;
+
+  constructor(
+    private readonly lib: SodiumX25519,
+    privateKey?: Buffer,
+  ) {
+    this.privateKey = privateKey ?? randomBytes(32);
+    lib.crypto_scalarmult_base(this.publicKey, this.privateKey);
+  }
+
+  computeSecret(peer: Buffer): Buffer {
+    if (peer.length !== 32) throw new TlsError(TlsAlert.illegal_parameter, `x25519 key_exchange of ${peer.length} bytes`);
+    const secret = Buffer.allocUnsafe(32);
+    try {
+      this.lib.crypto_scalarmult(secret, this.privateKey, peer);
+    } catch {
+      throw new TlsError(TlsAlert.illegal_parameter, 'x25519 shared secret is all zero');
+    }
+    // RFC 8446 §7.4.2 / RFC 7748 §6.1 (libsodium checks this too).
+    if (secret.every((b) => b === 0)) throw new TlsError(TlsAlert.illegal_parameter, 'x25519 shared secret is all zero');
+    return secret;
+  }
+}
+
 class P256Share implements KeyShare {
   readonly group = 'secp256r1' as const;
   readonly publicKey: Buffer;
@@ -78,10 +135,18 @@ class P256Share implements KeyShare {
 }
 
 export function generateKeyShare(group: Group): KeyShare {
-  return group === 'x25519' ? new X25519Share() : new P256Share();
+  if (group === 'secp256r1') return new P256Share();
+  const lib = sodiumX25519();
+  return lib ? new SodiumX25519Share(lib) : new X25519Share();
 }
 
-/** For tests with fixed vectors: an X25519 share from a given private key. */
+/** For tests with fixed vectors: an X25519 share from a given private key, on node:crypto. */
 export function x25519ShareFromPrivateKey(privateKey: KeyObject): KeyShare {
   return new X25519Share(privateKey);
+}
+
+/** For tests with fixed vectors: an X25519 share from a raw 32-byte private key, on libsodium; null without it. */
+export function sodiumX25519ShareFromRaw(privateKey: Buffer): KeyShare | null {
+  const lib = sodiumX25519();
+  return lib ? new SodiumX25519Share(lib, Buffer.from(privateKey)) : null;
 }
