@@ -133,6 +133,12 @@ export class Transcript {
     return r.hash.copy().digest();
   }
 
+  /** Forgets every message and hash (the handshake is over). */
+  clear(): void {
+    this.messages.length = 0;
+    this.running = null;
+  }
+
   /**
    * After a HelloRetryRequest, ClientHello1 is replaced by message_hash: type 254, length Hash.length,
    * Hash(ClientHello1) (RFC 8446 §4.4.1). Call before adding the HelloRetryRequest.

@@ -142,6 +142,16 @@ function certificateMessage(chain: Buffer[]): Buffer {
   return m;
 }
 
+/**
+ * A copy in an ArrayBuffer of its own, for a small buffer that lives as long as the connection: Buffer.from() would
+ * put it in Node's shared 8 KiB pool, where it keeps the whole slab (mostly packets long gone) from being freed.
+ */
+function ownCopy(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}
+
 function messageName(type: number): string {
   for (const [name, v] of Object.entries(HandshakeType)) if (v === type) return name;
   return `type ${type}`;
@@ -416,7 +426,7 @@ export class TlsEndpoint {
     const tp = exts.get(ExtensionType.quic_transport_parameters);
     if (!tp) throw new TlsError(TlsAlert.missing_extension, 'server did not send quic_transport_parameters');
     this.selectedAlpn = names[0];
-    this.peerParams = Buffer.from(tp);
+    this.peerParams = ownCopy(tp);
     this.transcript.add(msg.raw);
     this.state = 'wait_certificate';
   }
@@ -449,8 +459,27 @@ export class TlsEndpoint {
     this.send(Level.Handshake, encodeFinished(verifyData));
     this.emit(Level.OneRtt, 'read', app.serverApplicationTrafficSecret);
     this.emit(Level.OneRtt, 'write', app.clientApplicationTrafficSecret);
+    this.finish();
+  }
+
+  /**
+   * The handshake is complete: what only the handshake needed goes (the transcript and its running hash, the
+   * ephemeral key share, the handshake and master-derived secrets, a first ClientHello and cookie), so that an
+   * established connection keeps a few small fields here (ALPN, SNI, the client random, the peer's transport
+   * parameters, the peer's certificates on a client) instead of its whole handshake. The traffic secrets were handed
+   * out by takeSecrets(); nothing after this point needs the key schedule (no resumption, no exporter API).
+   */
+  private finish(): void {
     this.complete = true;
     this.state = 'connected';
+    this.transcript.clear();
+    this.keyShare = null;
+    this.handshakeSecret = null;
+    this.clientHsSecret = null;
+    this.serverHsSecret = null;
+    this.clientAppSecret = null;
+    this.firstClientHello = null;
+    this.cookie = null;
   }
 
   // Shared key schedule steps -----------------------------------------------------------------------------------------
@@ -526,8 +555,8 @@ export class TlsEndpoint {
     this.sni = snExt ? decodeServerName(snExt) : null;
     this.suite = suite;
     this.selectedAlpn = alpn;
-    this.peerParams = Buffer.from(tp);
-    this.random = Buffer.from(ch.random);
+    this.peerParams = ownCopy(tp);
+    this.random = ownCopy(ch.random);
 
     let group: Group | undefined;
     let peerShare: Buffer | undefined;
@@ -597,7 +626,6 @@ export class TlsEndpoint {
     if (!macEqual(expected, msg.body)) throw new TlsError(TlsAlert.decrypt_error, 'client Finished does not verify');
     this.transcript.add(msg.raw);
     this.emit(Level.OneRtt, 'read', this.clientAppSecret!);
-    this.complete = true;
-    this.state = 'connected';
+    this.finish();
   }
 }
