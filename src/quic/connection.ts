@@ -53,7 +53,7 @@ import { Timer, TimerTable } from './connection/timers.js';
 import { Framer } from './connection/framer.js';
 import { CRYPTO_BUFFER_LIMIT, LEVEL_KIND, levelOfType, makeSpace, type Space } from './connection/space.js';
 import { Retransmits, type PacketInfo, type SentFrame } from './connection/retransmits.js';
-import { FrameWriter } from './connection/frame-writer.js';
+import { datagramScratch, sharedFrameWriter, takeDatagram } from './connection/scratch.js';
 import { PacketBuilder } from './connection/packet-builder.js';
 import { ConnectionTracer } from './tracer.js';
 import type { QlogDropTrigger } from './trace.js';
@@ -63,8 +63,6 @@ const MIN_INITIAL_DATAGRAM = 1200;
 const MAX_UNDECRYPTABLE = 16;
 const MAX_DATAGRAM_LIMIT = 65527;
 const PACING_GRANULARITY = 1;
-/** Datagrams up to this size are copied out of the scratch buffer into Node's buffer pool (see finishDatagram). */
-const SMALL_DATAGRAM = 2048;
 const LOOPBACK_MAX_DATAGRAM = 16384;
 const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
 
@@ -1256,35 +1254,23 @@ export class Connection {
   }
 
   /**
-   * Datagrams are built in a scratch buffer of the current datagram size, so that a poll with nothing to send (or an
-   * ACK of a few dozen bytes) does not allocate a fresh 16 KiB buffer. finishDatagram copies a small datagram out
-   * (Node's buffer pool makes that cheap) and keeps the scratch; a large one takes the scratch itself.
+   * Datagrams are built in a scratch buffer shared by all connections (connection/scratch.ts), so that a poll with
+   * nothing to send (or an ACK of a few dozen bytes) allocates nothing and an idle connection holds no buffer.
    */
-  private scratch: Buffer | null = null;
-
   private scratchBuffer(size: number): Buffer {
-    let s = this.scratch;
-    if (s === null || s.length < size) s = this.scratch = Buffer.allocUnsafe(size);
-    return s;
+    return datagramScratch(size);
   }
 
   private finishDatagram(buf: Buffer, off: number): Buffer {
     this.bytesSent += off;
     this.stats.bytesSent += off;
     this.stats.packetsSent++;
-    if (buf !== this.scratch) return buf.subarray(0, off);
-    if (off <= SMALL_DATAGRAM) {
-      const out = Buffer.allocUnsafe(off);
-      buf.copy(out, 0, 0, off);
-      return out;
-    }
-    this.scratch = null;
-    return buf.subarray(0, off);
+    return takeDatagram(buf, off);
   }
 
   /** Lays out and seals the packets of a datagram; the frame writer fills their payloads (no closures per packet). */
   private readonly builder: PacketBuilder;
-  private readonly writer = new FrameWriter();
+  private readonly writer = sharedFrameWriter;
   private readonly framer: Framer;
 
   private get scid(): Buffer {
