@@ -1,7 +1,7 @@
 /**
  * Memory per idle connection on a server endpoint, and whether it comes back when the connections close.
  *
- *   node dist/bench/conn-memory.js [--count 1000] [--layer quic|h3] [--settle-ms 1000] [--snapshot FILE]
+ *   node dist/bench/conn-memory.js [--count 1000] [--layer quic|h3] [--settle-ms 15000] [--snapshot FILE]
  *
  * This process is the server (one UdpEndpoint on 127.0.0.1; --layer h3: an Http3Server, so every connection also
  * has its HTTP/3 session, control and QPACK streams). A child process (this file with `clients`) opens --count
@@ -12,7 +12,9 @@
  * difference over the second half: the cost of one more connection; averageKB is all over the baseline, which also
  * holds what grows once under load, such as V8's young generation); and after they closed and their closing and
  * draining periods ended (notReturnedKB, over the baseline), with the sizes of the endpoint's and driver's
- * per-connection tables. --snapshot writes a V8 heap snapshot while the first round is idle.
+ * per-connection tables. --snapshot writes a V8 heap snapshot while the first round is idle. Each measurement waits
+ * --settle-ms first: right after a burst of handshakes V8's heap is fragmented by promoted handshake garbage, and
+ * its memory reducer compacts it once allocation has been quiet for several seconds (an idle server's steady state).
  *
  * RSS is what the kernel counts (V8's heap plus Buffers, OpenSSL objects and allocator slack); heapUsed and external
  * (including arrayBuffers) are what the program holds. A measurement tool, not a test: it asserts nothing, but it
@@ -117,7 +119,7 @@ function tables(ep: UdpEndpoint): Record<string, number> {
 
 async function server(args: string[]): Promise<void> {
   const count = intArg(args, '--count', 1000, 1);
-  const settle = intArg(args, '--settle-ms', 1000, 0);
+  const settle = intArg(args, '--settle-ms', 15000, 0);
   const layer = layerArg(args);
   const si = args.indexOf('--snapshot');
   const snapshot = si >= 0 ? args[si + 1] : null;

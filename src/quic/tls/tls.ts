@@ -7,6 +7,7 @@
 import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DecodeError } from '../../util/varint.js';
+import { ownCopy } from '../../util/buffers.js';
 import type { CipherSuite } from '../crypto/suites.js';
 import { TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256 } from '../crypto/suites.js';
 import { TlsAlert, TlsError } from '../errors.js';
@@ -114,6 +115,7 @@ type State =
 const DEFAULT_SUITES: readonly CipherSuite[] = [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256];
 const DEFAULT_GROUPS: readonly Group[] = ['x25519', 'secp256r1'];
 const LEVEL_NAMES = ['Initial', 'Handshake', '1-RTT'];
+const EMPTY = Buffer.alloc(0);
 
 function expectedLevel(state: State): Level | null {
   switch (state) {
@@ -142,23 +144,13 @@ function certificateMessage(chain: Buffer[]): Buffer {
   return m;
 }
 
-/**
- * A copy in an ArrayBuffer of its own, for a small buffer that lives as long as the connection: Buffer.from() would
- * put it in Node's shared 8 KiB pool, where it keeps the whole slab (mostly packets long gone) from being freed.
- */
-function ownCopy(b: Buffer): Buffer {
-  const c = Buffer.allocUnsafeSlow(b.length);
-  b.copy(c);
-  return c;
-}
-
 function messageName(type: number): string {
   for (const [name, v] of Object.entries(HandshakeType)) if (v === type) return name;
   return `type ${type}`;
 }
 
 export class TlsEndpoint {
-  private readonly config: TlsConfig;
+  private config: TlsConfig;
   private readonly suites: readonly CipherSuite[];
   private readonly groups: readonly Group[];
   private state: State;
@@ -480,6 +472,8 @@ export class TlsEndpoint {
     this.clientAppSecret = null;
     this.firstClientHello = null;
     this.cookie = null;
+    // Our transport parameters were sent; the buffer they came in need not be kept.
+    this.config = { ...this.config, transportParameters: EMPTY };
   }
 
   // Shared key schedule steps -----------------------------------------------------------------------------------------
