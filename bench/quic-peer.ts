@@ -8,10 +8,12 @@
  *     honouring write() backpressure) and ends the stream. When the connection closes it prints its resource
  *     usage as one JSON line and exits. With --keep-idle N it accepts up to N + 16 connections at once and keeps them
  *     (idle timeout 10 minutes), serves the streams of any of them as above, and runs until SIGTERM.
- *   node dist/bench/quic-peer.js idle --port P --count N
- *     Opens N connections to the server (at most 64 handshakes at a time, certificate not verified), prints
- *     {"event":"idle_ready","count":N,"ms":...} once all are established, and keeps them open and silent until
- *     SIGTERM.
+ *   node dist/bench/quic-peer.js idle --port P --count N [--alpn NAME] [--at-once K]
+ *     Opens N connections to the server (at most K, default 64, handshakes at a time, certificate not verified),
+ *     prints {"event":"idle_ready","count":N,"ms":...} once all are established, and keeps them open and silent until
+ *     SIGTERM. On SIGUSR2 it closes them all (CONNECTION_CLOSE; H3_NO_ERROR with --alpn h3), prints
+ *     {"event":"idle_closed","count":N} and waits for SIGTERM. --alpn h3 makes them HTTP/3 connections as far as
+ *     the handshake goes (the edge suite holds them against the router and Caddy; no stream is opened).
  *   node dist/bench/quic-peer.js client --port P --size BYTES [--datagram BYTES] [--sha]
  *     Connects, opens one bidi stream, requests BYTES, counts (and with --sha hashes) what arrives, closes the
  *     connection and prints one JSON line with timings and resource usage.
@@ -166,8 +168,11 @@ const HANDSHAKES_AT_ONCE = 64;
 async function idle(args: string[]): Promise<void> {
   const port = intFlag(args, '--port', 0);
   const count = intFlag(args, '--count', 0);
-  if (port === 0 || count === 0) throw new Error('idle needs --port and --count');
-  const config: ConnectionConfig = { alpn: ['qsr-bench'], insecure: true, maxIdleTimeout: IDLE_BENCH_TIMEOUT };
+  const atOnce = Math.max(1, intFlag(args, '--at-once', HANDSHAKES_AT_ONCE));
+  const ai = args.indexOf('--alpn');
+  const alpn = ai >= 0 ? args[ai + 1] : 'qsr-bench';
+  if (port === 0 || count === 0 || alpn === undefined || alpn === '') throw new Error('idle needs --port and --count (and a name after --alpn)');
+  const config: ConnectionConfig = { alpn: [alpn], insecure: true, maxIdleTimeout: IDLE_BENCH_TIMEOUT };
   const ep = await UdpEndpoint.open({ maxConnections: count + 16 });
   const t0 = performance.now();
   const open: QuicConnection[] = [];
@@ -185,8 +190,12 @@ async function idle(args: string[]): Promise<void> {
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(HANDSHAKES_AT_ONCE, count) }, worker));
+  await Promise.all(Array.from({ length: Math.min(atOnce, count) }, worker));
   emit({ event: 'idle_ready', count: open.length, failed, ms: performance.now() - t0 });
+  process.once('SIGUSR2', () => {
+    for (const c of open) c.close(alpn === 'h3' ? 0x100 : 0, 'bench: idle connections done');
+    emit({ event: 'idle_closed', count: open.length });
+  });
   await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
   emit({ event: 'exit', role: 'idle', ...usage() });
   process.exit(0);

@@ -43,15 +43,16 @@ interface Stack {
   caddyPort: number;
 }
 
-async function startService(o: SuiteOptions, name: 'text' | 'video'): Promise<{ child: Child; port: number } | string> {
+export async function startService(o: SuiteOptions, name: 'text' | 'video'): Promise<{ child: Child; port: number } | string> {
   const port = await freePort();
   const child = spawnBounded({ name: `service-${name}`, cmd: process.execPath, args: [QSR_JS, 'service', name, '--port', String(port), '--host', HOST], workDir: o.work, timeoutMs: 60 * 60_000 });
   if (!(await waitForOutput(child, (t) => t.includes('service listening on'), 15_000))) return `${name} service did not start: ${describeExit(child, await stopServer(child, 'SIGKILL'))}`;
   return { child, port };
 }
 
-function routerConfig(o: SuiteOptions, port: number, textPort: number, videoPort: number): string {
-  const file = join(o.work, 'router.yaml');
+/** The router's configuration file; `extra` lines are appended (e.g. a quic: section), `name` names the file. */
+export function routerConfig(o: SuiteOptions, port: number, textPort: number, videoPort: number, extra: string[] = [], name = 'router.yaml'): string {
+  const file = join(o.work, name);
   writeFileSync(
     file,
     [
@@ -64,23 +65,26 @@ function routerConfig(o: SuiteOptions, port: number, textPort: number, videoPort
       'routes:',
       `  - { name: text, prefix: /text, upstreams: ["http://${HOST}:${textPort}"] }`,
       `  - { name: video, prefix: /video, upstreams: ["http://${HOST}:${videoPort}"] }`,
+      ...extra,
       '',
     ].join('\n'),
   );
   return file;
 }
 
-async function startRouter(o: SuiteOptions, cfg: string, name: string, profileDir: string | null): Promise<Child | string> {
+/** `qsr proxy --config cfg` as a node child; `nodeArgs` go before the script (e.g. --import of bench/probe.js). */
+export async function startRouter(o: SuiteOptions, cfg: string, name: string, profileDir: string | null, nodeArgs: string[] = [], env?: Record<string, string>): Promise<Child | string> {
   const pre = profileDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = spawnBounded({ name, cmd: process.execPath, args: [...pre, QSR_JS, 'proxy', '--config', cfg], workDir: o.work, timeoutMs: 60 * 60_000 });
+  const child = spawnBounded({ name, cmd: process.execPath, args: [...pre, ...nodeArgs, QSR_JS, 'proxy', '--config', cfg], workDir: o.work, timeoutMs: 60 * 60_000, env });
   if (!(await waitForOutput(child, (t) => t.includes('quic-stream-router is up'), 15_000))) return `router did not start: ${describeExit(child, await stopServer(child, 'SIGKILL'))}`;
   return child;
 }
 
-async function startCaddy(o: SuiteOptions, port: number, textPort: number, videoPort: number): Promise<Child | string> {
+/** Caddy 2.6 in front of the services; `dirName` separates several instances in one work directory. */
+export async function startCaddy(o: SuiteOptions, port: number, textPort: number, videoPort: number, dirName = 'caddy'): Promise<Child | string> {
   const caddy = findProgram('caddy');
   if (caddy === null) return 'caddy not installed (apt-get install -y caddy)';
-  const dir = join(o.work, 'caddy');
+  const dir = join(o.work, dirName);
   for (const d of ['home', 'xdg-data', 'xdg-config', 'data']) mkdirSync(join(dir, d), { recursive: true });
   const file = join(dir, 'Caddyfile');
   // Loopback only; nothing reaches out: no admin endpoint, no ACME, no OCSP, no trust-store install.
@@ -125,7 +129,7 @@ async function startCaddy(o: SuiteOptions, port: number, textPort: number, video
   return child;
 }
 
-function writeUpload(path: string, size: number): void {
+export function writeUpload(path: string, size: number): void {
   const chunk = Buffer.allocUnsafe(1 << 20);
   for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 131 + 7 + (i >>> 9)) & 0xff;
   const fd = openSync(path, 'w');
@@ -153,7 +157,7 @@ async function load(o: SuiteOptions, st: Stack, p: Path, name: string, path: str
 }
 
 /** gtlsclient -n N GET on one connection: requests/s over its wall clock (incl. process start and handshake). */
-async function gtlsGets(o: SuiteOptions, name: string, port: number, n: number): Promise<number | string> {
+export async function gtlsGets(o: SuiteOptions, name: string, port: number, n: number): Promise<number | string> {
   const { client } = gtlsPrograms();
   if (client === null) return 'gtlsclient not installed';
   const args = ['-q', '--exit-on-all-streams-close', '--timeout=30s', '--handshake-timeout=5s', '-n', String(n), HOST, String(port), `https://${HOST}:${port}/text/sample`];
@@ -165,7 +169,7 @@ async function gtlsGets(o: SuiteOptions, name: string, port: number, n: number):
 }
 
 /** gtlsclient -d FILE -m POST /video: MB/s over its wall clock; the video service's JSON answer must count every byte. */
-async function gtlsPost(o: SuiteOptions, name: string, port: number, file: string): Promise<number | string> {
+export async function gtlsPost(o: SuiteOptions, name: string, port: number, file: string): Promise<number | string> {
   const { client } = gtlsPrograms();
   if (client === null) return 'gtlsclient not installed';
   const dl = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : o.work, 'qsr-bench-post-'));

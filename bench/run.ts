@@ -8,11 +8,17 @@
  *   idle      - the transport's bulk transfer against one server endpoint with no other connections, then with
  *               --idle N (default 10,000) idle connections open on it (bench/quic-peer.ts idle, another process):
  *               the endpoint's work per turn must not grow with the connections that have nothing to do.
+ *   edge      - bench/edge.ts (the default, issue 10): router vs Caddy 2.6 with gtlsclient, the quic-go client and
+ *               Firefox (small GETs, 100 MB up, 100 MB down), router CPU per received datagram and ACK delay during
+ *               an upload, RSS per idle connection, handshakes per second per core, 10,000 connections + a bulk
+ *               transfer. As root it re-executes this program in a private network namespace (unshare -n) first.
  * Each prints per-run figures, a side-by-side table of medians and the targets with whether they are met.
  *
- *   node dist/bench/run.js [--suite transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR]
+ *   node dist/bench/run.js [--suite edge|transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR]
  *                          [--size MB] [--only ours|gtls] [--datagram BYTES]   (the last three: transport only)
  *                          [--idle N]                                           (idle; --size applies too)
+ *                          [--only CLIENT,...] [--skip PART,...] [--conns N] [--hold N] [--pause S] [--no-netns]
+ *                             (edge: CLIENT gtlsclient|quic-go|firefox|qsr-load, PART throughput|capture|scale|hold)
  *
  * MB = 10^6 bytes. Every child has a hard timeout and is killed by its own PID only; loopback only; temp files removed.
  * This is a measurement tool, not a test: it asserts nothing, it reports.
@@ -25,6 +31,9 @@ import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Chi
 import { describeExit, fmt, jsonLines, median, num, readTextOr, readTimeFile, spawnTimed, childPidOf, table, type Say, type SuiteOptions } from './common.js';
 import { runH3Suite } from './h3.js';
 import { runRouterSuite } from './router.js';
+import { CLIENT_NAMES, PARTS, parseList, runEdgeSuite, type ClientName, type Part } from './edge.js';
+import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../test/interop/netns.js';
+import { spawn } from 'node:child_process';
 
 const HOST = '127.0.0.1';
 const TARGET_MBPS = 60;
@@ -32,7 +41,8 @@ const PEER_JS = fileURLToPath(new URL('./quic-peer.js', import.meta.url));
 const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
 const TIME = '/usr/bin/time';
 
-type Suite = 'transport' | 'h3' | 'router' | 'idle' | 'all';
+type Suite = 'edge' | 'transport' | 'h3' | 'router' | 'idle' | 'all';
+const SUITES: readonly Suite[] = ['edge', 'transport', 'h3', 'router', 'idle', 'all'];
 
 interface Options {
   suite: Suite;
@@ -43,6 +53,13 @@ interface Options {
   datagram: number;
   json: string | null;
   idle: number;
+  /** edge: clients to run (--only), parts to skip, idle connections, held connections, pause after closing. */
+  edgeOnly: ClientName[] | null;
+  skip: Part[];
+  conns: number;
+  hold: number;
+  pauseS: number;
+  netns: boolean;
 }
 
 /** One measured transfer. null fields are "not available". */
@@ -67,12 +84,19 @@ interface RunResult {
 
 function usage(msg?: string): never {
   if (msg !== undefined) process.stderr.write(`${msg}\n`);
-  process.stderr.write('usage: node dist/bench/run.js [--suite transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES] [--idle N]\n');
+  process.stderr.write(
+    'usage: node dist/bench/run.js [--suite edge|transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES] [--idle N]\n' +
+      `       edge: [--only ${CLIENT_NAMES.join('|')}[,...]] [--skip ${PARTS.join('|')}[,...]] [--conns N] [--hold N] [--pause S] [--no-netns]\n`,
+  );
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { suite: 'all', profileDir: null, sizeMB: 100, runs: 3, only: null, datagram: 0, json: null, idle: 10_000 };
+  const o: Options = {
+    suite: 'edge', profileDir: null, sizeMB: 100, runs: 3, only: null, datagram: 0, json: null, idle: 10_000,
+    edgeOnly: null, skip: [], conns: 1000, hold: 10_000, pauseS: 15, netns: true,
+  };
+  let onlyRaw: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -96,13 +120,32 @@ function parseArgs(argv: string[]): Options {
         o.idle = Math.floor(num(1, 100_000));
         break;
       case '--only':
-        if (v !== 'ours' && v !== 'gtls') usage('--only takes ours or gtls');
-        o.only = v;
+        if (v === undefined) usage('--only needs a name (transport: ours|gtls; edge: a list of clients)');
+        onlyRaw = v;
         i++;
         break;
+      case '--skip': {
+        const l = v === undefined ? new Error('--skip needs a list of parts') : parseList(v, PARTS, '--skip');
+        if (l instanceof Error) usage(l.message);
+        o.skip = l;
+        i++;
+        break;
+      }
+      case '--conns':
+        o.conns = Math.floor(num(1, 100_000));
+        break;
+      case '--hold':
+        o.hold = Math.floor(num(2, 100_000));
+        break;
+      case '--pause':
+        o.pauseS = num(0, 600);
+        break;
+      case '--no-netns':
+        o.netns = false;
+        break;
       case '--suite':
-        if (v !== 'transport' && v !== 'h3' && v !== 'router' && v !== 'idle' && v !== 'all') usage('--suite takes transport, h3, router, idle or all');
-        o.suite = v;
+        if (!SUITES.includes(v as Suite)) usage(`--suite takes ${SUITES.join(', ')}`);
+        o.suite = v as Suite;
         i++;
         break;
       case '--profile':
@@ -121,6 +164,18 @@ function parseArgs(argv: string[]): Options {
         break;
       default:
         usage(`unknown option ${a}`);
+    }
+  }
+  if (onlyRaw !== null) {
+    // transport: ours|gtls; edge: clients. With --suite all both are tried: a name must fit one of them.
+    if (onlyRaw === 'ours' || onlyRaw === 'gtls') {
+      if (o.suite === 'edge') usage(`--only ${onlyRaw}: the edge suite's clients are ${CLIENT_NAMES.join(', ')}`);
+      o.only = onlyRaw;
+    } else {
+      if (o.suite !== 'edge' && o.suite !== 'all') usage(`--only ${onlyRaw}: suite ${o.suite} takes ours or gtls`);
+      const l = parseList(onlyRaw, CLIENT_NAMES, '--only');
+      if (l instanceof Error) usage(l.message);
+      o.edgeOnly = l;
     }
   }
   return o;
@@ -430,8 +485,31 @@ async function runIdleSuite(o: Options, work: string, say: Say): Promise<Record<
   return { servers: servers.map(({ srv: _s, idler: _i, ...rest }) => rest), ratio };
 }
 
+/** Runs this program again inside a private network namespace (unshare -n, loopback only); resolves with its exit code. */
+function reexecInNetns(argv: readonly string[]): Promise<number> | null {
+  const inner = netnsArgv([process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...argv]);
+  if (inner === null) return null;
+  return new Promise((resolveCode) => {
+    const child = spawn(inner[0]!, inner.slice(1), { stdio: 'inherit', env: { ...process.env, QSR_BENCH_NETNS: '1' } });
+    const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.on('exit', (code, signal) => resolveCode(code ?? (signal !== null ? 1 : 2)));
+  });
+}
+
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const o = parseArgs(argv);
+  if ((o.suite === 'edge' || o.suite === 'all') && o.netns && !inPrivateNetns() && process.env.QSR_BENCH_NETNS === undefined) {
+    const why = netnsUnavailable();
+    if (why === null) {
+      // Same working directory and file system inside: only the network differs (--json FILE means the same file).
+      const code = await reexecInNetns(argv);
+      process.exit(code ?? 2);
+    }
+    console.log(`note: not in a private network namespace (${why}): Firefox rows will be n/a`);
+  }
   const sys = {
     nproc: availableParallelism(),
     node: process.version,
@@ -445,7 +523,7 @@ async function main(): Promise<void> {
   say(`suite ${o.suite}, runs ${o.runs}; nproc ${sys.nproc}, node ${sys.node}, kernel ${sys.kernel}, net.core.rmem_max ${sys.rmemMax}, wmem_max ${sys.wmemMax}, lo MTU ${sys.loMtu}`);
   if (o.profileDir !== null) mkdirSync(o.profileDir, { recursive: true });
   const report: Record<string, unknown> = { options: o, system: sys };
-  const suites: Suite[] = o.suite === 'all' ? ['transport', 'h3', 'router', 'idle'] : [o.suite];
+  const suites: Suite[] = o.suite === 'all' ? ['transport', 'h3', 'router', 'idle', 'edge'] : [o.suite];
   for (const suite of suites) {
     // Every suite gets its own scratch directory (children's logs, generated files), removed afterwards.
     const work = mkdtempSync(join(tmpdir(), `qsr-bench-${suite}-`));
@@ -461,7 +539,9 @@ async function main(): Promise<void> {
             ? await runH3Suite(so, say)
             : suite === 'idle'
               ? await runIdleSuite(o, work, say)
-              : await runRouterSuite(so, say);
+              : suite === 'edge'
+                ? await runEdgeSuite({ ...so, only: o.edgeOnly, skip: o.skip, conns: o.conns, hold: o.hold, pauseS: o.pauseS }, say)
+                : await runRouterSuite(so, say);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

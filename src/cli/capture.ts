@@ -1,37 +1,34 @@
 /**
  * `qsr capture`: record the loopback traffic of one UDP port with tshark (or dumpcap) and write a pcapng that carries
  * the TLS secrets in a Decryption Secrets Block (pcapng, draft-ietf-opsawg-pcapng §4.7), so Wireshark decrypts QUIC
- * (RFC 9001 §5) and shows HTTP/3 with no settings. The secrets come from an NSS key log (RFC 9850 / SSLKEYLOGFILE);
- * `editcap --inject-secrets tls,KEYLOG` embeds them.
+ * (RFC 9001 §5) and shows HTTP/3 with no settings. The secrets come from an NSS key log (RFC 9850 / SSLKEYLOGFILE).
+ * Capturing, counting and embedding are the library's (src/obs/capture.ts); this file is the command: flags, the key
+ * log choice, running COMMAND under the capture, signals, and the report.
  *
- * Flow: choose the capturer, start `<tool> -q -i lo -f 'udp port P' -w RAW` in its own process group, wait until it
- * reports "Capturing on", then run COMMAND (with SSLKEYLOGFILE pointing at the key log) or wait --seconds or Ctrl-C.
- * Stop the capturer with SIGINT to its own PID, wait for it to flush, inject the secrets and report.
+ * Flow: choose the capturer, start it (startCapture: ready once it reports "Capturing on"), then run COMMAND (with
+ * SSLKEYLOGFILE pointing at the key log) or wait --seconds or Ctrl-C. Stop the capturer, inject the secrets, report.
  *
  * Every message of this command goes to stderr, so the command's stdout stays pipeable.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import {
-  accessSync,
   chmodSync,
   closeSync,
-  constants as fsConstants,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { constants as osConstants, tmpdir } from 'node:os';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { countPcapngPackets, exitStatus, findCapturer, findOnPath, injectSecrets, NO_CAPTURER, startCapture, ToolError, type Capture } from '../obs/capture.js';
 import { UsageError, parseIntFlag } from './args.js';
 
 /** The options as commander hands them over (all strings: validation happens here so errors exit 2). */
@@ -58,12 +55,9 @@ export type KeyLogSource = '--keylog' | 'SSLKEYLOGFILE' | './.qsr/keylog.txt';
 
 const DEFAULT_PORT = 4433;
 const MAX_SECONDS = 1_000_000; // well under the 2^31 ms limit of setTimeout
-const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
-/** Datagrams sent just before the stop are still in the kernel's capture buffer: let the capturer read them. */
-const DRAIN_MS = 300;
-/** The pcap filter is attached right before "Capturing on" is printed; a short pause before starting the command. */
-const SETTLE_MS = 150;
+/** editcap copies the whole capture: generous, but bounded. */
+const EDITCAP_TIMEOUT_MS = 10 * 60_000;
 /** A Ctrl-C from the terminal reaches the command too; forward SIGINT only if the command is still running after this. */
 const SIGINT_FORWARD_GRACE_MS = 500;
 
@@ -137,69 +131,6 @@ export function chooseKeyLog(
   return { path: null, source: null };
 }
 
-/** First executable `name` on PATH. */
-export function findOnPath(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const p = join(dir, name);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
-/** tshark, else dumpcap (both write pcapng with `-w`, print "Capturing on" when ready, and stop cleanly on SIGINT). */
-export function findCapturer(env: NodeJS.ProcessEnv = process.env): { tool: 'tshark' | 'dumpcap'; path: string } | null {
-  for (const tool of ['tshark', 'dumpcap'] as const) {
-    const path = findOnPath(tool, env);
-    if (path !== null) return { tool, path };
-  }
-  return null;
-}
-
-/** Argument list for the capturer: interface lo, `udp port P` (covers 127.0.0.1 and ::1), quiet, to `file`. */
-export function capturerArgs(port: number, file: string): string[] {
-  return ['-q', '-i', 'lo', '-f', `udp port ${port}`, '-w', file];
-}
-
-/**
- * Number of packets in a pcapng file: Enhanced (type 6), Simple (3) and obsolete Packet (2) blocks. Walks the block
- * headers only; the byte order comes from each Section Header Block. Throws on a malformed file.
- */
-export function countPcapngPackets(file: string): number {
-  const fd = openSync(file, 'r');
-  try {
-    const size = statSync(file).size;
-    const head = Buffer.alloc(12);
-    let off = 0;
-    let little = true;
-    let packets = 0;
-    while (off + 12 <= size) {
-      if (readSync(fd, head, 0, 12, off) !== 12) break;
-      const typeLE = head.readUInt32LE(0);
-      if (typeLE === 0x0a0d0d0a) {
-        const magic = head.readUInt32LE(8);
-        if (magic === 0x1a2b3c4d) little = true;
-        else if (magic === 0x4d3c2b1a) little = false;
-        else throw new Error(`${file}: bad pcapng byte-order magic at offset ${off}`);
-      }
-      const type = little ? typeLE : head.readUInt32BE(0);
-      const len = little ? head.readUInt32LE(4) : head.readUInt32BE(4);
-      if (len < 12 || len % 4 !== 0) throw new Error(`${file}: bad pcapng block length ${len} at offset ${off}`);
-      if (type === 6 || type === 3 || type === 2) packets++;
-      off += len;
-    }
-    if (off === 0 && size > 0) throw new Error(`${file}: not a pcapng file`);
-    return packets;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Quote a path for a copy-paste shell line when it needs it. */
 export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -209,117 +140,11 @@ const say = (line: string): void => {
   process.stderr.write(`qsr capture: ${line}\n`);
 };
 
-/** The capturer process, in its own process group so a terminal Ctrl-C reaches only us; we stop it ourselves. */
-class Capturer {
-  private out = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private running = true;
-  private readonly onExit = (): void => {
-    // qsr is going away without stopping the capture (an exception): do not leave a detached capturer behind.
-    if (this.running && this.child.pid !== undefined) {
-      try {
-        process.kill(this.child.pid, 'SIGINT');
-      } catch {
-        // already gone
-      }
-    }
-  };
-
-  private constructor(
-    readonly tool: string,
-    private readonly child: ChildProcess,
-  ) {
-    const keep = (d: Buffer): void => {
-      this.out = (this.out + d.toString('utf8')).slice(-8192);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    this.exited = new Promise((res) => {
-      child.on('exit', (code, signal) => {
-        this.running = false;
-        process.off('exit', this.onExit);
-        res({ code, signal });
-      });
-      child.on('error', (err) => {
-        keep(Buffer.from(`\n${err.message}\n`));
-        this.running = false;
-        process.off('exit', this.onExit);
-        res({ code: null, signal: null });
-      });
-    });
-    process.on('exit', this.onExit);
-  }
-
-  get isRunning(): boolean {
-    return this.running;
-  }
-
-  output(): string {
-    return this.out;
-  }
-
-  static async start(tool: string, path: string, args: string[]): Promise<Capturer> {
-    const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const c = new Capturer(tool, child);
-    const ready = await new Promise<boolean>((res) => {
-      const check = (): void => {
-        if (/Capturing on/.test(c.out)) done(true);
-      };
-      const timer = setTimeout(() => done(false), READY_TIMEOUT_MS);
-      const done = (ok: boolean): void => {
-        clearTimeout(timer);
-        child.stderr?.off('data', check);
-        child.stdout?.off('data', check);
-        res(ok);
-      };
-      child.stderr?.on('data', check);
-      child.stdout?.on('data', check);
-      void c.exited.then(() => done(/Capturing on/.test(c.out) && c.running));
-    });
-    if (!ready || !c.running) {
-      await c.stop();
-      const hint =
-        process.getuid?.() === 0
-          ? ''
-          : ' (as non-root, dumpcap needs cap_net_raw,cap_net_admin: dpkg-reconfigure wireshark-common, then join group wireshark)';
-      throw new Error(`${tool} did not start capturing: ${c.out.trim().slice(-1500)}${hint}`);
-    }
-    await sleep(SETTLE_MS);
-    return c;
-  }
-
-  /** SIGINT to the capturer's own PID, wait for it to flush and exit; SIGKILL if it does not within 10 s. */
-  async stop(): Promise<void> {
-    if (!this.running || this.child.pid === undefined) return;
-    this.child.kill('SIGINT');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      this.exited.then(() => false),
-      new Promise<boolean>((res) => (timer = setTimeout(() => res(true), STOP_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      say(`${this.tool} did not exit ${STOP_TIMEOUT_MS / 1000} s after SIGINT; killing it (the capture may be truncated)`);
-      this.child.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Exit status of a finished child the way a shell reports it. */
-function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
-  if (code !== null) return code;
-  if (signal !== null) return 128 + (osConstants.signals[signal] ?? 0);
-  return 1;
-}
-
 /**
  * Wait for the end of the capture: the command's exit, --seconds, or SIGINT/SIGTERM. Returns the command's exit status
  * (0 when no command runs). The capturer dying on its own also ends a timed or interactive capture.
  */
-async function waitForEnd(plan: CapturePlan, cap: Capturer, env: NodeJS.ProcessEnv): Promise<number> {
+async function waitForEnd(plan: CapturePlan, cap: Capture, env: NodeJS.ProcessEnv): Promise<number> {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
   const handlers = new Map<NodeJS.Signals, () => void>();
   const cleanup = (): void => {
@@ -392,16 +217,6 @@ function moveFile(from: string, to: string): void {
   }
 }
 
-/** Run editcap to completion; resolves with its exit status and output. */
-async function runEditcap(path: string, args: string[]): Promise<{ status: number; output: string }> {
-  const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString('utf8')));
-  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
-  return { status: exitStatus(code, signal), output };
-}
-
 const nonEmptyFile = (p: string): boolean => {
   try {
     const st = statSync(p);
@@ -427,7 +242,7 @@ export async function runCapture(
   const plan = planCapture(o, command, cwd, new Date());
   const capturer = findCapturer(env);
   if (capturer === null) {
-    say('neither tshark nor dumpcap is installed; install it with: apt-get install tshark');
+    say(NO_CAPTURER);
     return 1;
   }
 
@@ -449,7 +264,7 @@ export async function runCapture(
   const work = mkdtempSync(join(tmpdir(), 'qsr-capture-'));
   try {
     const raw = join(work, 'raw.pcapng');
-    const cap = await Capturer.start(capturer.tool, capturer.path, capturerArgs(plan.port, raw));
+    const cap = await startCapture({ port: plan.port, file: raw, capturer, env });
     const what = `udp port ${plan.port} on lo (127.0.0.1 and ::1) with ${capturer.tool}`;
     if (plan.stop.kind === 'command') {
       const shown = plan.stop.argv.map(shellQuote).join(' ');
@@ -461,9 +276,9 @@ export async function runCapture(
     }
 
     const status = await waitForEnd(plan, cap, childEnv);
-    if (cap.isRunning) {
-      await sleep(DRAIN_MS);
-      await cap.stop();
+    if (cap.isRunning()) {
+      const how = await cap.stop({ graceMs: STOP_TIMEOUT_MS });
+      if (how === 'killed') say(`${cap.tool} did not exit ${STOP_TIMEOUT_MS / 1000} s after SIGINT; killed it (the capture may be truncated)`);
     } else {
       say(`${cap.tool} exited on its own: ${cap.output().trim().slice(-1000)}`);
     }
@@ -519,7 +334,10 @@ async function finish(
       secrets = join(work, 'keylog.txt');
       writeFileSync(secrets, present.map((p) => readFileSync(p, 'utf8').replace(/\n?$/, '\n')).join(''), { mode: 0o600 });
     }
-    const r = await runEditcap(editcap, ['--inject-secrets', `tls,${secrets}`, raw, out]);
+    const r = await injectSecrets(raw, secrets, out, { env, timeoutMs: EDITCAP_TIMEOUT_MS }).then(
+      () => ({ status: 0, output: '' }),
+      (err: unknown) => (err instanceof ToolError ? { status: err.status, output: err.output } : { status: 1, output: (err as Error).message }),
+    );
     if (r.status !== 0) {
       moveFile(raw, out);
       failed = true;

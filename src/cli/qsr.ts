@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 /** The `qsr` command. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError, parseIntFlag } from './args.js';
 import { quicListen, quicConnect } from './quic-tools.js';
 
+// The packet protection backend (QSR_CRYPTO, default auto): named by --version, a bad setting refuses every command.
+const backend = cryptoBackend();
 const program = new Command();
-program.name('qsr').description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack').version('0.1.0');
+program
+  .name('qsr')
+  .description('quic-stream-router: an HTTP/3 stream router on its own QUIC stack')
+  .version(`0.1.0\npacket protection: ${backend.description}${backend.error !== null ? ` (${backend.error})` : ''}`);
 program.showHelpAfterError();
+program.hook('preAction', () => {
+  if (backend.error !== null) throw new UsageError(backend.error);
+});
 
 const intArg = (flag: string, min: number, max?: number) => (v: string) => {
   try {
@@ -141,6 +150,37 @@ program
   .action(async (urls: string[], o) => {
     const { runGet } = await import('./get.js');
     process.exitCode = await runGet(urls, o);
+  });
+
+program
+  .command('load')
+  .description('HTTP/3 load generator: C connections x S streams in flight, N requests or a duration; req/s, MB/s, latency percentiles, errors')
+  .argument('<url>', 'https:// URL to request')
+  .option('-c, --connections <n>', 'QUIC connections (default 1)')
+  .option('-s, --streams <n>', 'requests in flight on each connection (default 10)')
+  .option('-n, --requests <n>', 'send N requests in all, then stop')
+  .option('--duration <time>', 'send requests for this long, e.g. 10s, 500ms, 2m (default 10s without -n)')
+  .option('-X, --method <method>', 'request method (default GET, or POST with -d)')
+  .option('-d, --data <data>', 'request body: a string, or @FILE (sent with every request)')
+  .option('-H, --header <header>', "request header 'name: value', repeatable", collect)
+  .option('-w, --workers <n>', 'spread the connections over N processes (default 1: this one)')
+  .option('--timeout <time>', 'give up on a request after this long (default 30s; a bare number is ms)')
+  .option('-k, --insecure', 'do not verify the server certificate (development only)')
+  .option('--ca <file>', 'trust this CA or certificate (PEM) instead of the system roots')
+  .option('--server-name <name>', 'SNI and the name to verify (default: the URL host)')
+  .option('--keylog <file>', 'append TLS secrets to this NSS key log (default: $SSLKEYLOGFILE)')
+  .option('--qlog <dir>', 'write a qlog file per connection into DIR (default: $QLOGDIR)')
+  .option('--handshake-timeout <ms>', 'give up when a QUIC handshake has not completed after this long (default 10000)')
+  .option('--ciphers <list>', 'TLS 1.3 cipher suites to offer, comma-separated (default: all three)')
+  .option('--max-data <bytes>', 'initial connection receive window (initial_max_data)')
+  .option('--max-stream-data <bytes>', 'initial receive window of each request stream')
+  .option('--json', 'print the report as one JSON object')
+  .exitOverride(usageExit2)
+  .action(async (url: string, o) => {
+    const { runLoadCommand } = await import('./load.js');
+    process.exitCode = await runLoadCommand(url, o);
+    // Sockets closed and workers gone: nothing should hold the exit, but a stuck close must not either.
+    setTimeout(() => process.exit(), 3000).unref();
   });
 
 program

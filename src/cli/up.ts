@@ -1,15 +1,16 @@
 /**
- * `qsr up` (the three services and the router, one command) and `qsr proxy` (the router alone).
+ * `qsr up` (the three services and the router, one command) and `qsr proxy` (the router alone): flags, the summary
+ * printed at start, and signals; the lifecycle itself is the library's startStack (src/proxy/stack.ts).
  * SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop (exit 0). SIGINT is the same as SIGTERM:
  * a terminal's Ctrl-C reaches the whole foreground process group, but the services run in groups of their own
  * (see Supervisor), so they keep serving while the router drains and are stopped after it.
  */
 import { pino } from 'pino';
 import { loadConfig, defaultConfig, ConfigError, type Config } from '../proxy/config.js';
-import { ProxyServer, type ProxyInfo } from '../proxy/server.js';
-import { Supervisor } from '../proxy/supervisor.js';
-import { createAccessLog } from '../proxy/access-log.js';
+import type { ProxyInfo } from '../proxy/server.js';
+import { startStack } from '../proxy/stack.js';
 import { resolve } from 'node:path';
+import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError } from './args.js';
 
 export interface UpOptions {
@@ -30,9 +31,7 @@ function readConfig(path: string | undefined): Config {
   }
 }
 
-const SERVICE_PORTS = { video: 5001, text: 5002, control: 5003 } as const;
-
-function describe(info: ProxyInfo, config: Config, services: Record<string, number>): string {
+function describe(info: ProxyInfo, config: Config, services: Readonly<Record<string, number>>): string {
   const h3 = info.udp.map((a) => `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
   const lines = [
     `quic-stream-router is up (${config.source})`,
@@ -41,6 +40,7 @@ function describe(info: ProxyInfo, config: Config, services: Record<string, numb
   ];
   for (const r of config.routes) lines.push(`  route ${(r.exact ?? r.prefix ?? '').padEnd(16)} -> ${r.upstreams.join(', ')}`);
   for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
+  lines.push(`  packet protection:     ${cryptoBackend().description}`);
   lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
   if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
   if (info.qlog) lines.push(`  qlog:                  ${info.qlog}  (one <ODCID>_server.sqlog per connection)`);
@@ -64,30 +64,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   if (config.keylog) {
     process.stderr.write(`WARNING: TLS secrets are being logged to ${config.keylog} (anyone with this file can decrypt the traffic)\n`);
   }
-  const supervisor = new Supervisor(log);
-  const services: Record<string, number> = {};
-  if (o.services) {
-    // The services the configuration lists, or all three on their default ports when it lists none.
-    const listed = Object.keys(config.services).length > 0;
-    const specs = (Object.keys(SERVICE_PORTS) as (keyof typeof SERVICE_PORTS)[])
-      .filter((n) => !listed || config.services[n])
-      .map((name) => {
-        const limit = config.services[name]?.maxBodyBytes;
-        return { name, port: config.services[name]?.port ?? SERVICE_PORTS[name], args: limit !== undefined ? ['--max-body-bytes', String(limit)] : undefined };
-      });
-    for (const s of specs) services[s.name] = s.port;
-    await supervisor.start(specs);
-  }
-  const accessLog = config.accessLog === false ? null : createAccessLog(config.accessLog);
-  const proxy = new ProxyServer(config, log, accessLog);
-  let info: ProxyInfo;
-  try {
-    info = await proxy.start();
-  } catch (err) {
-    await supervisor.stop();
-    throw new Error(`cannot start the router: ${(err as Error).message}`);
-  }
-  process.stdout.write(describe(info, config, services));
+  const stack = await startStack({ config, services: o.services, log });
+  process.stdout.write(describe(stack.info, config, stack.services));
 
   const reload = (): void => {
     if (!o.config) {
@@ -96,7 +74,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     }
     try {
       const next = loadConfig(o.config);
-      proxy.reload(next);
+      stack.reload(next);
       log.info({ config: o.config, routes: next.routes.length }, 'configuration reloaded');
     } catch (err) {
       log.error({ config: o.config, error: (err as Error).message }, 'configuration reload rejected; keeping the previous one');
@@ -110,13 +88,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     const stop = (sig: string): void => {
       if (stopping) return;
       stopping = true;
-      // No service is restarted while the streams drain and the services stop.
-      supervisor.freeze();
       log.info({ signal: sig, drainMs: config.timeouts.drainMs }, 'shutting down: GOAWAY sent, draining streams');
       void (async () => {
-        await proxy.close(config.timeouts.drainMs);
-        await supervisor.stop();
-        await accessLog?.flush();
+        // The drain time of the configuration qsr started with (a reload does not change it).
+        await stack.close(config.timeouts.drainMs);
         log.info({}, 'stopped');
         resolve();
       })();

@@ -2,8 +2,10 @@
  * One HTTP/3 request stream (RFC 9114 §4.1, §6.1): HEADERS, DATA*, optional trailing HEADERS, in both directions.
  *
  * Incoming frames are taken from the QuicStream only when needed: before the header section arrives, and then only
- * while the body Readable wants data, so a slow consumer holds back QUIC flow control. DATA payloads are passed on as
- * they arrive. A HEADERS frame that QPACK cannot decode yet (blocked stream, RFC 9204 §2.1.2) parks the stream
+ * while the body Readable wants data, so a slow consumer holds back QUIC flow control. Small DATA payloads read in
+ * one pass are passed on as one chunk (up to BODY_COALESCE bytes): a peer that sends small DATA frames (browsers down
+ * to one per packet) then costs the body's consumer, e.g. an upstream socket, one write per pass rather than one per
+ * frame; larger pieces are passed on as they are. A HEADERS frame that QPACK cannot decode yet (blocked stream, RFC 9204 §2.1.2) parks the stream
  * until the encoder stream delivers the inserts.
  *
  * Errors: a malformed message (§4.1.2) or content-length mismatch is a stream error H3_MESSAGE_ERROR: the stream
@@ -65,6 +67,15 @@ export class IncomingBody extends Readable {
 
 type Phase = 'head' | 'body' | 'after-trailers';
 
+/** DATA payload bytes gathered before they are pushed to the body as one chunk (the body's high-water mark). */
+const BODY_COALESCE = 64 * 1024;
+/**
+ * Only pieces smaller than this are gathered. Measured with quic-go's ~7 KB DATA frames (64 MB upload through the
+ * router): joining them cut the upstream writes from 9,090 to 1,750 but not the CPU per packet (the copy and its
+ * allocation cost what the writes saved); one-packet DATA frames (browsers) are where joining pays.
+ */
+const COALESCE_BELOW = 4096;
+
 export class H3RequestStream {
   readonly id: number;
   private readonly reader: FrameReader;
@@ -87,6 +98,9 @@ export class H3RequestStream {
   /** Traced only: inside a DATA frame whose frame_parsed was logged; the payload length of the HEADERS being decoded. */
   private dataOpen = false;
   private headersLength = 0;
+  /** DATA payloads parsed in this pass and not yet pushed to the body (views into the stream's chunks). */
+  private readonly pendingData: Buffer[] = [];
+  private pendingBytes = 0;
 
   /** Set for responses that carry no content (HEAD, 204, 304): content-length is not checked against DATA. */
   noBodyExpected = false;
@@ -132,26 +146,48 @@ export class H3RequestStream {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (!this.closed && !this.blocked && !this.closedReading) {
-        if (this.phase === 'body' && !this.wantBody) return;
-        if (this.session.isClosing) return;
-        const ev = this.reader.next();
-        if (ev === null) {
-          const chunk = this.quic.read() as Buffer | null;
-          if (chunk) {
-            this.reader.push(chunk);
-            continue;
-          }
-          if (this.quicEnded) this.onFin();
-          return;
-        }
-        this.onFrame(ev);
-      }
+      this.readFrames();
+      this.flushData();
     } catch (e) {
+      this.pendingData.length = 0;
+      this.pendingBytes = 0;
       this.fail(e);
     } finally {
       this.pumping = false;
     }
+  }
+
+  private readFrames(): void {
+    while (!this.closed && !this.blocked && !this.closedReading) {
+      if (this.phase === 'body' && !this.wantBody) return;
+      if (this.session.isClosing) return;
+      const ev = this.reader.next();
+      if (ev === null) {
+        const chunk = this.quic.read() as Buffer | null;
+        if (chunk) {
+          this.reader.push(chunk);
+          continue;
+        }
+        if (this.quicEnded) {
+          this.flushData();
+          this.onFin();
+        }
+        return;
+      }
+      this.onFrame(ev);
+    }
+  }
+
+  /** Pushes the DATA payloads gathered so far to the body, as one chunk. */
+  private flushData(): void {
+    const parts = this.pendingData;
+    const n = parts.length;
+    if (n === 0) return;
+    const chunk = n === 1 ? parts[0] : Buffer.concat(parts, this.pendingBytes);
+    parts.length = 0;
+    this.pendingBytes = 0;
+    const b = this.body;
+    if (b && !b.destroyed) this.wantBody = b.push(chunk);
   }
 
   /** The QPACK encoder stream delivered what a blocked header section needed. */
@@ -184,10 +220,20 @@ export class H3RequestStream {
       if (this.expectedLength !== null && !this.noBodyExpected && this.received > this.expectedLength) {
         throw new H3Error(E.H3_MESSAGE_ERROR, `more DATA than content-length ${this.expectedLength}`, 'stream');
       }
-      const b = this.body;
-      if (b && !b.destroyed) this.wantBody = b.push(ev.chunk);
+      if (ev.chunk.length >= COALESCE_BELOW) {
+        // A large piece goes on as it is: joining pieces this size costs about what the writes it saves do.
+        this.flushData();
+        const b = this.body;
+        if (b && !b.destroyed) this.wantBody = b.push(ev.chunk);
+        return;
+      }
+      this.pendingData.push(ev.chunk);
+      this.pendingBytes += ev.chunk.length;
+      if (this.pendingBytes >= BODY_COALESCE) this.flushData();
       return;
     }
+    // Trailers (and errors) come after the data before them.
+    this.flushData();
     switch (ev.type) {
       case FrameType.HEADERS: {
         if (this.phase === 'after-trailers') throw new H3Error(E.H3_FRAME_UNEXPECTED, `HEADERS after trailers on stream ${this.id}`);

@@ -39,7 +39,6 @@ export class Http3Request extends IncomingBody {
   readonly path: string;
   readonly authority: string;
   readonly scheme: string;
-  readonly headers: Record<string, string>;
   readonly rawHeaders: HeaderList;
   readonly streamId: number;
   readonly session: Http3Session;
@@ -53,10 +52,18 @@ export class Http3Request extends IncomingBody {
     this.authority = r.authority;
     this.scheme = r.scheme;
     this.rawHeaders = s.rawHeaders!;
-    this.headers = toRecord(r.fields);
+    this.fields = r.fields;
     this.streamId = s.id;
     this.session = session;
     this.remoteAddress = session.quic.remoteAddress;
+  }
+
+  private readonly fields: HeaderList;
+  private record: Record<string, string> | null = null;
+
+  /** The request fields as a record (repeated fields joined, see toRecord); built on first use (a proxy never asks). */
+  get headers(): Record<string, string> {
+    return (this.record ??= toRecord(this.fields));
   }
 }
 
@@ -77,10 +84,10 @@ export class Http3Response extends Writable {
   respond(status: number, headers?: HeaderList | Record<string, string | number | string[]>): void {
     if (this.sent) throw new Error('response headers already sent');
     if (!Number.isInteger(status) || status < 100 || status > 599 || status === 101) throw new RangeError(`invalid status ${status}`);
-    const list = toHeaderList(headers);
-    for (const [n, v] of list) checkField(n, v);
+    const list = toHeaderList(headers, [[':status', String(status)]]);
+    for (let i = 1; i < list.length; i++) checkField(list[i][0], list[i][1]);
     if (status >= 200) this.sent = true;
-    this.stream.sendHeaders([[':status', String(status)], ...list]);
+    this.stream.sendHeaders(list);
   }
 
   /** Trailers sent after the last DATA frame (§4.1). */

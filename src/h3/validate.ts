@@ -146,11 +146,16 @@ export function validateTrailers(list: HeaderList): HeaderList {
   return list;
 }
 
-/** Normalizes caller-supplied headers for sending: lowercase names, values as strings, arrays expanded. */
-export function toHeaderList(h: HeaderList | Record<string, string | number | string[]> | undefined): HeaderList {
-  if (!h) return [];
-  if (Array.isArray(h)) return h.map(([n, v]) => [n.toLowerCase(), String(v)]);
-  const out: HeaderList = [];
+/**
+ * Normalizes caller-supplied headers for sending: lowercase names, values as strings, arrays expanded. Appended to
+ * `out` when given (e.g. after the pseudo-headers).
+ */
+export function toHeaderList(h: HeaderList | Record<string, string | number | string[]> | undefined, out: HeaderList = []): HeaderList {
+  if (!h) return out;
+  if (Array.isArray(h)) {
+    for (const [n, v] of h) out.push([n.toLowerCase(), typeof v === 'string' ? v : String(v)]);
+    return out;
+  }
   for (const [n, v] of Object.entries(h)) {
     const name = n.toLowerCase();
     if (Array.isArray(v)) for (const x of v) out.push([name, String(x)]);

@@ -3,14 +3,30 @@
  * layer that touches a socket or reads the clock (src/io/runtime.ts has the interfaces).
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Clock, DatagramSocket, IoRuntime, RemoteInfo, TimerHandle } from './runtime.js';
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
+
+/**
+ * node:dgram resolves the address of every send() with dns.lookup, which answers an IP literal on the next tick: each
+ * datagram then cost a closure and a tick, and left the socket only after the rest of the turn's work (an ACK built
+ * before the application's work went out after it). Addresses here are IP literals: answered at once; names still go
+ * to dns.lookup.
+ */
+export function literalLookup(address: string, family: number | LookupOneOptions, cb: LookupCallback): void {
+  const f = isIP(address);
+  if (f !== 0) cb(null, address, f);
+  else dnsLookup(address, family as LookupOneOptions, cb);
+}
 
 class NodeDatagramSocket implements DatagramSocket {
   private readonly sock: Socket;
 
   constructor(family: 'IPv4' | 'IPv6') {
-    this.sock = createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4', ipv6Only: family === 'IPv6' });
+    this.sock = createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4', ipv6Only: family === 'IPv6', lookup: literalLookup });
   }
 
   bind(port: number, address: string): Promise<void> {

@@ -121,11 +121,12 @@ export class UdpEndpoint extends EventEmitter {
   private rxData: Buffer[] = [];
   private rxFrom: Address[] = [];
 
-  private processReceived(): void {
+  /** Feeds the queued datagrams to the endpoint; false when there were none. */
+  private processReceived(): boolean {
     const data = this.rxData;
     const from = this.rxFrom;
     const n = data.length;
-    if (n === 0) return;
+    if (n === 0) return false;
     this.rxData = [];
     this.rxFrom = [];
     const t = this.clock.now();
@@ -139,6 +140,7 @@ export class UdpEndpoint extends EventEmitter {
       this.handles.set(a, h);
       this.emit('connection', h);
     }
+    return true;
   }
 
   private readonly pendingDispatch = new Set<Connection>();
@@ -166,9 +168,18 @@ export class UdpEndpoint extends EventEmitter {
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) return;
-    this.processReceived();
-    for (const c of this.pendingDispatch) this.dispatch(c);
-    this.pendingDispatch.clear();
+    const received = this.processReceived();
+    if (received) {
+      // ACK this batch now, before the application's work of this turn (events to HTTP/3 and the router, upstream
+      // writes): the peer's RTT then holds our decryption only. Other frames wait for the poll below.
+      const t = this.clock.now();
+      for (const c of this.pendingDispatch) {
+        const ack = c.pollAckOnly(t);
+        if (ack) this.sendDatagram(ack, c.remote);
+      }
+      for (const c of this.pendingDispatch) this.dispatch(c);
+      this.pendingDispatch.clear();
+    }
     const t = this.clock.now();
     let n = 0;
     for (let tx = this.endpoint.poll(t); tx; tx = this.endpoint.poll(t)) {

@@ -38,16 +38,19 @@ const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-al
 /** Request fields the proxy itself writes or must not pass on. */
 const REQUEST_DROP: ReadonlySet<string> = new Set([...CONNECTION_SPECIFIC, 'host', 'expect']);
 
-/** Names listed in Connection field values (lower-case). */
-function connectionTokens(values: Iterable<string>): Set<string> {
-  const out = new Set<string>();
-  for (const v of values) {
-    for (const t of v.split(',')) {
-      const n = t.trim().toLowerCase();
-      if (n) out.add(n);
-    }
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+/** Adds the names listed in one Connection field value (lower-case) to `out`. */
+function addConnectionTokens(out: Set<string>, v: string): void {
+  if (!v.includes(',')) {
+    const n = v.trim().toLowerCase();
+    if (n) out.add(n);
+    return;
   }
-  return out;
+  for (const t of v.split(',')) {
+    const n = t.trim().toLowerCase();
+    if (n) out.add(n);
+  }
 }
 
 function appendValue(h: UpstreamHeaders, name: string, value: string): void {
@@ -74,14 +77,25 @@ function quoted(s: string): string {
 
 /** RFC 7239 forwarded-element for this hop: for="<ip>" (IPv6 in brackets); proto=https; host="<authority>". */
 export function forwardedElement(clientAddress: string, authority: string): string {
+  // The requests of one connection share both: the last element is kept.
+  if (clientAddress === lastForwarded.address && authority === lastForwarded.authority) return lastForwarded.element;
   const ip = clientIp(clientAddress);
   const node = isIP(ip) === 6 ? `[${ip}]` : ip;
-  return `for=${quoted(node)};proto=https;host=${quoted(authority)}`;
+  const element = `for=${quoted(node)};proto=https;host=${quoted(authority)}`;
+  lastForwarded = { address: clientAddress, authority, element };
+  return element;
 }
+
+let lastForwarded = { address: '', authority: '', element: '' };
 
 /** Upstream request headers from the HTTP/3 request's fields. */
 export function upstreamRequestHeaders(fields: FieldList, ctx: ForwardContext): UpstreamHeaders {
-  const nominated = connectionTokens(fields.filter(([n]) => n === 'connection').map(([, v]) => v));
+  let nominated: ReadonlySet<string> = NO_TOKENS;
+  for (const [n, v] of fields) {
+    if (n !== 'connection') continue;
+    if (nominated === NO_TOKENS) nominated = new Set<string>();
+    addConnectionTokens(nominated as Set<string>, v);
+  }
   const out: UpstreamHeaders = {};
   const cookies: string[] = [];
   for (const [name, value] of fields) {
@@ -112,10 +126,18 @@ export function upstreamRequestHeaders(fields: FieldList, ctx: ForwardContext): 
 /** HTTP/3 response fields (no :status) from the upstream's response headers. */
 export function downstreamResponseHeaders(headers: Readonly<Record<string, string | string[] | undefined>>): [string, string][] {
   const conn = headers.connection;
-  const nominated = connectionTokens(conn === undefined ? [] : Array.isArray(conn) ? conn : [conn]);
+  let nominated: ReadonlySet<string> = NO_TOKENS;
+  if (conn !== undefined) {
+    const set = new Set<string>();
+    if (Array.isArray(conn)) for (const v of conn) addConnectionTokens(set, v);
+    else addConnectionTokens(set, conn);
+    nominated = set;
+  }
   const out: [string, string][] = [];
   let via: string | undefined;
-  for (const [rawName, value] of Object.entries(headers)) {
+  for (const rawName in headers) {
+    if (!Object.prototype.hasOwnProperty.call(headers, rawName)) continue;
+    const value = headers[rawName];
     if (value === undefined) continue;
     const name = rawName.toLowerCase();
     if (CONNECTION_SPECIFIC.has(name) || nominated.has(name)) continue;

@@ -61,48 +61,89 @@ function buildState(config: Config, log: ProxyLog): ForwardState {
   return { router: new Router(config.routes), pools, timeouts: config.timeouts };
 }
 
-function h3Exchange(req: Http3Request, res: Http3Response): Exchange {
-  const conn = req.session.quic.conn;
-  const trace = req.session.quic.trace;
-  const fields = req.rawHeaders.filter(([n]) => !n.startsWith(':'));
-  let failure: Error | null = null;
-  return {
-    protocol: 'h3',
-    method: req.method,
-    authority: req.authority,
-    path: req.path,
-    fields,
-    body: req,
-    client: req.remoteAddress,
-    connectionId: conn.originalDcid.toString('hex'),
-    streamId: req.streamId,
-    respond: (status, headers) => res.respond(status, headers),
-    get headersSent() {
-      return res.headersSent;
-    },
-    out: res,
-    addTrailers: (t) => res.addTrailers(t),
-    reset: () => res.reset(H3ErrorCode.H3_INTERNAL_ERROR),
-    onClientAbort: (cb) => {
-      let done = false;
-      const once = (err?: unknown): void => {
-        if (failure === null && err instanceof Error) failure = err;
-        if (!done && !res.writableFinished) {
-          done = true;
-          cb();
-        }
-      };
-      req.once('aborted', once);
-      res.once('error', once);
-      res.once('close', () => {
-        if (!res.writableFinished) once();
-      });
-    },
-    clientGone: () => res.destroyed && !res.writableFinished,
-    // The error the stream failed with (its reset code, the connection close or idle timeout), once it failed.
-    failure: () => failure,
-    traceRoute: trace ? (route, upstream) => trace(routeChosenEvent(req.session.quic.now(), req.streamId, route, upstream)) : undefined,
-  };
+/** Connection IDs in hex, per connection (one per request stream would be a string conversion per request). */
+const connectionIds = new WeakMap<object, string>();
+
+/**
+ * An HTTP/3 request stream as the forwarder sees it. A class, not an object literal: a literal with a getter costs a
+ * runtime call per request to define the accessor.
+ */
+class H3Exchange implements Exchange {
+  readonly protocol = 'h3' as const;
+  readonly method: string;
+  readonly authority: string;
+  readonly path: string;
+  readonly fields: [string, string][];
+  readonly client: { address: string; port: number };
+  readonly connectionId: string;
+  readonly streamId: number;
+  readonly traceRoute: ((route: string | null, upstream: string | null) => void) | undefined;
+  private failed: Error | null = null;
+
+  constructor(
+    readonly body: Http3Request,
+    readonly out: Http3Response,
+  ) {
+    const req = body;
+    const quic = req.session.quic;
+    const conn = quic.conn;
+    this.method = req.method;
+    this.authority = req.authority;
+    this.path = req.path;
+    const raw = req.rawHeaders;
+    const fields: [string, string][] = [];
+    for (let i = 0; i < raw.length; i++) if (raw[i][0].charCodeAt(0) !== 0x3a /* ':' */) fields.push(raw[i]);
+    this.fields = fields;
+    this.client = req.remoteAddress;
+    let id = connectionIds.get(conn);
+    if (id === undefined) connectionIds.set(conn, (id = conn.originalDcid.toString('hex')));
+    this.connectionId = id;
+    this.streamId = req.streamId;
+    const trace = quic.trace;
+    this.traceRoute = trace ? (route, upstream) => trace(routeChosenEvent(quic.now(), req.streamId, route, upstream)) : undefined;
+  }
+
+  respond(status: number, headers: [string, string][]): void {
+    this.out.respond(status, headers);
+  }
+
+  get headersSent(): boolean {
+    return this.out.headersSent;
+  }
+
+  addTrailers(t: [string, string][]): void {
+    this.out.addTrailers(t);
+  }
+
+  reset(): void {
+    this.out.reset(H3ErrorCode.H3_INTERNAL_ERROR);
+  }
+
+  onClientAbort(cb: () => void): void {
+    const res = this.out;
+    let done = false;
+    const once = (err?: unknown): void => {
+      if (this.failed === null && err instanceof Error) this.failed = err;
+      if (!done && !res.writableFinished) {
+        done = true;
+        cb();
+      }
+    };
+    this.body.once('aborted', once);
+    res.once('error', once);
+    res.once('close', () => {
+      if (!res.writableFinished) once();
+    });
+  }
+
+  clientGone(): boolean {
+    return this.out.destroyed && !this.out.writableFinished;
+  }
+
+  /** The error the stream failed with (its reset code, the connection close or idle timeout), once it failed. */
+  failure(): Error | null {
+    return this.failed;
+  }
 }
 
 function tcpExchange(
@@ -220,7 +261,7 @@ export class ProxyServer {
       },
       runtime: opts.runtime,
     });
-    this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(h3Exchange(req, res)));
+    this.h3.on('request', (req: Http3Request, res: Http3Response) => void this.forwarder.handle(new H3Exchange(req, res)));
     this.h3.on('streamError', (e: Http3StreamErrorInfo) =>
       this.forwarder.logStreamError({ connectionId: e.session.quic.conn.originalDcid.toString('hex'), streamId: e.streamId, client: e.remoteAddress, error: e.error }),
     );

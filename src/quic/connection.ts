@@ -539,8 +539,6 @@ export class Connection {
     } catch {
       return this.dropped(h, 'header_parse_error');
     }
-    const aad = dgram.subarray(h.start, un.headerEnd);
-    const ct = dgram.subarray(un.headerEnd, h.end);
     let keys = space.read;
     let phaseChange = false;
     const ku = this.keyUpdate;
@@ -554,7 +552,8 @@ export class Connection {
         phaseChange = true;
       }
     }
-    const payload = keys.aead.open(un.pn, aad, ct);
+    // In place where the backend can (the payload is then a view of the datagram); the ciphertext is gone either way.
+    const payload = keys.aead.openInPlace(un.pn, dgram, h.start, un.headerEnd, h.end);
     if (!payload) {
       this.stats.undecryptable++;
       return this.dropped(h, 'payload_decrypt_error');
@@ -1123,6 +1122,18 @@ export class Connection {
     return probe ? this.buildPmtuProbe(probe, now) : null;
   }
 
+  /**
+   * A datagram carrying only the ACK frames now due (nothing congestion-controlled, no new data), or null. The driver
+   * sends it right after a receive batch, before the application's work of that turn, so that our processing does not
+   * add to the peer's RTT (io/udp.ts flush). Whatever else is due goes out on the next poll().
+   */
+  pollAckOnly(now: number): Buffer | null {
+    // Not during the handshake: its ACKs ride on the next flight (HANDSHAKE_DONE included).
+    if (this.replay || this.state !== 'established' || !this.handshakeConfirmed || this.pending.handshakeDone) return null;
+    this.lastNow = now;
+    return this.buildDatagram(now, true);
+  }
+
   private amplificationBudget(): number {
     if (this.addressValidated) return Infinity;
     return 3 * this.bytesReceived - this.bytesSent;
@@ -1156,13 +1167,13 @@ export class Connection {
     return this.finishDatagram(buf, off);
   }
 
-  private buildDatagram(now: number): Buffer | null {
+  private buildDatagram(now: number, ackOnly = false): Buffer | null {
     const mds = this.pmtu.size;
     const budget = this.amplificationBudget();
     if (budget < 64) return null;
     const limit = Math.min(mds, budget);
     const probing = this.ptoProbes[0] + this.ptoProbes[1] + this.ptoProbes[2] > 0;
-    let congestionOk = probing || this.cc.canSend(mds);
+    let congestionOk = !ackOnly && (probing || this.cc.canSend(mds));
     if (congestionOk && this.cfg.pacing && !probing && this.rtt.hasSample) {
       const t = this.pacer.nextSendTime(mds, this.cc.cwnd, this.rtt.smoothed, now);
       // Timers cannot wake us sooner than about a millisecond: within that, send now on credit (the pacer's

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Http3Client } from '../../src/h3/client.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
 import { jsonLines, missingPrograms, runGtlsClient, waitFor } from '../interop/peers.js';
-import { decryptReport, formatReport } from '../interop/capture.js';
+import { decryptReport, formatReport } from '../../src/obs/capture.js';
 import { chromiumPath, runChromiumH3, spkiOfCert } from '../interop/chromium.js';
 import {
   QSR,
@@ -238,8 +238,8 @@ test(
   { timeout: 120_000, skip: skipUnless(['tshark', 'editcap']) },
   async () => {
     // tshark 4.0 shows an HTTP/3 frame only when it starts and ends inside one STREAM frame it can pair with an http3
-    // layer (no reassembly), and test/interop/capture.ts skips datagrams whose STREAM frames and http3 layers do not
-    // pair up. So: one QUIC packet per datagram from the router (coalesced packets made whole streams vanish from the
+    // layer (no reassembly), and decryptReport (src/obs/capture.ts) skips datagrams whose STREAM frames and http3
+    // layers do not pair up. So: one QUIC packet per datagram from the router (coalesced packets made whole streams vanish from the
     // report in about one run in four), and --size 1000 so request and response bodies fit in one STREAM frame (with
     // the default 64 KiB bodies only the control streams and sometimes the video replies showed DATA).
     await withRouter({ set: { quic: { onePacketPerDatagram: true } } }, async (r) => {
@@ -252,7 +252,7 @@ test(
       assert.equal(run.exit.code, 0, why);
       assert.match(run.stdout, /6 streams on one connection, 6 ok, 0 failed/, why);
       // No key log option: only the secrets embedded in the pcapng can decrypt.
-      const rep = await decryptReport(out, null, join(r.dir, 'tshark'));
+      const rep = await decryptReport(out, null);
       const summary = `${formatReport(rep)} unpaired=${rep.unpaired}\n${why}`;
       assert.ok(rep.quicPackets > 10, summary);
       assert.equal(rep.undecrypted, 0, summary);

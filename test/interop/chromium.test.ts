@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freeUdpPort, makeWorkDir, missingPrograms, spawnBounded, startGtlsServer, udpPortBound, waitFor, type Child } from './peers.js';
-import { decryptReport, formatReport, startCapture, type Capture } from './capture.js';
+import { decryptReport, formatReport, startCapture, type Capture } from '../../src/obs/capture.js';
 import { defaultCertDir } from './run.js';
 import { chromiumArgs, chromiumPath, loopbackOrigin, parseNetlog, runChromiumH3, spkiOfCert, type ChromiumRun } from './chromium.js';
 
@@ -180,7 +180,7 @@ test(
     let capture: Capture | undefined;
     try {
       server = await startGtlsServer({ workDir, addr: '127.0.0.1', port, docroot, key: KEY, cert: CERT, timeoutMs: 55_000 });
-      capture = await startCapture({ workDir, port, timeoutMs: 55_000 });
+      capture = await startCapture({ port, file: join(workDir, 'capture.pcapng'), timeoutMs: 55_000, settleMs: 200 });
       const run = await runChromiumH3({ url: `https://127.0.0.1:${port}/`, spkiBase64: spkiOfCert(CERT), workDir, timeoutMs: 30_000, keylogFile: keylog });
       await capture.stop();
       checkPageOverH3(run, `127.0.0.1:${port}`);
@@ -195,7 +195,7 @@ test(
       // Chromium's key log decrypts every QUIC packet of the capture (gtlsserver runs without GSO).
       const keys = readFileSync(keylog, 'utf8');
       assert.match(keys, /^CLIENT_TRAFFIC_SECRET_0 /m);
-      const rep = await decryptReport(capture.pcap, keylog, workDir);
+      const rep = await decryptReport(capture.pcap, keylog);
       const why = formatReport(rep);
       assert.ok(rep.quicPackets > 0, why);
       assert.equal(rep.undecrypted, 0, why);

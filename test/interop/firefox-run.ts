@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { prng } from '../util/prng.js';
 import { jsonLines, spawnBounded, udpPortBound, waitFor, type Child, type ExitInfo } from './peers.js';
 import { inPrivateNetns } from './netns.js';
-import { decryptReport, formatReport, startCapture, type Capture, type DecryptReport } from './capture.js';
+import { decryptReport, formatReport, startCapture, type Capture, type DecryptReport } from '../../src/obs/capture.js';
 import { defaultCertDir } from './run.js';
 import { downloadScript, fetchManyScript, runFirefox, uploadScript, windowPrefs, type FirefoxRun } from './firefox.js';
 
@@ -247,7 +247,7 @@ async function captureCase(out: string): Promise<CaptureCase> {
   const server = await startServe(workDir, docroot, CAPTURE_PORT, join(workDir, 'server-keylog.txt'));
   let capture: Capture | undefined;
   try {
-    capture = await startCapture({ workDir, port: CAPTURE_PORT, timeoutMs: 90_000 });
+    capture = await startCapture({ port: CAPTURE_PORT, file: join(workDir, 'capture.pcapng'), timeoutMs: 90_000, settleMs: 200 });
     const keylog = join(workDir, 'firefox-keylog.txt');
     const run = await runFirefox({
       workDir,
@@ -262,7 +262,7 @@ async function captureCase(out: string): Promise<CaptureCase> {
     log(`capture: h3=${run.h3} protocols=${JSON.stringify(run.protocols)} fatal=${run.fatal ?? '-'}`);
     const c: CaptureCase = { run, files };
     try {
-      const rep: DecryptReport = await decryptReport(capture.pcap, keylog, workDir);
+      const rep: DecryptReport = await decryptReport(capture.pcap, keylog);
       c.report = {
         packets: rep.packets,
         quicPackets: rep.quicPackets,

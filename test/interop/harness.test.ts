@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { missingPrograms, makeWorkDir, parseGtlsClientOutput, gtlsClientArgs, gnutlsCiphers, spawnBounded, waitFor, H3_NO_ERROR } from './peers.js';
-import { analyseTsharkJson, h3FrameName, decryptReport, formatReport } from './capture.js';
+import { analyseTsharkJson, h3FrameName, decryptReport, formatReport } from '../../src/obs/capture.js';
 import { selfcheck, defaultCertDir } from './run.js';
 import { compareResponses, fileSizes, keylogConnections, selectedCell, type CellResult } from './matrix.js';
 import { CLIENTS, SERVERS } from './matrix-peers.js';
@@ -85,7 +85,7 @@ test('selfcheck: gtlsclient -> gtlsserver, captured and decrypted', { skip: skip
   // and the undecrypted count can fail: the same capture with an empty key log leaves the 1-RTT packets opaque
   const empty = join(workDir, 'empty.keylog');
   writeFileSync(empty, '');
-  const none = await decryptReport(join(workDir, 'selfcheck', 'capture.pcapng'), empty, workDir);
+  const none = await decryptReport(join(workDir, 'selfcheck', 'capture.pcapng'), empty);
   assert.ok(none.quicPackets > 0);
   assert.ok(none.undecrypted > 0, formatReport(none));
   assert.equal(none.http3Frames.size, 0);

@@ -19,8 +19,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, wri
 import { join } from 'node:path';
 import { patternBlock, patternSha256, PATTERN_BLOCK } from '../../src/services/pattern.js';
 import { prng } from '../util/prng.js';
-import { startCapture, type Capture } from './capture.js';
-import { decryptReportFiltered, h3DecryptVerdict, short } from './h3decrypt.js';
+import { decryptReportFiltered, startCapture, type Capture } from '../../src/obs/capture.js';
+import { h3DecryptVerdict, short } from './h3decrypt.js';
 import { findProgram, missingPrograms, spawnBounded } from './peers.js';
 import { startRelay, type Relay } from './relay.js';
 
@@ -397,7 +397,7 @@ async function jobFor(cell: Cell, inst: ServerInstance | { port: number }, extra
 async function withCapture<T>(cell: Cell, port: number, f: (cap: Capture) => Promise<T>): Promise<T | Outcome> {
   const m = missingPrograms(['tshark']);
   if (m.missing.length > 0) return cell.ctx.ci ? fail(`${m.hint} (CI=true: missing peers are failures)`) : skip(m.hint);
-  const cap = await startCapture({ workDir: cell.workDir, port, timeoutMs: cell.job.timeoutMs + 30_000 });
+  const cap = await startCapture({ port, file: join(cell.workDir, 'capture.pcapng'), timeoutMs: cell.job.timeoutMs + 30_000, settleMs: 200 });
   try {
     return await f(cap);
   } finally {
@@ -623,7 +623,7 @@ export const CASES: readonly CaseDef[] = [
       const out = judge(cell, r, want.map(expectOf), { hash: true, oneConnection: true, what: `${want.length} GETs` });
       if (out.status !== 'pass') return out;
       if (!existsSync(keylog)) return fail(`key log ${keylog} was not written`, out.details);
-      const rep = await decryptReportFiltered(join(cell.workDir, 'capture.pcapng'), keylog, cell.workDir);
+      const rep = await decryptReportFiltered(join(cell.workDir, 'capture.pcapng'), keylog);
       const v = h3DecryptVerdict(rep, []);
       const details = { ...out.details, ...v.details, keylog: cell.client.ours ? 'client (ours)' : 'server (ours)' };
       return v.status === 'pass' ? pass(v.reason, details) : fail(v.reason, details);

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decryptReport, formatReport, injectSecrets, startCapture, type Capture, type DecryptReport } from './capture.js';
+import { decryptReport, formatReport, injectSecrets, startCapture, type Capture, type DecryptReport } from '../../src/obs/capture.js';
 import { BIG, CASES, MEDIUM, fail, formatMatrix, makeContent, pairs, pass, runMatrix, selectedCell, skip, type CellResult, type Outcome, type RunContext } from './matrix.js';
 import { CLIENTS, SERVERS } from './matrix-peers.js';
 import { inPrivateNetns, netnsArgv, netnsUnavailable } from './netns.js';
@@ -70,7 +70,7 @@ export async function selfcheck(ctx: SelfcheckContext, workDir: string, o: Selfc
   let server: Child | null = null;
   let cap: Capture | null = null;
   try {
-    cap = await startCapture({ workDir, port });
+    cap = await startCapture({ port, file: join(workDir, 'capture.pcapng'), timeoutMs: 60_000, settleMs: 200 });
     server = await startGtlsServer({ workDir, addr: '127.0.0.1', port, docroot, key: join(ctx.certDir, 'ecdsa.key'), cert: join(ctx.certDir, 'ecdsa.pem'), keylogFile: keylog, timeoutMs: 30_000 });
     const urls = [`https://127.0.0.1:${port}/index.html`, `https://127.0.0.1:${port}/2000`];
     const c = await runGtlsClient({
@@ -88,10 +88,10 @@ export async function selfcheck(ctx: SelfcheckContext, workDir: string, o: Selfc
     await cap.stop();
     const r = c.result;
     const slog = parseGtlsServerLog(server.output());
-    const rep = await decryptReport(cap.pcap, keylog, workDir);
+    const rep = await decryptReport(cap.pcap, keylog);
     const dsb = join(workDir, 'capture-dsb.pcapng');
-    await injectSecrets(cap.pcap, keylog, dsb, workDir);
-    const repDsb = await decryptReport(dsb, null, workDir);
+    await injectSecrets(cap.pcap, keylog, dsb);
+    const repDsb = await decryptReport(dsb, null);
     const details: Record<string, unknown> = {
       gtlsclient: { alpn: r.alpn, cipher: r.cipher, statuses: Object.fromEntries(r.statuses), closes: Object.fromEntries(r.streamCloses), keyUpdates: r.keyUpdatesInitiated, errors: r.errors },
       gtlsserver: { handshakes: slog.handshakeCompleted, paths: Object.fromEntries(slog.paths) },

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_LOGGED_PATH, createAccessLog, createLogger, type AccessLogFields } from '../../src/proxy/access-log.js';
+import { MAX_LOGGED_PATH, accessLogLine, createAccessLog, createLogger, type AccessLogFields } from '../../src/proxy/access-log.js';
 
 const FIELDS: AccessLogFields = {
   connectionId: '8f3a9c',
@@ -113,4 +113,28 @@ test('access log: a path over 2048 characters is cut there, with pathTruncated a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('access log line: the same text JSON.stringify writes for those fields in that order, odd strings included', () => {
+  const time = new Date('2025-01-02T03:04:05.678Z');
+  const odd = 'quote " backslash \\ newline \n tab \t nul \u0000 del \u007f é 漢 \ud83d\ude00 lone \ud800 end';
+  const cases: AccessLogFields[] = [
+    FIELDS,
+    { ...FIELDS, protocol: 'h2', path: odd, authority: odd, error: odd, client: '[::1]:1' },
+    { ...FIELDS, method: null, authority: null, path: null, route: null, upstream: null, status: null, durationMs: Number.NaN },
+    { ...FIELDS, durationMs: 0.001, bytesIn: 2 ** 40, bytesOut: -0, streamId: 0 },
+  ];
+  for (const f of cases) {
+    const expected: Record<string, unknown> = { time: time.toISOString(), connectionId: f.connectionId, streamId: f.streamId, client: f.client };
+    if (f.protocol !== undefined) expected.protocol = f.protocol;
+    Object.assign(expected, { method: f.method, authority: f.authority, path: f.path, route: f.route, upstream: f.upstream, status: f.status });
+    Object.assign(expected, { bytesIn: f.bytesIn, bytesOut: f.bytesOut, durationMs: f.durationMs, error: f.error });
+    assert.equal(accessLogLine(f, time), JSON.stringify(expected) + '\n');
+  }
+  const long = accessLogLine({ ...FIELDS, path: '/' + 'x'.repeat(MAX_LOGGED_PATH + 10) }, time);
+  const parsed = JSON.parse(long) as Record<string, unknown>;
+  assert.equal((parsed.path as string).length, MAX_LOGGED_PATH);
+  assert.equal(parsed.pathTruncated, true);
+  assert.equal(parsed.pathLength, MAX_LOGGED_PATH + 11);
+  assert.deepEqual(Object.keys(parsed).slice(6, 9), ['path', 'pathTruncated', 'pathLength']);
 });

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { CipherSuite } from '../../src/quic/crypto/suites.js';
 import { ALL_SUITES, TLS_AES_128_GCM_SHA256 } from '../../src/quic/crypto/suites.js';
 import { hashLength } from '../../src/quic/crypto/hkdf.js';
+import { setCryptoBackend } from '../../src/quic/crypto/backend.js';
 import { TlsAlert, TlsError } from '../../src/quic/errors.js';
 import { Level } from '../../src/quic/types.js';
 import { TlsEndpoint, type TlsConfig, type TlsSecret } from '../../src/quic/tls/tls.js';
@@ -16,6 +17,10 @@ import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import { HRR_RANDOM, decodeClientHello, decodeServerHello, encodeClientHello, encodeEncryptedExtensions, decodeEncryptedExtensions } from '../../src/quic/tls/messages.js';
 import { ExtensionType, decodeKeyShareClient, decodeU16List, encodeKeyShareClient, encodeU16List } from '../../src/quic/tls/extensions.js';
 import { prng } from '../util/prng.js';
+
+// The default-preference assertions here are node:crypto's (AES-128-GCM first); with the sodium backend the server
+// prefers ChaCha20, which test/unit/crypto-backend.test.ts checks.
+setCryptoBackend('node');
 
 const certDir = new URL('../../../test/fixtures/certs/', import.meta.url);
 const pem = (name: string): string => readFileSync(new URL(name, certDir), 'utf8');

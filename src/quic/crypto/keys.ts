@@ -3,9 +3,11 @@
  * §5.4.4 ChaCha20), key derivation from a traffic secret (§5.1) and key update (§6).
  *
  * Hot path notes: AES-ECB header protection keeps one cipher per key and feeds it single 16-byte blocks with update()
- * (never final()), so OpenSSL sets the key schedule up once. node:crypto has no way to re-key an AEAD context with a
- * new nonce, so seal/open create one cipher per packet; the per-packet nonce is built in a reused scratch buffer
- * (createCipheriv copies it).
+ * (never final()), so OpenSSL sets the key schedule up once. ChaCha20 header protection computes one ChaCha20 block
+ * in JavaScript (chacha20.ts) into scratch arrays: no cipher object per packet. node:crypto has no way to re-key an
+ * AEAD context with a new nonce, so with node:crypto seal/open create one cipher per packet; with the sodium backend
+ * (backend.ts) ChaCha20-Poly1305 is one libsodium call per packet, sealing and opening in place. The per-packet
+ * nonce is built in a reused scratch buffer either way.
  */
 import {
   createCipheriv,
@@ -14,12 +16,13 @@ import {
   type CipherGCM,
   type DecipherGCM,
 } from 'node:crypto';
+import { activeSodium, type BackendName, type SodiumBinding } from './backend.js';
+import { chachaHpMask, chachaKeyWords } from './chacha20.js';
 import { hashLength, hkdfExpandLabel } from './hkdf.js';
 import type { CipherSuite } from './suites.js';
 import { ownBuffer, ownCopy } from '../../util/buffers.js';
 
 const EMPTY = Buffer.alloc(0);
-const CHACHA_ZEROS = Buffer.alloc(5);
 export const AEAD_TAG_LENGTH = 16;
 export const AEAD_IV_LENGTH = 12;
 /** Header protection samples are 16 bytes for every v1 suite (RFC 9001 §5.4.2). */
@@ -46,6 +49,10 @@ function aeadDecipher(alg: AeadName, key: Buffer, nonce: Buffer): DecipherGCM {
 export class HeaderProtector {
   private readonly ecb: Cipher | null;
   private readonly key: Buffer;
+  /** ChaCha20: the key as words, a block scratch and the mask scratch that mask() returns. */
+  private readonly chachaKey: Uint32Array | null;
+  private readonly block: Uint32Array | null;
+  private readonly out: Buffer | null;
 
   constructor(
     readonly suite: CipherSuite,
@@ -55,23 +62,34 @@ export class HeaderProtector {
     this.key = ownCopy(hpKey);
     if (suite.hp === 'chacha20') {
       this.ecb = null;
+      this.chachaKey = chachaKeyWords(this.key);
+      this.block = new Uint32Array(16);
+      this.out = Buffer.alloc(5);
     } else {
       this.ecb = createCipheriv(suite.hp, this.key, null);
       this.ecb.setAutoPadding(false);
+      this.chachaKey = null;
+      this.block = null;
+      this.out = null;
     }
   }
 
   /**
-   * Returns at least 5 bytes of mask for a 16-byte sample. The result may be a buffer owned by node:crypto or a
-   * fresh one; callers must use it before the next call and must not keep it.
+   * Returns at least 5 bytes of mask for a 16-byte sample. The result may be a buffer owned by node:crypto or by
+   * this object; callers must use it before the next call and must not keep it.
    */
   mask(sample: Buffer): Buffer {
     if (sample.length < HP_SAMPLE_LENGTH) throw new RangeError('header protection sample must be 16 bytes');
-    const block = sample.length === HP_SAMPLE_LENGTH ? sample : sample.subarray(0, HP_SAMPLE_LENGTH);
-    if (this.ecb !== null) return this.ecb.update(block);
-    // ChaCha20 (§5.4.4): counter = sample[0..4] little-endian, nonce = sample[4..16]; OpenSSL's 16-byte "iv" for
-    // chacha20 is exactly counter || nonce in that layout. The mask is the keystream over five zero bytes.
-    return createCipheriv('chacha20', this.key, block).update(CHACHA_ZEROS);
+    return this.maskAt(sample, 0);
+  }
+
+  /** mask() of the sample at buf[at, at + 16); the caller has checked that it is there. */
+  maskAt(buf: Buffer, at: number): Buffer {
+    if (this.ecb !== null) return this.ecb.update(buf.subarray(at, at + HP_SAMPLE_LENGTH));
+    // ChaCha20 (§5.4.4): counter = sample[0..4] little-endian, nonce = sample[4..16]; the mask is the first five
+    // bytes of that keystream block.
+    chachaHpMask(this.chachaKey!, buf, at, this.block!, this.out!, 0);
+    return this.out!;
   }
 
   /** Masks for n samples laid out back to back (16 bytes each); the mask of sample i starts at 16 * i. */
@@ -80,16 +98,21 @@ export class HeaderProtector {
     // ECB without padding turns every complete block into its encryption: exactly one mask per sample.
     if (this.ecb !== null) return this.ecb.update(samples);
     const out = Buffer.alloc(samples.length);
-    for (let i = 0; i < samples.length; i += HP_SAMPLE_LENGTH) this.mask(samples.subarray(i, i + HP_SAMPLE_LENGTH)).copy(out, i, 0, 5);
+    for (let i = 0; i < samples.length; i += HP_SAMPLE_LENGTH) chachaHpMask(this.chachaKey!, samples, i, this.block!, out, i);
     return out;
   }
 }
 
-/** AEAD payload protection for one key/iv pair (RFC 9001 §5.3). Counts packets for the AEAD limits (§6.6). */
+/**
+ * AEAD payload protection for one key/iv pair (RFC 9001 §5.3). Counts packets for the AEAD limits (§6.6).
+ * ChaCha20-Poly1305 runs on libsodium when the sodium backend was active at construction, everything else on
+ * node:crypto; both give the same bytes.
+ */
 export class PacketAead {
   private readonly key: Buffer;
   private readonly iv: Buffer;
   private readonly nonce: Buffer;
+  private readonly sodium: SodiumBinding | null;
   private sealed = 0;
   private failed = 0;
 
@@ -103,6 +126,12 @@ export class PacketAead {
     this.key = ownCopy(key);
     this.iv = ownCopy(iv);
     this.nonce = ownBuffer(AEAD_IV_LENGTH);
+    this.sodium = suite.aead === 'chacha20-poly1305' ? activeSodium() : null;
+  }
+
+  /** The library that seals and opens for this key. */
+  get backend(): BackendName {
+    return this.sodium !== null ? 'sodium' : 'node';
   }
 
   /** Packets sealed with this key so far. */
@@ -118,7 +147,8 @@ export class PacketAead {
   /** nonce = iv XOR packet number left-padded to 12 bytes (§5.3), written into the scratch nonce. */
   private nonceFor(pn: number): Buffer {
     const n = this.nonce;
-    this.iv.copy(n);
+    const iv = this.iv;
+    for (let i = 0; i < AEAD_IV_LENGTH; i++) n[i] = iv[i]!;
     const lo = pn >>> 0 === pn ? pn : pn % 0x100000000;
     const hi = (pn - lo) / 0x100000000;
     n[11] ^= lo & 0xff;
@@ -136,9 +166,23 @@ export class PacketAead {
 
   /** Returns ciphertext || 16-byte tag in a new buffer. */
   seal(pn: number, aad: Buffer, plaintext: Buffer): Buffer {
-    const c = aeadCipher(this.suite.aead, this.key, this.nonceFor(pn));
-    c.setAAD(aad);
     const out = Buffer.allocUnsafe(plaintext.length + AEAD_TAG_LENGTH);
+    const nonce = this.nonceFor(pn);
+    if (this.sodium !== null) {
+      this.sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+        out.subarray(0, plaintext.length),
+        out.subarray(plaintext.length),
+        plaintext,
+        aad,
+        null,
+        nonce,
+        this.key,
+      );
+      this.sealed++;
+      return out;
+    }
+    const c = aeadCipher(this.suite.aead, this.key, nonce);
+    c.setAAD(aad);
     const ct = c.update(plaintext);
     ct.copy(out, 0);
     let n = ct.length;
@@ -157,7 +201,22 @@ export class PacketAead {
     const end = payloadEnd + AEAD_TAG_LENGTH;
     if (end > buf.length) throw new RangeError('no room for the AEAD tag');
     if (aadStart > aadEnd || aadEnd > payloadEnd) throw new RangeError('bad AEAD ranges');
-    const c = aeadCipher(this.suite.aead, this.key, this.nonceFor(pn));
+    const nonce = this.nonceFor(pn);
+    if (this.sodium !== null) {
+      const payload = buf.subarray(aadEnd, payloadEnd);
+      this.sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+        payload,
+        buf.subarray(payloadEnd, end),
+        payload,
+        buf.subarray(aadStart, aadEnd),
+        null,
+        nonce,
+        this.key,
+      );
+      this.sealed++;
+      return end;
+    }
+    const c = aeadCipher(this.suite.aead, this.key, nonce);
     c.setAAD(buf.subarray(aadStart, aadEnd));
     const ct = c.update(buf.subarray(aadEnd, payloadEnd));
     const n = aadEnd + ct.copy(buf, aadEnd);
@@ -168,17 +227,52 @@ export class PacketAead {
     return end;
   }
 
-  /** Returns the plaintext, or null when authentication fails (never throws for that). */
+  /** Returns the plaintext in a new buffer, or null when authentication fails (never throws for that). */
   open(pn: number, aad: Buffer, ciphertextAndTag: Buffer): Buffer | null {
     const ctLen = ciphertextAndTag.length - AEAD_TAG_LENGTH;
     if (ctLen < 0) {
       this.failed++;
       return null;
     }
+    if (this.sodium !== null) {
+      const pt = Buffer.allocUnsafe(ctLen);
+      return this.sodiumOpen(pt, ciphertextAndTag.subarray(0, ctLen), ciphertextAndTag.subarray(ctLen), aad, pn);
+    }
+    return this.nodeOpen(pn, aad, ciphertextAndTag.subarray(0, ctLen), ciphertextAndTag.subarray(ctLen));
+  }
+
+  /**
+   * Opens the packet payload buf[aadEnd, end) (ciphertext then tag) with buf[aadStart, aadEnd) as associated data.
+   * Returns the plaintext, or null when authentication fails. The plaintext may be a view of buf over the ciphertext
+   * (decrypted in place, sodium) or a new buffer (node:crypto); either way buf[aadEnd, end - 16) is no longer the
+   * ciphertext afterwards, also after a failure.
+   */
+  openInPlace(pn: number, buf: Buffer, aadStart: number, aadEnd: number, end: number): Buffer | null {
+    const ctEnd = end - AEAD_TAG_LENGTH;
+    if (ctEnd < aadEnd || aadStart > aadEnd || end > buf.length) {
+      this.failed++;
+      return null;
+    }
+    const ct = buf.subarray(aadEnd, ctEnd);
+    if (this.sodium !== null) return this.sodiumOpen(ct, ct, buf.subarray(ctEnd, end), buf.subarray(aadStart, aadEnd), pn);
+    return this.nodeOpen(pn, buf.subarray(aadStart, aadEnd), ct, buf.subarray(ctEnd, end));
+  }
+
+  private sodiumOpen(out: Buffer, ct: Buffer, tag: Buffer, aad: Buffer, pn: number): Buffer | null {
+    try {
+      this.sodium!.crypto_aead_chacha20poly1305_ietf_decrypt_detached(out, null, ct, tag, aad, this.nonceFor(pn), this.key);
+    } catch {
+      this.failed++;
+      return null;
+    }
+    return out;
+  }
+
+  private nodeOpen(pn: number, aad: Buffer, ct: Buffer, tag: Buffer): Buffer | null {
     const d = aeadDecipher(this.suite.aead, this.key, this.nonceFor(pn));
     d.setAAD(aad);
-    d.setAuthTag(ciphertextAndTag.subarray(ctLen));
-    const pt = d.update(ciphertextAndTag.subarray(0, ctLen));
+    d.setAuthTag(tag);
+    const pt = d.update(ct);
     try {
       const fin = d.final();
       if (fin.length) return Buffer.concat([pt, fin]);

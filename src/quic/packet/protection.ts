@@ -63,7 +63,7 @@ export function removeHeaderProtection(
     mask = premask;
     m = premaskOffset;
   } else {
-    mask = hp.mask(dgram.subarray(sampleOffset, sampleOffset + HP_SAMPLE_LENGTH));
+    mask = hp.maskAt(dgram, sampleOffset);
   }
   const first = dgram[h.start] ^ (mask[m] & firstByteMask(dgram[h.start]));
   dgram[h.start] = first;
@@ -88,7 +88,7 @@ export function removeHeaderProtection(
 export function applyHeaderProtection(buf: Buffer, start: number, pnOffset: number, pnLength: number, hp: HeaderProtector): void {
   const sampleOffset = pnOffset + 4;
   if (sampleOffset + HP_SAMPLE_LENGTH > buf.length) throw new RangeError('packet too short for a header protection sample');
-  const mask = hp.mask(buf.subarray(sampleOffset, sampleOffset + HP_SAMPLE_LENGTH));
+  const mask = hp.maskAt(buf, sampleOffset);
   buf[start] ^= mask[0] & firstByteMask(buf[start]);
   for (let i = 0; i < pnLength; i++) buf[pnOffset + i] ^= mask[1 + i];
 }
@@ -116,7 +116,7 @@ export function sealPacket(
 
 /**
  * Decrypts the payload of a packet whose header protection was removed. Returns the plaintext frames, or null
- * when authentication fails.
+ * when authentication fails. The datagram is left as it was (see PacketAead.openInPlace for the in-place form).
  */
 export function openPayload(dgram: Buffer, h: PacketSpan, u: UnprotectedHeader, aead: PacketAead): Buffer | null {
   if (h.end - u.headerEnd < AEAD_TAG_LENGTH) return null;

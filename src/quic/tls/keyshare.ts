@@ -1,11 +1,12 @@
 /**
- * (EC)DHE key shares for TLS 1.3 (RFC 8446 §4.2.8.2, §7.4): X25519 (RFC 7748) and secp256r1. secp256r1 and, by
- * default, X25519 run on node:crypto; X25519 runs on libsodium when the optional dependency sodium-native loads
- * (about a third of node:crypto's cost per handshake: no KeyObject or key encoding in between) unless
- * QSR_CRYPTO=node asks for node:crypto only. A sodium-native that does not load changes nothing but speed.
+ * (EC)DHE key shares for TLS 1.3 (RFC 8446 §4.2.8.2, §7.4): X25519 (RFC 7748) and secp256r1. secp256r1 runs on
+ * node:crypto; X25519 runs on libsodium when the crypto backend is sodium (crypto/backend.ts: the optional
+ * dependency sodium-native loaded and QSR_CRYPTO is not "node"; about a third of node:crypto's cost per handshake,
+ * no KeyObject or key encoding in between), on node:crypto otherwise. A sodium-native that does not load changes
+ * nothing but speed.
  */
-import { createRequire } from 'node:module';
 import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type ECDH, type KeyObject } from 'node:crypto';
+import { activeSodium, type SodiumBinding } from '../crypto/backend.js';
 import { TlsAlert, TlsError } from '../errors.js';
 import { NamedGroup } from './extensions.js';
 
@@ -69,20 +70,14 @@ interface SodiumX25519 {
   crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
 }
 
-let sodium: SodiumX25519 | null | undefined;
-
-/** libsodium's X25519 when sodium-native loads and QSR_CRYPTO is not "node"; null otherwise (decided once). */
+/**
+ * libsodium's X25519 when the crypto backend (crypto/backend.ts: QSR_CRYPTO, default sodium when sodium-native
+ * loads) is sodium; null on node:crypto. Read for every new key share, like the backend for every new key.
+ */
 export function sodiumX25519(): SodiumX25519 | null {
-  if (sodium !== undefined) return sodium;
-  sodium = null;
-  if ((process.env.QSR_CRYPTO ?? '').trim().toLowerCase() === 'node') return sodium;
-  try {
-    const mod = createRequire(import.meta.url)('sodium-native') as Partial<SodiumX25519>;
-    if (typeof mod.crypto_scalarmult_base === 'function' && typeof mod.crypto_scalarmult === 'function') sodium = mod as SodiumX25519;
-  } catch {
-    // Not installed or no prebuilt binary for this platform: node:crypto it is.
-  }
-  return sodium;
+  const lib = activeSodium() as (SodiumBinding & Partial<SodiumX25519>) | null;
+  if (lib === null || typeof lib.crypto_scalarmult_base !== 'function' || typeof lib.crypto_scalarmult !== 'function') return null;
+  return lib as SodiumBinding & SodiumX25519;
 }
 
 /** X25519 on libsodium: the private key is 32 random bytes (the scalar; libsodium clamps it, RFC 7748 §5). */

@@ -8,6 +8,7 @@ import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DecodeError } from '../../util/varint.js';
 import { ownCopy } from '../../util/buffers.js';
+import { cryptoBackend } from '../crypto/backend.js';
 import type { CipherSuite } from '../crypto/suites.js';
 import { TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256 } from '../crypto/suites.js';
 import { TlsAlert, TlsError } from '../errors.js';
@@ -80,7 +81,10 @@ export interface TlsConfig {
   insecure?: boolean;
   /** Our encoded quic_transport_parameters extension body, opaque here. */
   transportParameters: Buffer;
-  /** Default AES_128_GCM, AES_256_GCM, CHACHA20. The client offers them in order; the server picks its first match. */
+  /**
+   * The client offers them in order; the server picks its first match. Default AES_128_GCM, AES_256_GCM, CHACHA20;
+   * a server with the sodium backend active (crypto/backend.ts) defaults to CHACHA20 first, then the AES suites.
+   */
   cipherSuites?: CipherSuite[];
   /**
    * Client: a key share is sent for groups[0] only, supported_groups lists all. Server: accepted groups in
@@ -113,6 +117,8 @@ type State =
   | 'connected';
 
 const DEFAULT_SUITES: readonly CipherSuite[] = [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256];
+/** With libsodium, ChaCha20-Poly1305 is the cheapest AEAD per packet, so a server prefers it when the client offers it. */
+const SODIUM_SERVER_SUITES: readonly CipherSuite[] = [TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384];
 const DEFAULT_GROUPS: readonly Group[] = ['x25519', 'secp256r1'];
 const LEVEL_NAMES = ['Initial', 'Handshake', '1-RTT'];
 const EMPTY = Buffer.alloc(0);
@@ -181,7 +187,11 @@ export class TlsEndpoint {
 
   constructor(config: TlsConfig) {
     this.config = config;
-    this.suites = config.cipherSuites?.length ? config.cipherSuites : DEFAULT_SUITES;
+    this.suites = config.cipherSuites?.length
+      ? config.cipherSuites
+      : config.role === 'server' && cryptoBackend().name === 'sodium'
+        ? SODIUM_SERVER_SUITES
+        : DEFAULT_SUITES;
     this.groups = config.groups?.length ? config.groups : DEFAULT_GROUPS;
     if (config.role === 'server') {
       if (!config.certChain?.length || !config.privateKey) throw new Error('TLS server needs certChain and privateKey');

@@ -1,4 +1,7 @@
-/** Content types for `qsr serve` by file extension (a small built-in table; unknown -> application/octet-stream). */
+/**
+ * Content types for the static-file handler (static.ts, used by `qsr serve`) by file extension: a small built-in table;
+ * unknown -> application/octet-stream.
+ */
 import { extname } from 'node:path';
 
 const TYPES: ReadonlyMap<string, string> = new Map([

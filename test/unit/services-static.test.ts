@@ -1,17 +1,26 @@
 /**
- * `staticHandler(root)` from src/cli/serve.ts with fake request/response objects: GET/HEAD semantics
- * (RFC 9110 §9.3.1-2), content-type/content-length, index.html, 404/403/400/405 + allow, path traversal in its
- * encoded and symlinked forms, and streaming with backpressure (the file is never read whole into memory).
+ * `staticHandler(root)` from src/services/static.ts (what `qsr serve` runs) with fake request/response objects:
+ * GET/HEAD semantics (RFC 9110 §9.3.1-2), content-type/content-length, index.html, 404/403/400/405 + allow, path
+ * traversal in its encoded and symlinked forms, streaming with backpressure (the file is never read whole into
+ * memory), and the small-file cache (expiry on the handler's clock, a changed or deleted file seen after it, bounds).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { staticHandler, resolveRequestPath, type AccessLogEntry, type StaticRequest, type StaticResponse } from '../../src/cli/serve.js';
-import { contentType } from '../../src/cli/mime.js';
+import {
+  staticHandler,
+  resolveRequestPath,
+  DEFAULT_STATIC_CACHE,
+  type AccessLogEntry,
+  type StaticHandlerOptions,
+  type StaticRequest,
+  type StaticResponse,
+} from '../../src/services/static.js';
+import { contentType } from '../../src/services/mime.js';
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -92,23 +101,28 @@ function setup(): void {
 
 async function request(method: string, path: string): Promise<Result> {
   setup();
+  return requestWith(handler, logs, method, path);
+}
+
+/** One request through `h`, whose onDone pushes to `entries`; resolves with the response once it is logged. */
+async function requestWith(h: ReturnType<typeof staticHandler>, entries: AccessLogEntry[], method: string, path: string): Promise<Result> {
   const req = new FakeReq(method, path);
   req.end();
   const res = new FakeRes();
   const chunks: Buffer[] = [];
   res.on('data', (c: Buffer) => chunks.push(c));
-  const before = logs.length;
-  handler(req as unknown as StaticRequest, res as unknown as StaticResponse);
+  const before = entries.length;
+  h(req as unknown as StaticRequest, res as unknown as StaticResponse);
   await within(new Promise<void>((r, j) => res.on('end', r).on('error', j)), 5000, `${method} ${path}`);
   await within(
     (async () => {
-      while (logs.length === before) await new Promise((r) => setImmediate(r));
+      while (entries.length === before) await new Promise((r) => setImmediate(r));
     })(),
     5000,
     'access log entry',
   );
   assert.ok(res.status !== undefined, 'responded');
-  return { status: res.status, headers: res.headers ?? {}, body: Buffer.concat(chunks), log: logs[logs.length - 1] };
+  return { status: res.status, headers: res.headers ?? {}, body: Buffer.concat(chunks), log: entries[entries.length - 1] };
 }
 
 test.after(() => {
@@ -237,6 +251,114 @@ test('static: a reset response stops reading the file and logs the request', { t
     'access log entry after reset',
   );
   assert.ok(logs[logs.length - 1].bytes < big.length);
+});
+
+// The small-file cache, on a clock of the test's own (no timing in the assertions).
+
+const dirs: string[] = [];
+test.after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh directory and a handler over it whose cache runs on `clock.t`. */
+function cachedSite(files: Record<string, string>, cache?: StaticHandlerOptions['cache']) {
+  const dir = mkdtempSync(join(tmpdir(), 'qsr-static-cache-'));
+  dirs.push(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const clock = { t: 1_000_000 };
+  const entries: AccessLogEntry[] = [];
+  const h = staticHandler(dir, { onDone: (e) => entries.push(e), now: () => clock.t, cache });
+  const get = async (path: string, method = 'GET'): Promise<Result> => requestWith(h, entries, method, path);
+  /** Replace a file's content and give it another modification time. */
+  const change = (name: string, text: string, mtime = new Date('2020-01-02T03:04:05Z')): void => {
+    writeFileSync(join(dir, name), text);
+    utimesSync(join(dir, name), mtime, mtime);
+  };
+  return { dir, clock, get, change };
+}
+test('static cache: the defaults are the ones qsr serve has always used', () => {
+  assert.deepEqual({ ...DEFAULT_STATIC_CACHE }, { ttlMs: 1000, fileMax: 64 * 1024, entries: 1000, bytes: 32 * 1024 * 1024 });
+});
+
+test('static cache: a small file is served from memory until its entry expires, then the changed file and its mtime', { timeout: 10_000 }, async () => {
+  const site = cachedSite({ 'c.txt': 'one' });
+  const first = await site.get('/c.txt');
+  assert.equal(first.body.toString(), 'one');
+  const firstModified = first.headers['last-modified'];
+  site.change('c.txt', 'two, longer');
+  const cached = await site.get('/c.txt');
+  assert.equal(cached.body.toString(), 'one', 'within the TTL the cached body is served');
+  assert.equal(cached.headers['last-modified'], firstModified);
+  assert.equal(cached.headers['content-length'], '3');
+  assert.equal(cached.headers['content-type'], 'text/plain; charset=utf-8');
+  const head = await site.get('/c.txt', 'HEAD');
+  assert.equal(head.headers['content-length'], '3', 'HEAD from the cache has the cached length');
+  assert.equal(head.body.length, 0);
+  assert.equal(head.log.bytes, 0);
+  site.clock.t += DEFAULT_STATIC_CACHE.ttlMs - 1;
+  assert.equal((await site.get('/c.txt')).body.toString(), 'one', 'one ms before expiry');
+  site.clock.t += 1;
+  const fresh = await site.get('/c.txt');
+  assert.equal(fresh.body.toString(), 'two, longer', 'at expiry the file is read again');
+  assert.equal(fresh.headers['content-length'], '11');
+  assert.equal(fresh.headers['last-modified'], 'Thu, 02 Jan 2020 03:04:05 GMT', 'the new modification time');
+  assert.equal(fresh.log.bytes, 11);
+  // The query string is part of the key: another query is another entry.
+  site.change('c.txt', 'three', new Date('2021-01-01T00:00:00Z'));
+  assert.equal((await site.get('/c.txt')).body.toString(), 'two, longer');
+  assert.equal((await site.get('/c.txt?v=2')).body.toString(), 'three');
+});
+
+test('static cache: a deleted file is served until its entry expires, then 404', { timeout: 10_000 }, async () => {
+  const site = cachedSite({ 'gone.txt': 'here' });
+  assert.equal((await site.get('/gone.txt')).status, 200);
+  unlinkSync(join(site.dir, 'gone.txt'));
+  assert.equal((await site.get('/gone.txt')).body.toString(), 'here');
+  site.clock.t += DEFAULT_STATIC_CACHE.ttlMs;
+  assert.equal((await site.get('/gone.txt')).status, 404);
+});
+
+test('static cache: files over fileMax, HEAD requests and errors are not cached; ttlMs 0 turns it off', { timeout: 10_000 }, async () => {
+  const site = cachedSite({ 'big.txt': '12345678', 'small.txt': '1234', 'head.txt': 'h' }, { fileMax: 4 });
+  assert.equal((await site.get('/big.txt')).body.toString(), '12345678');
+  assert.equal((await site.get('/small.txt')).body.toString(), '1234');
+  assert.equal((await site.get('/head.txt', 'HEAD')).status, 200);
+  assert.equal((await site.get('/later.txt')).status, 404);
+  site.change('big.txt', 'ABCDEFGH');
+  site.change('small.txt', 'abcd');
+  site.change('head.txt', 'H');
+  site.change('later.txt', 'now');
+  assert.equal((await site.get('/big.txt')).body.toString(), 'ABCDEFGH', 'a streamed file is read every time');
+  assert.equal((await site.get('/small.txt')).body.toString(), '1234', 'a file of fileMax bytes is cached');
+  assert.equal((await site.get('/head.txt')).body.toString(), 'H', 'HEAD did not fill the cache');
+  assert.equal((await site.get('/later.txt')).body.toString(), 'now', 'a 404 is not cached');
+
+  const off = cachedSite({ 'x.txt': 'x' }, { ttlMs: 0 });
+  assert.equal((await off.get('/x.txt')).body.toString(), 'x');
+  off.change('x.txt', 'y');
+  assert.equal((await off.get('/x.txt')).body.toString(), 'y');
+});
+
+test('static cache: bounded in entries and bytes; when full, expired entries make room', { timeout: 10_000 }, async () => {
+  const site = cachedSite({ 'a.txt': 'a', 'b.txt': 'b', 'c.txt': 'c' }, { entries: 2 });
+  for (const n of ['a', 'b', 'c']) await site.get(`/${n}.txt`);
+  for (const n of ['a', 'b', 'c']) site.change(`${n}.txt`, n.toUpperCase());
+  assert.equal((await site.get('/a.txt')).body.toString(), 'a');
+  assert.equal((await site.get('/b.txt')).body.toString(), 'b');
+  assert.equal((await site.get('/c.txt')).body.toString(), 'C', 'the third file did not fit');
+  assert.equal((await site.get('/c.txt')).body.toString(), 'C', 'and still does not while a and b are fresh');
+  site.clock.t += DEFAULT_STATIC_CACHE.ttlMs;
+  assert.equal((await site.get('/c.txt')).body.toString(), 'C', 'expired entries were dropped and c cached');
+  site.change('c.txt', 'c again');
+  assert.equal((await site.get('/c.txt')).body.toString(), 'C', 'c is served from the cache now');
+
+  const bytes = cachedSite({ 'p.txt': '123456', 'q.txt': 'abcdef' }, { bytes: 10 });
+  await bytes.get('/p.txt');
+  await bytes.get('/q.txt');
+  bytes.change('p.txt', 'PPPPPP');
+  bytes.change('q.txt', 'QQQQQQ');
+  assert.equal((await bytes.get('/p.txt')).body.toString(), '123456', 'the first 6 bytes fit');
+  assert.equal((await bytes.get('/q.txt')).body.toString(), 'QQQQQQ', '6 more would make 12 > 10');
 });
 
 test('mime: the built-in table', () => {
