@@ -38,6 +38,7 @@ import type { CongestionController } from './recovery/congestion.js';
 import { newReno } from './recovery/new-reno.js';
 import { Pacer } from './recovery/pacer.js';
 import { DecodeError } from '../util/varint.js';
+import { ownCopy } from '../util/buffers.js';
 import { Streams } from './connection/streams.js';
 import { ConnectionIds } from './connection/cids.js';
 import { KeyUpdate } from './connection/key-update.js';
@@ -564,7 +565,7 @@ export class Connection {
       ku.onFirstPacketOfPhase(un.pn, now + 3 * this.rtt.pto(this.peerParams?.maxAckDelay ?? 25, true));
 
     if (this.role === 'client' && !this.serverCidLearned && h.scid.length >= 0 && level !== Level.OneRtt) {
-      this.cids.setPeerInitial(Buffer.from(h.scid));
+      this.cids.setPeerInitial(ownCopy(h.scid));
       this.serverCidLearned = true;
     }
     if (this.role === 'server' && level === Level.Handshake && !this.address.validated) {

@@ -17,6 +17,7 @@
  * `handleTimeout` visits only the connections that are due (stats.connectionVisits counts the visits).
  */
 import { randomBytes } from 'node:crypto';
+import { ownCopy } from '../util/buffers.js';
 import { Connection } from './connection.js';
 import type { Address, ConnectionConfig } from './connection-types.js';
 import { QUIC_V1 } from './types.js';
@@ -83,7 +84,7 @@ function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { key
   } catch {
     return null; // too short for a header protection sample
   }
-  return { keys, scid: Buffer.from(h.scid) };
+  return { keys, scid: ownCopy(h.scid) };
 }
 
 export class Endpoint {
@@ -178,7 +179,7 @@ export class Endpoint {
         this.stats.undecryptableInitials++;
         return this.drop();
       }
-      const odcid = Buffer.from(dcid);
+      const odcid = ownCopy(dcid);
       const sink = this.options.trace?.('server', odcid);
       const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, this.cids, opened.keys);
       if (sink) this.traceSinks.set(c, sink);

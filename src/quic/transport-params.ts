@@ -7,6 +7,7 @@
  */
 
 import { randomBytes, randomInt } from 'node:crypto';
+import { ownCopy } from '../util/buffers.js';
 import { DecodeError, Reader, Writer, varintLength } from '../util/varint.js';
 import { TransportError, TransportErrorCode } from './errors.js';
 
@@ -248,13 +249,13 @@ export function decodeTransportParameters(buf: Buffer, sender: 'client' | 'serve
     const cidKey = CID_KEY_BY_ID.get(id);
     if (cidKey !== undefined) {
       if (value.length > MAX_CID_LENGTH) throw paramError(`${name} is ${value.length} bytes, more than 20`);
-      p[cidKey] = Buffer.from(value);
+      p[cidKey] = ownCopy(value);
       continue;
     }
     switch (id) {
       case ID.stateless_reset_token:
         if (value.length !== RESET_TOKEN_LENGTH) throw paramError(`stateless_reset_token is ${value.length} bytes, not 16`);
-        p.statelessResetToken = Buffer.from(value);
+        p.statelessResetToken = ownCopy(value);
         break;
       case ID.disable_active_migration:
         if (value.length !== 0) throw paramError(`disable_active_migration must be empty, got ${value.length} bytes`);
@@ -262,7 +263,7 @@ export function decodeTransportParameters(buf: Buffer, sender: 'client' | 'serve
         break;
       case ID.preferred_address:
         checkPreferredAddress(value);
-        p.preferredAddress = Buffer.from(value);
+        p.preferredAddress = ownCopy(value);
         break;
       default:
         // Unknown and reserved (GREASE) parameters are ignored (RFC 9000 §7.4.2, §18.1).

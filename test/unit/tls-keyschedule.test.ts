@@ -18,7 +18,8 @@ import {
   masterSecret,
   Transcript,
 } from '../../src/quic/tls/keyschedule.js';
-import { x25519ShareFromPrivateKey } from '../../src/quic/tls/keyshare.js';
+import { generateKeyShare, sodiumX25519ShareFromRaw, x25519ShareFromPrivateKey, type KeyShare } from '../../src/quic/tls/keyshare.js';
+import { TlsAlert, TlsError } from '../../src/quic/errors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -59,6 +60,40 @@ test('RFC 8448 §3: X25519 key shares and shared secret', () => {
   assert.equal(server.publicKey.toString('hex'), V.serverPublic.toString('hex'));
   assert.equal(client.computeSecret(V.serverPublic).toString('hex'), V.shared.toString('hex'));
   assert.equal(server.computeSecret(V.clientPublic).toString('hex'), V.shared.toString('hex'));
+});
+
+test('RFC 8448 §3: X25519 on libsodium (when sodium-native loads) gives the same keys and shared secret', (t) => {
+  const client = sodiumX25519ShareFromRaw(V.clientPrivate);
+  const server = sodiumX25519ShareFromRaw(V.serverPrivate);
+  if (client === null || server === null) return t.skip('sodium-native does not load here');
+  assert.equal(client.publicKey.toString('hex'), V.clientPublic.toString('hex'));
+  assert.equal(server.publicKey.toString('hex'), V.serverPublic.toString('hex'));
+  assert.equal(client.computeSecret(V.serverPublic).toString('hex'), V.shared.toString('hex'));
+  assert.equal(server.computeSecret(V.clientPublic).toString('hex'), V.shared.toString('hex'));
+});
+
+test('X25519: a small-order peer key (all-zero shared secret) and a wrong length are illegal_parameter, on both backends', () => {
+  const shares: KeyShare[] = [x25519ShareFromPrivateKey(x25519Private(V.clientPrivate)), generateKeyShare('x25519')];
+  const viaSodium = sodiumX25519ShareFromRaw(V.clientPrivate);
+  if (viaSodium) shares.push(viaSodium);
+  // RFC 7748 §6.1: points of small order, here 0 and 1, give an all-zero result.
+  const one = Buffer.alloc(32);
+  one[0] = 1;
+  for (const share of shares) {
+    for (const bad of [Buffer.alloc(32), one]) {
+      assert.throws(
+        () => share.computeSecret(bad),
+        (e: unknown) => e instanceof TlsError && e.alert === TlsAlert.illegal_parameter && /all zero/.test(e.message),
+      );
+    }
+    assert.throws(() => share.computeSecret(Buffer.alloc(31, 9)), (e: unknown) => e instanceof TlsError && e.alert === TlsAlert.illegal_parameter);
+  }
+});
+
+test('X25519: the node:crypto and the default backend agree on a shared secret', () => {
+  const a = x25519ShareFromPrivateKey(x25519Private(V.serverPrivate));
+  const b = generateKeyShare('x25519');
+  assert.deepEqual(a.computeSecret(b.publicKey), b.computeSecret(a.publicKey));
 });
 
 test('RFC 8448 §3: early, handshake and master secrets step by step', () => {

@@ -209,6 +209,11 @@ export class QpackDecoder {
     if (size > this.capacity) throw new QpackError(ENC_ERR, `entry of ${size} bytes above capacity ${this.capacity}`);
     // name/value are already copied out, so evicting the entry they came from is safe (RFC 9204 §3.2.2).
     this.evictTo(this.capacity - size);
+    if (this.names.length !== this.ringSize) {
+      // The ring of an empty table is made by its first insertion (growRing left it unallocated).
+      this.names = new Array<string>(this.ringSize).fill('');
+      this.values = new Array<string>(this.ringSize).fill('');
+    }
     const slot = this.insertCount % this.ringSize;
     this.names[slot] = name;
     this.values[slot] = value;
@@ -218,6 +223,12 @@ export class QpackDecoder {
 
   private growRing(entries: number): void {
     if (entries <= this.ringSize) return;
+    if (this.insertCount === this.dropped) {
+      // Empty table: nothing to copy, and nothing to allocate until an entry is inserted (an encoder that sets a
+      // capacity and never inserts costs no ring).
+      this.ringSize = entries;
+      return;
+    }
     const names = new Array<string>(entries).fill('');
     const values = new Array<string>(entries).fill('');
     for (let abs = this.dropped; abs < this.insertCount; abs++) {

@@ -105,9 +105,8 @@ export class QpackEncoder {
     const cap = Math.min(this.wantCapacity, maxTableCapacity);
     if (cap < ENTRY_OVERHEAD) return; // no entry would fit: stay silent on the encoder stream
     this.capacity = cap;
+    // The ring's arrays are made by the first insertion: a connection that never inserts (most) holds none.
     this.ringSize = Math.floor(cap / ENTRY_OVERHEAD);
-    this.names = new Array<string>(this.ringSize).fill('');
-    this.values = new Array<string>(this.ringSize).fill('');
     this.encoderStream.int(5, 0x20, cap); // Set Dynamic Table Capacity
   }
 
@@ -334,6 +333,11 @@ export class QpackEncoder {
     }
     es.string(8, 0, value, this.huffman);
     while (this.dropped < d) this.evictOldest();
+    if (this.names.length !== this.ringSize) {
+      // First insertion (the table is empty): the ring's arrays, sized once for the capacity.
+      this.names = new Array<string>(this.ringSize).fill('');
+      this.values = new Array<string>(this.ringSize).fill('');
+    }
     const abs = this.insertCount++;
     const slot = abs % this.ringSize;
     this.names[slot] = name;

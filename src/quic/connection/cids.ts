@@ -3,6 +3,7 @@
  * stateless reset tokens by the endpoint's issuer, cid-issuer.ts) and retire when asked, and the peer's, with
  * retire_prior_to and the active_connection_id_limit.
  */
+import { ownCopy } from '../../util/buffers.js';
 import { TransportError, TransportErrorCode as E } from '../errors.js';
 import type { CidSource } from '../cid-issuer.js';
 import type { FrameWriter } from './frame-writer.js';
@@ -66,7 +67,7 @@ export class ConnectionIds implements LostFrameOwner {
       this.pending.retireCids.push(seq);
       return;
     }
-    this.peer.push({ seq, cid: Buffer.from(cid), resetToken: Buffer.from(token) });
+    this.peer.push({ seq, cid: ownCopy(cid), resetToken: ownCopy(token) });
     if (retirePriorTo > this.highestRetirePriorTo) {
       this.highestRetirePriorTo = retirePriorTo;
       const keep: PeerCid[] = [];

@@ -6,9 +6,9 @@
  * detector. Also the CONNECTION_CLOSE datagram (at every level the peer may read, §10.2.3) and PMTU probes (PING +
  * PADDING, not counted in flight: §14.4).
  *
- * Datagrams are built in a scratch buffer of the current datagram size, so that a poll with nothing to send (or an
- * ACK of a few dozen bytes) does not allocate a fresh 16 KiB buffer: a small datagram is copied out (Node's buffer
- * pool makes that cheap) and the scratch kept; a large one takes the scratch itself.
+ * Datagrams are built in the scratch buffer and with the frame writer that all connections share
+ * (connection/scratch.ts), so that a poll with nothing to send (or an ACK of a few dozen bytes) allocates nothing and
+ * an idle connection holds no buffer: a small datagram is copied out, a large one takes the scratch itself.
  */
 import { Level, type Role } from '../types.js';
 import { TransportErrorCode as E } from '../errors.js';
@@ -20,7 +20,7 @@ import type { Pacer } from '../recovery/pacer.js';
 import type { RttEstimator } from '../recovery/rtt.js';
 import type { ConnectionTracer } from '../tracer.js';
 import { PacketBuilder } from './packet-builder.js';
-import { FrameWriter } from './frame-writer.js';
+import { datagramScratch, sharedFrameWriter, takeDatagram } from './scratch.js';
 import type { Framer } from './framer.js';
 import { SentPacketContents, type Retransmits } from './retransmits.js';
 import type { ConnectionIds } from './cids.js';
@@ -34,8 +34,6 @@ import type { Space } from './space.js';
 
 export const MIN_INITIAL_DATAGRAM = 1200;
 const PACING_GRANULARITY = 1;
-/** Datagrams up to this size are copied out of the scratch buffer into Node's buffer pool. */
-const SMALL_DATAGRAM = 2048;
 
 export interface AssemblerOptions {
   role: Role;
@@ -80,8 +78,7 @@ export class DatagramAssembler {
   oneRttOpen: boolean;
   private firstHandshakeSent = false;
   private readonly builder: PacketBuilder;
-  private readonly writer = new FrameWriter();
-  private scratch: Buffer | null = null;
+  private readonly writer = sharedFrameWriter;
   /** A record made for a packet that was then abandoned (nothing to write), used for the next one. */
   private spare: SentPacketContents | null = null;
   /** Tracing: the time of the datagram being sealed, and whether it is a PMTU probe. */
@@ -253,9 +250,7 @@ export class DatagramAssembler {
   }
 
   private scratchBuffer(size: number): Buffer {
-    let s = this.scratch;
-    if (s === null || s.length < size) s = this.scratch = Buffer.allocUnsafe(size);
-    return s;
+    return datagramScratch(size);
   }
 
   private finishDatagram(buf: Buffer, off: number): Buffer {
@@ -263,13 +258,6 @@ export class DatagramAssembler {
     this.p.address.onDatagramSent(off);
     stats.bytesSent += off;
     stats.packetsSent++;
-    if (buf !== this.scratch) return buf.subarray(0, off);
-    if (off <= SMALL_DATAGRAM) {
-      const out = Buffer.allocUnsafe(off);
-      buf.copy(out, 0, 0, off);
-      return out;
-    }
-    this.scratch = null;
-    return buf.subarray(0, off);
+    return takeDatagram(buf, off);
   }
 }

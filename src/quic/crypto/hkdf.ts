@@ -1,5 +1,6 @@
 /** HKDF (RFC 5869) and TLS 1.3's HKDF-Expand-Label (RFC 8446 §7.1), on node:crypto. */
 import { createHmac, createHash } from 'node:crypto';
+import { ownBuffer } from '../../util/buffers.js';
 
 export type HashName = 'sha256' | 'sha384';
 
@@ -12,7 +13,7 @@ export function hkdfExtract(hash: HashName, salt: Buffer, ikm: Buffer): Buffer {
 }
 
 export function hkdfExpand(hash: HashName, prk: Buffer, info: Buffer, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
+  const out = ownBuffer(length); // secrets and keys: most live as long as their connection
   let prev = Buffer.alloc(0);
   let filled = 0;
   for (let i = 1; filled < length; i++) {

@@ -20,6 +20,7 @@ import { activeSodium, type BackendName, type SodiumBinding } from './backend.js
 import { chachaHpMask, chachaKeyWords } from './chacha20.js';
 import { hashLength, hkdfExpandLabel } from './hkdf.js';
 import type { CipherSuite } from './suites.js';
+import { ownBuffer, ownCopy } from '../../util/buffers.js';
 
 const EMPTY = Buffer.alloc(0);
 export const AEAD_TAG_LENGTH = 16;
@@ -58,7 +59,7 @@ export class HeaderProtector {
     hpKey: Buffer,
   ) {
     if (hpKey.length !== suite.keyLength) throw new RangeError(`header protection key must be ${suite.keyLength} bytes`);
-    this.key = Buffer.from(hpKey);
+    this.key = ownCopy(hpKey);
     if (suite.hp === 'chacha20') {
       this.ecb = null;
       this.chachaKey = chachaKeyWords(this.key);
@@ -122,9 +123,9 @@ export class PacketAead {
   ) {
     if (key.length !== suite.keyLength) throw new RangeError(`AEAD key must be ${suite.keyLength} bytes`);
     if (iv.length !== AEAD_IV_LENGTH) throw new RangeError('AEAD iv must be 12 bytes');
-    this.key = Buffer.from(key);
-    this.iv = Buffer.from(iv);
-    this.nonce = Buffer.allocUnsafe(AEAD_IV_LENGTH);
+    this.key = ownCopy(key);
+    this.iv = ownCopy(iv);
+    this.nonce = ownBuffer(AEAD_IV_LENGTH);
     this.sodium = suite.aead === 'chacha20-poly1305' ? activeSodium() : null;
   }
 

@@ -26,8 +26,8 @@ export class AckTracker {
   /** Time the largest packet number was received (for the ACK Delay field). */
   private largestReceivedTime = 0;
   /** Received ranges in ascending order, inclusive bounds (parallel arrays). */
-  private readonly starts: number[] = [];
-  private readonly ends: number[] = [];
+  private starts: number[] = [];
+  private ends: number[] = [];
   /** Packets below this number are no longer tracked and are treated as duplicates. */
   private floor = 0;
   /** Ack-eliciting packets received since the last ACK was sent. */
@@ -124,11 +124,17 @@ export class AckTracker {
   /** Adds pn to the ranges; false if it was already there. */
   private insert(pn: number): boolean {
     if (pn < this.floor) return false;
+    if (this.starts.length === 0) {
+      // One-element arrays: a push onto an empty array reserves 17 slots, and most spaces need one range.
+      this.starts = [pn];
+      this.ends = [pn];
+      return true;
+    }
     const starts = this.starts;
     const ends = this.ends;
     let n = starts.length;
     // Fast paths: next in sequence, or a new range above everything.
-    if (n === 0 || pn > ends[n - 1] + 1) {
+    if (pn > ends[n - 1] + 1) {
       starts.push(pn);
       ends.push(pn);
       n++;

@@ -51,8 +51,15 @@ export class RangeSet {
   add(start: number, end: number): number {
     if (end <= start) return 0;
     const n = this.starts.length;
+    if (n === 0) {
+      // Fresh arrays of one element: pushing onto an empty array reserves 17 slots, and most sets (a stream's
+      // received or acknowledged bytes) never hold more than one range.
+      this.starts = [start];
+      this.ends = [end];
+      return end - start;
+    }
     // Fast path: strictly after everything (the in-order case).
-    if (n === 0 || start > this.ends[n - 1]) {
+    if (start > this.ends[n - 1]) {
       this.starts.push(start);
       this.ends.push(end);
       return end - start;

@@ -245,7 +245,12 @@ export class RecvStream {
       out = buf;
       this.segBufs[h] = undefined;
       this.head++;
-      if (this.head > 1024 && this.head * 2 > this.segOffs.length) {
+      if (this.head === this.segOffs.length) {
+        // Everything received has been read: empty arrays, not a queue of freed slots (idle streams keep none).
+        this.segOffs = [];
+        this.segBufs = [];
+        this.head = 0;
+      } else if (this.head > 1024 && this.head * 2 > this.segOffs.length) {
         this.segOffs = this.segOffs.slice(this.head);
         this.segBufs = this.segBufs.slice(this.head);
         this.head = 0;

@@ -233,7 +233,13 @@ export class SendStream {
       bufs[this.head] = undefined;
       this.head++;
     }
-    if (this.head > 1024 && this.head * 2 > bufs.length) {
+    if (this.head === bufs.length) {
+      // Everything written is acknowledged: empty arrays instead of a queue of freed slots (an idle stream, such as
+      // an HTTP/3 control stream, then keeps none).
+      this.bufs = [];
+      this.offs = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > bufs.length) {
       this.bufs = bufs.slice(this.head);
       this.offs = this.offs.slice(this.head);
       this.head = 0;

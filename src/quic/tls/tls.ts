@@ -7,6 +7,7 @@
 import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DecodeError } from '../../util/varint.js';
+import { ownCopy } from '../../util/buffers.js';
 import { cryptoBackend } from '../crypto/backend.js';
 import type { CipherSuite } from '../crypto/suites.js';
 import { TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256 } from '../crypto/suites.js';
@@ -120,6 +121,7 @@ const DEFAULT_SUITES: readonly CipherSuite[] = [TLS_AES_128_GCM_SHA256, TLS_AES_
 const SODIUM_SERVER_SUITES: readonly CipherSuite[] = [TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384];
 const DEFAULT_GROUPS: readonly Group[] = ['x25519', 'secp256r1'];
 const LEVEL_NAMES = ['Initial', 'Handshake', '1-RTT'];
+const EMPTY = Buffer.alloc(0);
 
 function expectedLevel(state: State): Level | null {
   switch (state) {
@@ -136,13 +138,25 @@ function expectedLevel(state: State): Level | null {
   }
 }
 
+/**
+ * The server's Certificate message: the same bytes for every handshake with a chain (no request context, no
+ * extensions), so it is encoded once per configured chain. Messages are never changed after they are built.
+ */
+const certificateMessages = new WeakMap<Buffer[], Buffer>();
+
+function certificateMessage(chain: Buffer[]): Buffer {
+  let m = certificateMessages.get(chain);
+  if (!m) certificateMessages.set(chain, (m = encodeCertificate(chain)));
+  return m;
+}
+
 function messageName(type: number): string {
   for (const [name, v] of Object.entries(HandshakeType)) if (v === type) return name;
   return `type ${type}`;
 }
 
 export class TlsEndpoint {
-  private readonly config: TlsConfig;
+  private config: TlsConfig;
   private readonly suites: readonly CipherSuite[];
   private readonly groups: readonly Group[];
   private state: State;
@@ -414,7 +428,7 @@ export class TlsEndpoint {
     const tp = exts.get(ExtensionType.quic_transport_parameters);
     if (!tp) throw new TlsError(TlsAlert.missing_extension, 'server did not send quic_transport_parameters');
     this.selectedAlpn = names[0];
-    this.peerParams = Buffer.from(tp);
+    this.peerParams = ownCopy(tp);
     this.transcript.add(msg.raw);
     this.state = 'wait_certificate';
   }
@@ -447,8 +461,29 @@ export class TlsEndpoint {
     this.send(Level.Handshake, encodeFinished(verifyData));
     this.emit(Level.OneRtt, 'read', app.serverApplicationTrafficSecret);
     this.emit(Level.OneRtt, 'write', app.clientApplicationTrafficSecret);
+    this.finish();
+  }
+
+  /**
+   * The handshake is complete: what only the handshake needed goes (the transcript and its running hash, the
+   * ephemeral key share, the handshake and master-derived secrets, a first ClientHello and cookie), so that an
+   * established connection keeps a few small fields here (ALPN, SNI, the client random, the peer's transport
+   * parameters, the peer's certificates on a client) instead of its whole handshake. The traffic secrets were handed
+   * out by takeSecrets(); nothing after this point needs the key schedule (no resumption, no exporter API).
+   */
+  private finish(): void {
     this.complete = true;
     this.state = 'connected';
+    this.transcript.clear();
+    this.keyShare = null;
+    this.handshakeSecret = null;
+    this.clientHsSecret = null;
+    this.serverHsSecret = null;
+    this.clientAppSecret = null;
+    this.firstClientHello = null;
+    this.cookie = null;
+    // Our transport parameters were sent; the buffer they came in need not be kept.
+    this.config = { ...this.config, transportParameters: EMPTY };
   }
 
   // Shared key schedule steps -----------------------------------------------------------------------------------------
@@ -469,9 +504,11 @@ export class TlsEndpoint {
   private installApplicationSecrets() {
     const app = deriveApplicationSecrets(this.hashName(), this.handshakeSecret!, this.transcript.hash(this.hashName()));
     this.clientAppSecret = app.clientApplicationTrafficSecret;
-    this.log('CLIENT_TRAFFIC_SECRET_0', app.clientApplicationTrafficSecret);
-    this.log('SERVER_TRAFFIC_SECRET_0', app.serverApplicationTrafficSecret);
-    this.log('EXPORTER_SECRET', app.exporterMasterSecret);
+    if (this.config.keyLog) {
+      this.log('CLIENT_TRAFFIC_SECRET_0', app.clientApplicationTrafficSecret);
+      this.log('SERVER_TRAFFIC_SECRET_0', app.serverApplicationTrafficSecret);
+      this.log('EXPORTER_SECRET', app.exporterMasterSecret);
+    }
     return app;
   }
 
@@ -522,8 +559,8 @@ export class TlsEndpoint {
     this.sni = snExt ? decodeServerName(snExt) : null;
     this.suite = suite;
     this.selectedAlpn = alpn;
-    this.peerParams = Buffer.from(tp);
-    this.random = Buffer.from(ch.random);
+    this.peerParams = ownCopy(tp);
+    this.random = ownCopy(ch.random);
 
     let group: Group | undefined;
     let peerShare: Buffer | undefined;
@@ -563,7 +600,7 @@ export class TlsEndpoint {
         { type: ExtensionType.quic_transport_parameters, data: c.transportParameters },
       ]),
     );
-    this.send(Level.Handshake, encodeCertificate(c.certChain!));
+    this.send(Level.Handshake, certificateMessage(c.certChain!));
     this.send(Level.Handshake, encodeCertificateVerify(scheme, signCertificateVerify(c.privateKey!, scheme, this.transcript.hash(hash))));
     this.send(Level.Handshake, encodeFinished(finishedVerifyData(hash, this.serverHsSecret!, this.transcript.hash(hash))));
     const app = this.installApplicationSecrets();
@@ -593,7 +630,6 @@ export class TlsEndpoint {
     if (!macEqual(expected, msg.body)) throw new TlsError(TlsAlert.decrypt_error, 'client Finished does not verify');
     this.transcript.add(msg.raw);
     this.emit(Level.OneRtt, 'read', this.clientAppSecret!);
-    this.complete = true;
-    this.state = 'connected';
+    this.finish();
   }
 }

@@ -116,16 +116,46 @@ export interface CertificateCheck {
 }
 
 let defaultRoots: X509Certificate[] | undefined;
+/** Parsed trust anchors per configured `ca` array (a client config is shared by its connections). */
+const parsedRoots = new WeakMap<Buffer[], X509Certificate[]>();
 
 function trustedRoots(ca: Buffer[] | undefined): X509Certificate[] {
-  if (ca) return ca.map((der) => new X509Certificate(der));
+  if (ca) {
+    let roots = parsedRoots.get(ca);
+    if (!roots) parsedRoots.set(ca, (roots = ca.map((der) => new X509Certificate(der))));
+    return roots;
+  }
   defaultRoots ??= rootCertificates.map((pem) => new X509Certificate(pem));
   return defaultRoots;
+}
+
+/**
+ * Certificates of chains that verified, by their DER (a server sends the same chain to every client connection, and
+ * OpenSSL's X.509 parsing costs ~250 µs a certificate here). Parsing is a pure function of the bytes, so a hit gives
+ * the same object a fresh parse would; every check of the chain (signatures through the cache below, names, dates)
+ * still runs on every handshake. Only certificates of verified chains enter, so a peer cannot fill it with junk; a
+ * bounded number, the oldest evicted first.
+ */
+const verifiedCerts = new Map<string, X509Certificate>();
+const VERIFIED_CERTS_MAX = 64;
+const VERIFIED_CERT_MAX_BYTES = 8192;
+/** Issuer signatures already checked: child -> issuers whose key verified its signature (identity of parsed objects). */
+const verifiedLinks = new WeakMap<X509Certificate, WeakSet<X509Certificate>>();
+
+function remember(cert: X509Certificate): void {
+  const der = cert.raw;
+  if (der.length > VERIFIED_CERT_MAX_BYTES) return;
+  const k = der.toString('latin1');
+  if (verifiedCerts.has(k)) return;
+  if (verifiedCerts.size >= VERIFIED_CERTS_MAX) verifiedCerts.delete(verifiedCerts.keys().next().value!);
+  verifiedCerts.set(k, cert);
 }
 
 /** Parses the peer's DER certificates, leaf first; bad_certificate if any does not parse. */
 export function parseCertificates(ders: Buffer[]): X509Certificate[] {
   return ders.map((der, i) => {
+    const known = der.length <= VERIFIED_CERT_MAX_BYTES ? verifiedCerts.get(der.toString('latin1')) : undefined;
+    if (known) return known;
     try {
       return new X509Certificate(der);
     } catch (e) {
@@ -135,11 +165,19 @@ export function parseCertificates(ders: Buffer[]): X509Certificate[] {
 }
 
 function signedBy(child: X509Certificate, issuer: X509Certificate): boolean {
+  if (verifiedLinks.get(child)?.has(issuer)) return true;
+  let ok: boolean;
   try {
-    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
+    ok = child.checkIssued(issuer) && child.verify(issuer.publicKey);
   } catch {
-    return false;
+    ok = false;
   }
+  if (ok) {
+    let s = verifiedLinks.get(child);
+    if (!s) verifiedLinks.set(child, (s = new WeakSet()));
+    s.add(issuer);
+  }
+  return ok;
 }
 
 function describe(cert: X509Certificate): string {
@@ -211,4 +249,5 @@ export function verifyCertificateChain(chain: X509Certificate[], opts: Certifica
   }
   if (opts.now) for (const c of path) checkDates(c, opts.now);
   if (opts.serverName !== undefined) checkServerName(leaf, opts.serverName);
+  for (const c of path) remember(c);
 }
