@@ -4,8 +4,8 @@
  * re-executes itself under `unshare -n` for this suite when it can: Firefox needs it, and so does a clean capture).
  *
  * Throughput rows, each "router | Caddy | ratio | goal 1.5x":
- *   clients  gtlsclient (ngtcp2 0.12 + GnuTLS), the quic-go 0.29 client (test/interop/quicgo/client, built offline),
- *            headless Firefox ESR (neqo; test/interop/firefox.ts, WebDriver BiDi), and our own `qsr load` (small
+ *   clients  gtlsclient (ngtcp2 0.12 + GnuTLS), the quic-go 0.29 client (tools/peers/quicgo/client, built offline),
+ *            headless Firefox ESR (neqo; tools/peers/firefox.ts, WebDriver BiDi), and our own `qsr load` (small
  *            GETs only; one connection, 100 and 1,000 streams in flight)
  *   work     small GETs of /text/sample on ONE connection (quic-go: 100 and 1,000 in flight; gtlsclient: its own
  *            multiplexing, capped by the server's stream limit; Firefox: 2,000 fetch()es at once on the page's
@@ -38,9 +38,9 @@ import {
 } from './common.js';
 import { ACK_DELAY_FIELDS, parseAckDelays, type AckDelay } from './ack-delay.js';
 import { gtlsGets, gtlsPost, routerConfig, startCaddy, startRouter, startService, writeUpload } from './router.js';
-import { buildQuicGo, runQuicGoClient, type QuicGoClientRun } from '../test/interop/quicgo.js';
-import { downloadScript, fetchManyScript, firefoxUnavailable, runFirefox, uploadScript, type DownloadValue, type FetchManyValue, type UploadValue } from '../test/interop/firefox.js';
-import { inPrivateNetns } from '../test/interop/netns.js';
+import { buildQuicGo, runQuicGoClient, type QuicGoClientRun } from '../tools/peers/quicgo.js';
+import { downloadScript, fetchManyScript, firefoxUnavailable, runFirefox, uploadScript, type DownloadValue, type FetchManyValue, type UploadValue } from '../tools/peers/firefox.js';
+import { inPrivateNetns } from '../tools/peers/netns.js';
 import { patternSha256 } from '../src/services/pattern.js';
 
 const BIG = 100_000_000;

@@ -32,7 +32,7 @@ import { describeExit, fmt, jsonLines, median, num, readTextOr, readTimeFile, sp
 import { runH3Suite } from './h3.js';
 import { runRouterSuite } from './router.js';
 import { CLIENT_NAMES, PARTS, parseList, runEdgeSuite, type ClientName, type Part } from './edge.js';
-import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../test/interop/netns.js';
+import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../tools/peers/netns.js';
 import { spawn } from 'node:child_process';
 
 const HOST = '127.0.0.1';

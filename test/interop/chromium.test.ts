@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { freeUdpPort, makeWorkDir, missingPrograms, spawnBounded, startGtlsServer, udpPortBound, waitFor, type Child } from './peers.js';
 import { decryptReport, formatReport, startCapture, type Capture } from '../../src/obs/capture.js';
 import { defaultCertDir } from './run.js';
-import { chromiumArgs, chromiumPath, loopbackOrigin, parseNetlog, runChromiumH3, spkiOfCert, type ChromiumRun } from './chromium.js';
+import { chromiumArgs, chromiumPath, parseNetlog, runChromiumH3, spkiOfCert, type ChromiumRun } from './chromium.js';
+import { loopbackOrigin } from '../../tools/peers/loopback.js';
 
 const ci = process.env.CI === 'true';
 const CHROMIUM_HINT = 'not installed: apt-get install chromium';

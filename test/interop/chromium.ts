@@ -22,6 +22,7 @@ import { spawn } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loopbackOrigin } from '../../tools/peers/loopback.js';
 
 /** The real Chromium binary (the /usr/bin/chromium wrapper adds extension flags of its own). */
 export const CHROMIUM_BIN = '/usr/lib/chromium/chromium';
@@ -41,21 +42,6 @@ export function spkiOfCert(pemPath: string): string {
   const cert = new X509Certificate(readFileSync(pemPath));
   const der = cert.publicKey.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(der).digest('base64');
-}
-
-/** Host and port of a loopback https URL (127.0.0.1 or localhost, explicit port); throws for anything else. */
-export function loopbackOrigin(url: string): { host: string; port: number; origin: string } {
-  const m = /^https:\/\/(127\.0\.0\.1|localhost):(\d{1,5})(\/[^\s]*)?$/.exec(url);
-  const port = m === null ? NaN : Number(m[2]);
-  if (m === null || !(port > 0 && port < 65536)) {
-    throw new Error(`refusing URL ${url}: only https://127.0.0.1:PORT/... or https://localhost:PORT/... are allowed`);
-  }
-  // Parse again with WHATWG URL to make sure nothing (userinfo, odd escapes) changes the host Chromium will see.
-  const u = new URL(url);
-  if (u.hostname !== m[1] || u.port !== m[2] || u.username !== '' || u.password !== '') {
-    throw new Error(`refusing URL ${url}: host does not parse as loopback`);
-  }
-  return { host: m[1]!, port, origin: `${m[1]!}:${port}` };
 }
 
 /** Resolver rules: every name fails to resolve except the loopback ones. */

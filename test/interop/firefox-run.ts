@@ -20,10 +20,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { prng } from '../util/prng.js';
 import { jsonLines, spawnBounded, udpPortBound, waitFor, type Child, type ExitInfo } from './peers.js';
-import { inPrivateNetns } from './netns.js';
+import { inPrivateNetns } from '../../tools/peers/netns.js';
 import { decryptReport, formatReport, startCapture, type Capture, type DecryptReport } from '../../src/obs/capture.js';
 import { defaultCertDir } from './run.js';
-import { downloadScript, fetchManyScript, runFirefox, uploadScript, windowPrefs, type FirefoxRun } from './firefox.js';
+import { downloadScript, fetchManyScript, runFirefox, uploadScript, windowPrefs, type FirefoxRun } from '../../tools/peers/firefox.js';
 
 const qsrJs = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 

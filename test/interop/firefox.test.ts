@@ -1,4 +1,4 @@
-// Firefox ESR (neqo) as an HTTP/3 client of `qsr serve` and of the router (test/interop/firefox.ts, firefox-run.ts).
+// Firefox ESR (neqo) as an HTTP/3 client of `qsr serve` and of the router (tools/peers/firefox.ts, test/interop/firefox-run.ts).
 //  * the profile prefs, user.js, page scripts and the namespace guard, without a browser;
 //  * in one private network namespace (unshare -n, loopback only; firefox-run.js started under netnsArgv):
 //    qsr serve: a page, 100 files of mixed sizes byte-identical, 2,000 small requests, all over h3 on one connection,
@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeWorkDir, missingPrograms, spawnBounded } from './peers.js';
-import { inPrivateNetns, netnsArgv, netnsUnavailable } from './netns.js';
+import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../../tools/peers/netns.js';
 import { patternSha256 } from '../../src/services/pattern.js';
 import {
   DUMMY_SERVER,
@@ -32,7 +32,7 @@ import {
   type FetchManyValue,
   type FirefoxRun,
   type UploadValue,
-} from './firefox.js';
+} from '../../tools/peers/firefox.js';
 import { BIG, FILE_COUNT, SMALL_REQUESTS, type CaptureCase, type ExpectedFile, type FirefoxResults, type RouterCase, type ServeCase } from './firefox-run.js';
 
 const ci = process.env.CI === 'true';

@@ -1,8 +1,8 @@
 // The peers of the interop matrix (matrix.ts): one entry per client and per server, each saying what it can do and
 // how to drive it. Adding a peer is adding an entry here.
 //
-// Clients: gtlsclient (ngtcp2 + GnuTLS), qsr-get (ours), chromium, quicgo (test/interop/quicgo.ts), firefox
-// (test/interop/firefox.ts; needs a private network namespace). Servers: qsr-serve (ours, a directory), router (ours:
+// Clients: gtlsclient (ngtcp2 + GnuTLS), qsr-get (ours), chromium, quicgo (tools/peers/quicgo.ts), firefox
+// (tools/peers/firefox.ts; needs a private network namespace). Servers: qsr-serve (ours, a directory), router (ours:
 // `qsr up --config` with its three services), and for our client only gtlsserver and quicgo-server.
 
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -175,7 +175,7 @@ const gtlsserver: ServerPeer = {
   upload: 'gtlsserver reads and discards request bodies: it cannot report what it received',
 };
 
-// quic-go (test/interop/quicgo.ts, by another helper): loaded at run time so that this file compiles without it.
+// quic-go (tools/peers/quicgo.ts, by another helper): loaded at run time so that this file compiles without it.
 interface QuicGoModule {
   buildQuicGo(): Promise<{ client: string; server: string } | { error: string }>;
   runQuicGoClient(o: Record<string, unknown>): Promise<{
@@ -198,13 +198,13 @@ let quicGoBuild: Promise<{ client: string; server: string } | { error: string } 
 /** Builds the quic-go programs once per run (buildQuicGo caches across runs too). */
 function quicGo(): Promise<{ mod: QuicGoModule; bin: { client: string; server: string } } | Unavailable> {
   quicGoBuild ??= (async () => {
-    const mod = await loadModule<QuicGoModule>('./quicgo.js');
+    const mod = await loadModule<QuicGoModule>('../../tools/peers/quicgo.js');
     return mod === null ? null : mod.buildQuicGo();
   })();
   return quicGoBuild.then(async (b) => {
-    if (b === null) return { reason: 'adapter test/interop/quicgo.ts is not in this tree yet', kind: 'adapter' as const };
+    if (b === null) return { reason: 'adapter tools/peers/quicgo.ts is not in this tree yet', kind: 'adapter' as const };
     if ('error' in b) return { reason: `quic-go: ${b.error}`, kind: 'missing' as const };
-    return { mod: (await loadModule<QuicGoModule>('./quicgo.js'))!, bin: b };
+    return { mod: (await loadModule<QuicGoModule>('../../tools/peers/quicgo.js'))!, bin: b };
   });
 }
 
@@ -513,7 +513,7 @@ const quicgoClient: ClientPeer = {
   },
 };
 
-// Firefox (test/interop/firefox.ts, by another helper): loaded at run time so that this file compiles without it.
+// Firefox (tools/peers/firefox.ts, by another helper): loaded at run time so that this file compiles without it.
 interface FirefoxModule {
   firefoxUnavailable(): string | null;
   runFirefox(o: Record<string, unknown>): Promise<{
@@ -531,8 +531,8 @@ const firefox: ClientPeer = {
   ours: false,
   browser: true,
   async unavailable(ctx) {
-    const mod = await loadModule<FirefoxModule>('./firefox.js');
-    if (mod === null) return { reason: 'adapter test/interop/firefox.ts is not in this tree yet', kind: 'adapter' };
+    const mod = await loadModule<FirefoxModule>('../../tools/peers/firefox.js');
+    if (mod === null) return { reason: 'adapter tools/peers/firefox.ts is not in this tree yet', kind: 'adapter' };
     const why = mod.firefoxUnavailable();
     if (why !== null) return { reason: why, kind: 'missing' };
     if (!ctx.netns) return { reason: 'Firefox runs only inside a private network namespace (run the matrix as root: it re-executes itself under unshare -n)', kind: 'netns' };
@@ -541,11 +541,11 @@ const firefox: ClientPeer = {
   // Firefox's receive windows are prefs (network.http.http3.max_data / max_stream_data).
   can: { windows: true, ciphers: 'restrict its cipher suites (no pref for TLS 1.3 suites)', ownLoss: false, keyUpdate: 'initiate a key update on request' },
   async run(job) {
-    const mod = await loadModule<FirefoxModule>('./firefox.js');
+    const mod = await loadModule<FirefoxModule>('../../tools/peers/firefox.js');
     const prefs: Record<string, number> = {};
     if (job.windows?.maxData !== undefined) prefs['network.http.http3.max_data'] = job.windows.maxData;
     if (job.windows?.maxStreamData !== undefined) prefs['network.http.http3.max_stream_data'] = job.windows.maxStreamData;
-    if (mod === null) return { responses: [], error: 'adapter test/interop/firefox.ts is not in this tree', details: {} };
+    if (mod === null) return { responses: [], error: 'adapter tools/peers/firefox.ts is not in this tree', details: {} };
     const r = await mod.runFirefox({
       workDir: job.workDir,
       pageUrl: url(job, job.page),

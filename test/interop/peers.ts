@@ -15,8 +15,8 @@
 //   The key log is written when SSLKEYLOGFILE is set (NSS format); there is no --keylog option.
 //   gtlsserver must run with --max-gso-dgrams=1 when captured: GSO super-datagrams are not dissectable by tshark.
 
-import { existsSync } from 'node:fs';
 import { assertLoopback, findProgram, spawnBounded, udpPortBound, waitFor, type Child, type ExitInfo } from '../../tools/process.js';
+import { missingPrograms } from '../../tools/peers/packages.js';
 
 // Program lookup, bounded children, waiting and UDP ports live in tools/process.ts (the benchmarks use them too).
 export {
@@ -33,34 +33,8 @@ export {
   type ExitInfo,
   type SpawnOptions,
 } from '../../tools/process.js';
-
-// ---------------------------------------------------------------------------------------------------------------------
-// Peer packages
-
-/** The Debian package that provides each external program the harness uses. */
-export const PEER_PACKAGES: Readonly<Record<string, string>> = {
-  gtlsclient: 'ngtcp2-client',
-  gtlsserver: 'ngtcp2-server',
-  tshark: 'tshark',
-  editcap: 'wireshark-common',
-  go: 'golang-go',
-  'quic-go': 'golang-github-lucas-clemente-quic-go-dev',
-  'firefox-esr': 'firefox-esr',
-  certutil: 'libnss3-tools',
-};
-
-/** Requirements that are not programs on PATH but files a package installs (checked with existsSync). */
-export const PEER_FILES: Readonly<Record<string, string>> = {
-  // quic-go 0.29's sources for a GOPATH-mode build (test/interop/quicgo.ts)
-  'quic-go': '/usr/share/gocode/src/github.com/lucas-clemente/quic-go/http3/server.go',
-};
-
-/** Names from `names` that are not installed, and the apt-get line that would install them. */
-export function missingPrograms(names: readonly string[]): { missing: string[]; hint: string } {
-  const missing = names.filter((n) => (PEER_FILES[n] !== undefined ? !existsSync(PEER_FILES[n]) : findProgram(n) === null));
-  const pkgs = [...new Set(missing.map((n) => PEER_PACKAGES[n] ?? n))];
-  return { missing, hint: missing.length === 0 ? '' : `not installed: apt-get install ${pkgs.join(' ')}` };
-}
+// The Debian packages of the peers and missingPrograms live in tools/peers/packages.ts (the benchmarks use them too).
+export { PEER_FILES, PEER_PACKAGES, missingPrograms } from '../../tools/peers/packages.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // GnuTLS priority strings for gtlsclient / gtlsserver

@@ -1,5 +1,5 @@
 // quic-go (Go, Debian's 0.29) against our stack: the quic-go client against `qsr serve`, `qsr get` against the quic-go
-// server, and quic-go against itself as a selfcheck of the adapters (test/interop/quicgo.ts). Bodies are judged by
+// server, and quic-go against itself as a selfcheck of the adapters (tools/peers/quicgo.ts). Bodies are judged by
 // sha256 end to end. Skipped when go / the quic-go sources are not installed, except with CI=true (then a failure),
 // as in harness.test.ts.
 
@@ -21,7 +21,7 @@ import {
   QUICGO_REQUIREMENTS,
   type QuicGoBinaries,
   type QuicGoClientRun,
-} from './quicgo.js';
+} from '../../tools/peers/quicgo.js';
 import { patternSha256 } from '../../src/services/pattern.js';
 import { prng } from '../util/prng.js';
 

@@ -9,7 +9,7 @@
 // `--only chromium,router`, `--only qsr-get,win`, `--only files100,loss5`.
 //
 // As root, and unless --no-netns is given, the runner re-executes itself inside a private network namespace
-// (netns.ts: `unshare -n`, loopback only): the router gets its real fixed ports (4433, services 5001-5003), nothing
+// (tools/peers/netns.ts: `unshare -n`, loopback only): the router gets its real fixed ports (4433, services 5001-5003), nothing
 // collides with anything else on the machine, browsers cannot reach the network, and Firefox can run at all. Without
 // root it runs here, with free ports, and Firefox is skipped (a failure with CI=true).
 // CI=true: a missing peer is a failure, not a skip. QSR_INTEROP_SEED sets the lossy relay's seed (default 1).
@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { decryptReport, formatReport, injectSecrets, startCapture, type Capture, type DecryptReport } from '../../src/obs/capture.js';
 import { BIG, CASES, MEDIUM, fail, formatMatrix, makeContent, pairs, pass, runMatrix, selectedCell, skip, type CellResult, type Outcome, type RunContext } from './matrix.js';
 import { CLIENTS, SERVERS } from './matrix-peers.js';
-import { inPrivateNetns, netnsArgv, netnsUnavailable } from './netns.js';
+import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../../tools/peers/netns.js';
 import { H3_NO_ERROR, freeUdpPort, makeWorkDir, missingPrograms, parseGtlsServerLog, runGtlsClient, startGtlsServer, type Child } from './peers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,7 +1,7 @@
 // Firefox ESR (its HTTP/3 stack is neqo) as an HTTP/3 interop client: headless, driven over WebDriver BiDi, loopback only.
 //
 // runFirefox(options) refuses to run unless this process is in a private network namespace with only loopback
-// (test/interop/netns.ts: start the caller under netnsArgv). Then, per run:
+// (tools/peers/netns.ts: start the caller under netnsArgv). Then, per run:
 //  * a fresh profile whose user.js switches off every background service (telemetry, updates, captive portal,
 //    connectivity checks, safe browsing, normandy/nimbus, push, prefetch/speculative connections, remote settings,
 //    which is pointed at a dummy loopback URL) and enables HTTP/3 with the alt-svc mapping for testing
@@ -29,9 +29,9 @@ import { X509Certificate } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findProgram, jsonLines, sleep, spawnBounded, waitFor, type ExitInfo } from './peers.js';
+import { findProgram, jsonLines, sleep, spawnBounded, waitFor, type ExitInfo } from '../process.js';
 import { inPrivateNetns } from './netns.js';
-import { loopbackOrigin } from './chromium.js';
+import { loopbackOrigin } from './loopback.js';
 import type { BidiEvent, BidiJob, BidiScript } from './firefox-bidi.js';
 
 /** Debian's firefox-esr (a link to /usr/lib/firefox-esr/firefox-esr). */
@@ -56,7 +56,7 @@ export function certutilPath(): string | null {
 /** Why runFirefox cannot run in this process (missing programs, not in a private network namespace), or null. */
 export function firefoxUnavailable(): string | null {
   if (firefoxPath() === null || certutilPath() === null) return FIREFOX_HINT;
-  if (!inPrivateNetns()) return 'not in a private network namespace (start the caller under netnsArgv, test/interop/netns.ts)';
+  if (!inPrivateNetns()) return 'not in a private network namespace (start the caller under netnsArgv, tools/peers/netns.ts)';
   return null;
 }
 
@@ -356,7 +356,7 @@ let runCounter = 0;
  */
 export async function runFirefox(o: FirefoxOptions): Promise<FirefoxRun> {
   if (!inPrivateNetns()) {
-    throw new Error('runFirefox: refusing to start Firefox outside a private network namespace (run the caller under netnsArgv, test/interop/netns.ts)');
+    throw new Error('runFirefox: refusing to start Firefox outside a private network namespace (run the caller under netnsArgv, tools/peers/netns.ts)');
   }
   const { host, port } = loopbackOrigin(o.pageUrl);
   const bin = firefoxPath();

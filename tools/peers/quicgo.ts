@@ -1,6 +1,6 @@
 // quic-go (Go, Debian's golang-github-lucas-clemente-quic-go-dev 0.29) as an interop peer: our own small HTTP/3
-// client and server in test/interop/quicgo/{client,server}/main.go, built offline in GOPATH mode, and the adapters the
-// interop runner uses to drive them.
+// client and server in tools/peers/quicgo/{client,server}/main.go, built offline in GOPATH mode, and the adapters the
+// interop runner, its tests and the benchmarks use to drive them.
 //
 //   buildQuicGo()              builds both programs once into a cache dir under os.tmpdir() keyed by a hash of the Go
 //                              sources (reused across runs and processes); { error } when go / quic-go are missing.
@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertLoopback, findProgram, jsonLines, missingPrograms, spawnBounded, waitFor, type Child, type ExitInfo } from './peers.js';
+import { assertLoopback, findProgram, jsonLines, spawnBounded, waitFor, type Child, type ExitInfo } from '../process.js';
+import { missingPrograms } from './packages.js';
 
 /** Where Debian installs Go library sources (GOPATH for the build). */
 export const QUICGO_GOPATH = '/usr/share/gocode';
@@ -23,9 +24,9 @@ export const QUICGO_REQUIREMENTS = ['go', 'quic-go'] as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** test/interop/quicgo in the source tree (from dist/test/interop or from test/interop itself). */
+/** tools/peers/quicgo in the source tree (the .go files are not compiled: from dist/tools/peers or from tools/peers itself). */
 export function quicGoSourceDir(): string | null {
-  for (const c of [join(here, 'quicgo'), join(here, '../../../test/interop/quicgo')]) {
+  for (const c of [join(here, 'quicgo'), join(here, '../../../tools/peers/quicgo')]) {
     if (existsSync(join(c, 'client', 'main.go')) && existsSync(join(c, 'server', 'main.go'))) return resolve(c);
   }
   return null;
@@ -53,7 +54,7 @@ async function doBuild(): Promise<QuicGoBinaries | { error: string }> {
   if (m.missing.length > 0) return { error: `quic-go peer cannot be built: ${m.hint}` };
   const go = findProgram('go')!;
   const src = quicGoSourceDir();
-  if (src === null) return { error: 'test/interop/quicgo/{client,server}/main.go not found' };
+  if (src === null) return { error: 'tools/peers/quicgo/{client,server}/main.go not found' };
 
   const h = createHash('sha256');
   for (const p of ['client/main.go', 'server/main.go']) h.update(p).update(readFileSync(join(src, p)));
@@ -90,7 +91,7 @@ async function doBuild(): Promise<QuicGoBinaries | { error: string }> {
     if (exit.code !== 0 || !existsSync(tmp)) {
       rmSync(tmp, { force: true });
       const why = exit.timedOut ? 'timed out after 240 s' : exit.spawnError ?? `exit ${exit.code ?? exit.signal}`;
-      return { error: `go build of test/interop/quicgo/${name} failed (${why}): ${child.output().slice(-2000)}` };
+      return { error: `go build of tools/peers/quicgo/${name} failed (${why}): ${child.output().slice(-2000)}` };
     }
     renameSync(tmp, bin);
   }

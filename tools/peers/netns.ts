@@ -1,10 +1,10 @@
 /**
- * Private network namespaces for interop tests (`unshare -n`): inside one, only a loopback interface exists, so
- * nothing started there (a browser above all) can reach another machine, and fixed ports never collide with
+ * Private network namespaces for interop tests and benchmarks (`unshare -n`): inside one, only a loopback interface
+ * exists, so nothing started there (a browser above all) can reach another machine, and fixed ports never collide with
  * anything else on the host. Needs root (CI runs as root) and util-linux's unshare plus iproute2's ip.
  */
 import { readFileSync } from 'node:fs';
-import { findProgram } from './peers.js';
+import { findProgram } from '../process.js';
 
 /** True when this process sees no network interface but loopback (a private namespace, or a machine without one). */
 export function inPrivateNetns(): boolean {

@@ -1,9 +1,9 @@
 // A small WebDriver BiDi client for Firefox (https://w3c.github.io/webdriver-bidi/), run as its own process:
 //
-//   node --experimental-websocket dist/test/interop/firefox-bidi.js JOB.json
+//   node --experimental-websocket dist/tools/peers/firefox-bidi.js JOB.json
 //
 // Node 20 has a WebSocket client only behind --experimental-websocket, and a test process started by `node --test`
-// does not have the flag, so test/interop/firefox.ts starts this script as a child. It connects to the BiDi endpoint
+// does not have the flag, so tools/peers/firefox.ts starts this script as a child. It connects to the BiDi endpoint
 // Firefox printed (ws://127.0.0.1:PORT; the session endpoint is /session), creates a session (session.new), loads the
 // page (browsingContext.navigate, wait=complete) until the page itself arrived over HTTP/3, evaluates each job
 // script in the page (script.evaluate with awaitPromise; a script returns a JSON string) and closes the browser
@@ -231,8 +231,8 @@ export async function runBidiJob(job: BidiJob, Ctor: SocketCtor, emit: (e: BidiE
   }
 }
 
-// Run as a program only when started directly with a job file (`node --test dist/test/` also loads this file, with
-// no arguments).
+// Run as a program only when started directly with a job file (an importer, or a test run that loads every file, loads
+// it with no arguments).
 const invokedDirectly = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly && process.argv.length === 3) {
   const emit = (e: BidiEvent): void => void process.stdout.write(JSON.stringify(e) + '\n');
