@@ -120,7 +120,7 @@ export class DatagramAssembler {
         p.timers.set(Timer.pacing, t);
       }
     }
-    const buf = this.scratchBuffer(mds);
+    const buf = datagramScratch(mds);
     const role = this.o.role;
     let off = 0;
     let ackEliciting = false;
@@ -193,7 +193,7 @@ export class DatagramAssembler {
   /** A datagram with `close` (CONNECTION_CLOSE) in a packet of every level we have keys for, or null. */
   close(close: Frame, now: number): Buffer | null {
     const p = this.p;
-    const buf = this.scratchBuffer(p.pmtu.size);
+    const buf = datagramScratch(p.pmtu.size);
     let off = 0;
     const budget = p.address.budget();
     // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
@@ -247,10 +247,6 @@ export class DatagramAssembler {
     // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
     p.loss.onPacketSent({ pn, space: Level.OneRtt, timeSent: now, size: end, ackEliciting: true, inFlight: false, info: contents });
     return this.finishDatagram(buf, end);
-  }
-
-  private scratchBuffer(size: number): Buffer {
-    return datagramScratch(size);
   }
 
   private finishDatagram(buf: Buffer, off: number): Buffer {
