@@ -182,6 +182,12 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     r.pump();
   }
 
+  /**
+   * A blocked header section of a stream that is not one of this session's request streams became decodable (the
+   * client's lean requests, src/h3/lean-request.ts, decode through the session but keep their own streams).
+   */
+  onUnblocked: ((streamId: number) => void) | null = null;
+
   /** Server: builds the body object of a request (the server replaces this with its Http3Request). */
   createRequestBody: (s: H3RequestStream) => IncomingBody = (s) => new IncomingBody(s);
 
@@ -239,7 +245,11 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
         return (chunk) => {
           const unblocked = this.decoder.onEncoderStreamData(chunk);
           this.flushQpack();
-          for (const id of unblocked) this.requestStreams.get(id)?.unblock();
+          for (const id of unblocked) {
+            const r = this.requestStreams.get(id);
+            if (r) r.unblock();
+            else this.onUnblocked?.(id);
+          }
         };
       case UniStreamType.QPACK_DECODER:
         once('QPACK decoder');

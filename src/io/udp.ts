@@ -232,10 +232,25 @@ export class UdpEndpoint extends EventEmitter {
   }
 }
 
-/** A QUIC connection with a Node-style API. Events: 'ready', 'stream' (QuicStream), 'keyupdate', 'close' (CloseInfo). */
+/**
+ * What a QuicConnection hands a stream's events to: a QuicStream, or a lighter handler that reads and writes the
+ * sans-I/O connection itself (src/h3/lean-request.ts: a load generator's requests without a Duplex each).
+ */
+export interface StreamEventSink {
+  pump(): void;
+  onDrain(): void;
+  onPeerReset(code: number): void;
+  onStopSending(code: number): void;
+  onConnectionClosed(err: Error | null): void;
+}
+
+/**
+ * A QUIC connection with a Node-style API. Events: 'ready', 'stream' (QuicStream), 'keyupdate', 'close' (CloseInfo),
+ * 'streamsAvailable' (the peer raised its stream limit: a stream opened with conn.openStream may succeed again).
+ */
 export class QuicConnection extends EventEmitter {
   readonly ready: Promise<void>;
-  private readonly streams = new Map<number, QuicStream>();
+  private readonly streams = new Map<number, StreamEventSink>();
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
@@ -288,6 +303,18 @@ export class QuicConnection extends EventEmitter {
     if (id === null) return null;
     this.owner.wake(this.conn);
     return this.attach(id);
+  }
+
+  /**
+   * Sends the events of stream `id` (just opened with conn.openStream) to `sink` instead of a QuicStream: the sink
+   * reads and writes `conn` directly and calls wake() after. It stays registered until releaseSinkStream(id).
+   */
+  attachSink(id: number, sink: StreamEventSink): void {
+    this.streams.set(id, sink);
+  }
+
+  releaseSinkStream(id: number): void {
+    this.streams.delete(id);
   }
 
   close(code = 0, reason = ''): void {
@@ -344,6 +371,7 @@ export class QuicConnection extends EventEmitter {
           break;
         case 'streams_available':
           this.retryOpen();
+          this.emit('streamsAvailable');
           break;
         case 'key_update':
           this.emit('keyupdate', e);
