@@ -101,7 +101,14 @@ export class Http3Client extends EventEmitter {
     const address = isIP(host) ? host : (await lookup(host)).address;
     const v6 = isIP(address) === 6;
     const loopback = address === '127.0.0.1' || address === '::1';
-    const ep = await UdpEndpoint.open({ bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }], runtime: opts.runtime, trace: opts.trace });
+    const port = Number(base.port || 443);
+    const ep = await UdpEndpoint.open({
+      bind: [{ address: loopback ? address : v6 ? '::' : '0.0.0.0', port: 0 }],
+      runtime: opts.runtime,
+      trace: opts.trace,
+      // One connection to one server per endpoint: a connected socket.
+      connectTo: { address, port },
+    });
     ep.on('error', () => {});
     const cfg: ConnectionConfig = {
       ...opts.quic,
@@ -113,7 +120,7 @@ export class Http3Client extends EventEmitter {
       keyLog: opts.keyLog ?? opts.quic?.keyLog,
       handshakeTimeout: opts.handshakeTimeout ?? opts.quic?.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
     };
-    const conn = ep.connect(cfg, { address, port: Number(base.port || 443) });
+    const conn = ep.connect(cfg, { address, port });
     // The session exists before the handshake completes: a server sends its control and QPACK streams in the same
     // flight, and they must not arrive before anyone listens for them.
     const session = new Http3Session(conn, 'client');

@@ -28,6 +28,11 @@ export interface UdpEndpointOptions extends EndpointOptions {
   socketBufferSize?: number;
   /** Sockets and clock (default: node:dgram and real timers). */
   runtime?: IoRuntime;
+  /**
+   * A client endpoint for one server: its socket is connected to this address when the runtime can (a connected
+   * UDP socket costs the kernel less per datagram; datagrams from any other address are no longer received).
+   */
+  connectTo?: Address;
 }
 
 export class UdpEndpoint extends EventEmitter {
@@ -60,6 +65,7 @@ export class UdpEndpoint extends EventEmitter {
       const sock = ep.runtime.createDatagramSocket(isIPv6(a.address) ? 'IPv6' : 'IPv4');
       await sock.bind(a.port, a.address);
       ep.recvBufferSizes.push(sock.setBufferSizes(opts.socketBufferSize ?? SOCKET_BUFFER));
+      if (opts.connectTo && sock.connect && isIPv6(opts.connectTo.address) === isIPv6(a.address)) await sock.connect(opts.connectTo.port, opts.connectTo.address);
       sock.onMessage((msg, rinfo) => ep.onMessage(msg, rinfo));
       // Socket errors (e.g. ICMP-triggered ones) must not crash the process: report them to listeners only.
       sock.onError((err) => {
