@@ -1,0 +1,155 @@
+/**
+ * The router's cost per small request (issue 10, "small requests"): GET /text/sample through the router and through
+ * Caddy 2.6 in front of the same text service, driven by the quic-go client (5,000 GETs on one connection, 100 and
+ * 1,000 in flight, as in bench/edge.ts) and by gtlsclient (-n 5,000 on one connection). For every client run: the
+ * requests per second (the client's wall clock) and the server's CPU time from /proc (all threads, user + system)
+ * over the run, per request. Runs alternate router/Caddy (the order flips every run); figures are medians.
+ *
+ *   node dist/bench/req-cost.js [--runs 5] [--clients quicgo100,quicgo1000,gtls] [--n 5000] [--profile DIR]
+ *                               [--no-caddy] [--access-log FILE]
+ *
+ * --profile DIR runs the router with --cpu-prof (written to DIR when it exits after the runs) and prints the top
+ * functions by self time and a breakdown by area (bench/profile-areas.ts). --access-log FILE turns the router's
+ * access log on (off by default, as in the edge suite). Loopback only; every child is bounded and stopped by PID.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CERTS, HOST, fmt, fmtInt, freePort, gtlsCheck, median, stopServer, summarizeProfiles, table, type Child, type SuiteOptions } from './common.js';
+import { gtlsGets, routerConfig, startCaddy, startRouter, startService } from './router.js';
+import { procCpuSeconds } from './edge.js';
+import { buildQuicGo, runQuicGoClient } from '../tools/peers/quicgo.js';
+import { profileAreas } from './profile-areas.js';
+
+type ClientKind = 'quicgo100' | 'quicgo1000' | 'gtls';
+const CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls'];
+type Target = 'router' | 'caddy';
+
+interface Sample {
+  rps: number;
+  cpuUsPerReq: number;
+}
+
+function args(): { runs: number; clients: ClientKind[]; n: number; profile: string | null; caddy: boolean; accessLog: string | null } {
+  const a = process.argv.slice(2);
+  const out = { runs: 5, clients: [...CLIENTS], n: 5000, profile: null as string | null, caddy: true, accessLog: null as string | null };
+  for (let i = 0; i < a.length; i++) {
+    const f = a[i];
+    const v = (): string => {
+      const x = a[++i];
+      if (x === undefined) throw new Error(`${f} needs a value`);
+      return x;
+    };
+    if (f === '--runs') out.runs = Number(v());
+    else if (f === '--n') out.n = Number(v());
+    else if (f === '--clients') {
+      const list = v().split(',');
+      for (const c of list) if (!CLIENTS.includes(c as ClientKind)) throw new Error(`--clients: unknown client "${c}" (${CLIENTS.join(', ')})`);
+      out.clients = list as ClientKind[];
+    } else if (f === '--profile') out.profile = v();
+    else if (f === '--no-caddy') out.caddy = false;
+    else if (f === '--access-log') out.accessLog = v();
+    else throw new Error(`unknown flag ${f}`);
+  }
+  if (!Number.isInteger(out.runs) || out.runs < 1) throw new Error('--runs: expected a positive integer');
+  if (!Number.isInteger(out.n) || out.n < 1) throw new Error('--n: expected a positive integer');
+  return out;
+}
+
+async function runClient(o: SuiteOptions, kind: ClientKind, port: number, n: number, name: string): Promise<number | string> {
+  if (kind === 'gtls') return gtlsGets(o, name, port, n);
+  const r = await runQuicGoClient({
+    urls: [`https://${HOST}:${port}/text/sample`],
+    requests: n,
+    concurrency: kind === 'quicgo100' ? 100 : 1000,
+    caFile: `${CERTS}ca.pem`,
+    serverName: 'localhost',
+    workDir: o.work,
+    name,
+    timeoutMs: 120_000,
+  });
+  if (!r.ok || r.report === undefined) return r.error ?? 'failed';
+  return r.report.totals.requests / (r.report.totals.wallMs / 1000);
+}
+
+async function main(): Promise<void> {
+  const opt = args();
+  const work = mkdtempSync(join(tmpdir(), 'qsr-req-cost-'));
+  const o: SuiteOptions = { runs: opt.runs, profileDir: opt.profile, work };
+  const kids: Child[] = [];
+  try {
+    const b = await buildQuicGo();
+    if ('error' in b && opt.clients.some((c) => c !== 'gtls')) throw new Error(b.error);
+    const text = await startService(o, 'text');
+    if (typeof text === 'string') throw new Error(text);
+    kids.push(text.child);
+    const routerPort = await freePort();
+    const cfg = routerConfig(o, routerPort, text.port, text.port, [], 'router.yaml');
+    if (opt.accessLog !== null) writeFileSync(cfg, readFileSync(cfg, 'utf8').replace('accessLog: false', `accessLog: "${opt.accessLog}"`));
+    const router = await startRouter(o, cfg, 'router', opt.profile);
+    if (typeof router === 'string') throw new Error(router);
+    kids.push(router);
+    let caddy: Child | null = null;
+    const caddyPort = await freePort();
+    if (opt.caddy) {
+      const c = await startCaddy(o, caddyPort, text.port, text.port);
+      if (typeof c === 'string') throw new Error(c);
+      caddy = c;
+      kids.push(c);
+    }
+    const targets: { t: Target; child: Child; port: number }[] = [{ t: 'router', child: router, port: routerPort }];
+    if (caddy) targets.push({ t: 'caddy', child: caddy, port: caddyPort });
+    for (const t of targets) {
+      const bad = opt.clients.includes('gtls') ? await gtlsCheck(work, t.port, `https://${HOST}:${t.port}/text/sample`) : null;
+      if (bad) throw new Error(`${t.t}: gtlsclient check failed: ${bad}`);
+      // Warm-up: JIT, upstream keep-alive connections.
+      await runClient(o, 'quicgo100', t.port, 2000, `warm-${t.t}`);
+    }
+    const samples = new Map<string, Sample[]>();
+    const failures: string[] = [];
+    for (let run = 1; run <= opt.runs; run++) {
+      const order = run % 2 === 1 ? targets : [...targets].reverse();
+      const line: string[] = [];
+      for (const c of opt.clients) {
+        for (const t of order) {
+          const cpu0 = procCpuSeconds(t.child.pid);
+          const r = await runClient(o, c, t.port, opt.n, `${c}-${t.t}-${run}`);
+          const cpu1 = procCpuSeconds(t.child.pid);
+          if (typeof r === 'string' || cpu0 === null || cpu1 === null) {
+            failures.push(`run ${run} ${c} ${t.t}: ${typeof r === 'string' ? r : 'server gone'}`);
+            continue;
+          }
+          const s = { rps: r, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / opt.n };
+          const k = `${c}|${t.t}`;
+          samples.set(k, [...(samples.get(k) ?? []), s]);
+          line.push(`${c} ${t.t} ${fmtInt(s.rps)} req/s ${fmt(s.cpuUsPerReq, 0)} us`);
+        }
+      }
+      console.log(`run ${run}: ${line.join('; ')}`);
+    }
+    const rows: string[][] = [['client', 'router req/s', 'Caddy req/s', 'ratio', 'router CPU us/req', 'Caddy CPU us/req']];
+    for (const c of opt.clients) {
+      const r = samples.get(`${c}|router`) ?? [];
+      const k = samples.get(`${c}|caddy`) ?? [];
+      const rr = median(r.map((s) => s.rps));
+      const kr = median(k.map((s) => s.rps));
+      rows.push([c, fmtInt(rr), fmtInt(kr), rr !== null && kr !== null ? fmt(rr / kr, 2) : 'n/a', fmt(median(r.map((s) => s.cpuUsPerReq)), 0), fmt(median(k.map((s) => s.cpuUsPerReq)), 0)]);
+    }
+    console.log(`\nmedians of ${opt.runs} runs, ${fmtInt(opt.n)} GET /text/sample on one connection each (quicgo100/1000: quic-go client, 100/1,000 in flight; gtls: gtlsclient -n)`);
+    console.log(table(rows));
+    for (const f of failures) console.log(`FAILED ${f}`);
+    if (opt.profile !== null) {
+      await stopServer(router, 'SIGINT', 15_000);
+      for (const l of summarizeProfiles(opt.profile, 40)) console.log(l);
+      for (const l of profileAreas(opt.profile)) console.log(l);
+    }
+  } finally {
+    for (const k of kids) await stopServer(k, 'SIGINT', 5000);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`req-cost: ${(e as Error).message}`);
+  process.exit(1);
+});
