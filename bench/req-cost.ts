@@ -6,16 +6,18 @@
  * over the run, per request. Runs alternate router/Caddy (the order flips every run); figures are medians.
  *
  *   node dist/bench/req-cost.js [--runs 5] [--clients quicgo100,quicgo1000,gtls] [--n 5000] [--profile DIR]
- *                               [--no-caddy] [--access-log FILE]
+ *                               [--no-caddy] [--access-log FILE] [--base OTHER/dist/src/cli/qsr.js]
  *
  * --profile DIR runs the router with --cpu-prof (written to DIR when it exits after the runs) and prints the top
  * functions by self time and a breakdown by area (bench/profile-areas.ts). --access-log FILE turns the router's
- * access log on (off by default, as in the edge suite). Loopback only; every child is bounded and stopped by PID.
+ * access log on (off by default, as in the edge suite). --base runs a second router from another build (e.g. the
+ * commit before a change) beside this one, in the same alternation: an A/B in one session. Loopback only; every child
+ * is bounded and stopped by PID.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CERTS, HOST, fmt, fmtInt, freePort, gtlsCheck, median, stopServer, summarizeProfiles, table, type Child, type SuiteOptions } from './common.js';
+import { CERTS, HOST, fmt, fmtInt, freePort, gtlsCheck, median, spawnBounded, stopServer, summarizeProfiles, table, waitForOutput, type Child, type SuiteOptions } from './common.js';
 import { gtlsGets, routerConfig, startCaddy, startRouter, startService } from './router.js';
 import { procCpuSeconds } from './edge.js';
 import { buildQuicGo, runQuicGoClient } from '../tools/peers/quicgo.js';
@@ -23,16 +25,16 @@ import { profileAreas } from './profile-areas.js';
 
 type ClientKind = 'quicgo100' | 'quicgo1000' | 'gtls';
 const CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls'];
-type Target = 'router' | 'caddy';
+type Target = 'router' | 'base' | 'caddy';
 
 interface Sample {
   rps: number;
   cpuUsPerReq: number;
 }
 
-function args(): { runs: number; clients: ClientKind[]; n: number; profile: string | null; caddy: boolean; accessLog: string | null } {
+function args(): { runs: number; clients: ClientKind[]; n: number; profile: string | null; caddy: boolean; accessLog: string | null; base: string | null } {
   const a = process.argv.slice(2);
-  const out = { runs: 5, clients: [...CLIENTS], n: 5000, profile: null as string | null, caddy: true, accessLog: null as string | null };
+  const out = { runs: 5, clients: [...CLIENTS], n: 5000, profile: null as string | null, caddy: true, accessLog: null as string | null, base: null as string | null };
   for (let i = 0; i < a.length; i++) {
     const f = a[i];
     const v = (): string => {
@@ -49,6 +51,7 @@ function args(): { runs: number; clients: ClientKind[]; n: number; profile: stri
     } else if (f === '--profile') out.profile = v();
     else if (f === '--no-caddy') out.caddy = false;
     else if (f === '--access-log') out.accessLog = v();
+    else if (f === '--base') out.base = v();
     else throw new Error(`unknown flag ${f}`);
   }
   if (!Number.isInteger(out.runs) || out.runs < 1) throw new Error('--runs: expected a positive integer');
@@ -89,6 +92,15 @@ async function main(): Promise<void> {
     const router = await startRouter(o, cfg, 'router', opt.profile);
     if (typeof router === 'string') throw new Error(router);
     kids.push(router);
+    let base: Child | null = null;
+    const basePort = await freePort();
+    if (opt.base !== null) {
+      const bcfg = routerConfig(o, basePort, text.port, text.port, [], 'router-base.yaml');
+      if (opt.accessLog !== null) writeFileSync(bcfg, readFileSync(bcfg, 'utf8').replace('accessLog: false', `accessLog: "${opt.accessLog}.base"`));
+      base = spawnBounded({ name: 'router-base', cmd: process.execPath, args: [opt.base, 'proxy', '--config', bcfg], workDir: work, timeoutMs: 60 * 60_000 });
+      kids.push(base);
+      if (!(await waitForOutput(base, (t) => t.includes('quic-stream-router is up'), 15_000))) throw new Error(`base router did not start: ${base.output().slice(-500)}`);
+    }
     let caddy: Child | null = null;
     const caddyPort = await freePort();
     if (opt.caddy) {
@@ -98,6 +110,7 @@ async function main(): Promise<void> {
       kids.push(c);
     }
     const targets: { t: Target; child: Child; port: number }[] = [{ t: 'router', child: router, port: routerPort }];
+    if (base) targets.push({ t: 'base', child: base, port: basePort });
     if (caddy) targets.push({ t: 'caddy', child: caddy, port: caddyPort });
     for (const t of targets) {
       const bad = opt.clients.includes('gtls') ? await gtlsCheck(work, t.port, `https://${HOST}:${t.port}/text/sample`) : null;
@@ -127,13 +140,16 @@ async function main(): Promise<void> {
       }
       console.log(`run ${run}: ${line.join('; ')}`);
     }
-    const rows: string[][] = [['client', 'router req/s', 'Caddy req/s', 'ratio', 'router CPU us/req', 'Caddy CPU us/req']];
+    const rows: string[][] = [['client', 'router req/s', 'Caddy req/s', 'ratio', 'router CPU us/req', 'Caddy CPU us/req', ...(base ? ['base req/s', 'base ratio', 'base CPU us/req'] : [])]];
     for (const c of opt.clients) {
-      const r = samples.get(`${c}|router`) ?? [];
-      const k = samples.get(`${c}|caddy`) ?? [];
-      const rr = median(r.map((s) => s.rps));
-      const kr = median(k.map((s) => s.rps));
-      rows.push([c, fmtInt(rr), fmtInt(kr), rr !== null && kr !== null ? fmt(rr / kr, 2) : 'n/a', fmt(median(r.map((s) => s.cpuUsPerReq)), 0), fmt(median(k.map((s) => s.cpuUsPerReq)), 0)]);
+      const med = (t: Target, f: (s: Sample) => number): number | null => median((samples.get(`${c}|${t}`) ?? []).map(f));
+      const rr = med('router', (s) => s.rps);
+      const kr = med('caddy', (s) => s.rps);
+      const br = med('base', (s) => s.rps);
+      const ratio = (a: number | null): string => (a !== null && kr !== null ? fmt(a / kr, 2) : 'n/a');
+      const row = [c, fmtInt(rr), fmtInt(kr), ratio(rr), fmt(med('router', (s) => s.cpuUsPerReq), 0), fmt(med('caddy', (s) => s.cpuUsPerReq), 0)];
+      if (base) row.push(fmtInt(br), ratio(br), fmt(med('base', (s) => s.cpuUsPerReq), 0));
+      rows.push(row);
     }
     console.log(`\nmedians of ${opt.runs} runs, ${fmtInt(opt.n)} GET /text/sample on one connection each (quicgo100/1000: quic-go client, 100/1,000 in flight; gtls: gtlsclient -n)`);
     console.log(table(rows));
