@@ -16,20 +16,25 @@
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { CERTS, HOST, fmt, fmtInt, freePort, gtlsCheck, median, spawnBounded, stopServer, summarizeProfiles, table, waitForOutput, type Child, type SuiteOptions } from './common.js';
 import { gtlsGets, routerConfig, startCaddy, startRouter, startService } from './router.js';
-import { procCpuSeconds } from './edge.js';
+import { probeSnap, procCpuSeconds } from './edge.js';
 import { buildQuicGo, runQuicGoClient } from '../tools/peers/quicgo.js';
 import { profileAreas } from './profile-areas.js';
 
 type ClientKind = 'quicgo100' | 'quicgo1000' | 'gtls';
 const CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls'];
 type Target = 'router' | 'base' | 'caddy';
+const PROBE_JS = fileURLToPath(new URL('./probe.js', import.meta.url));
 
 interface Sample {
   rps: number;
   cpuUsPerReq: number;
+  /** UDP datagrams the server received and sent per request (routers only: bench/probe.ts). */
+  inPerReq: number | null;
+  outPerReq: number | null;
 }
 
 function args(): { runs: number; clients: ClientKind[]; n: number; profile: string | null; caddy: boolean; accessLog: string | null; base: string | null } {
@@ -89,7 +94,8 @@ async function main(): Promise<void> {
     const routerPort = await freePort();
     const cfg = routerConfig(o, routerPort, text.port, text.port, [], 'router.yaml');
     if (opt.accessLog !== null) writeFileSync(cfg, readFileSync(cfg, 'utf8').replace('accessLog: false', `accessLog: "${opt.accessLog}"`));
-    const router = await startRouter(o, cfg, 'router', opt.profile);
+    const probeFile = (name: string): string => join(work, `probe-${name}.jsonl`);
+    const router = await startRouter(o, cfg, 'router', opt.profile, ['--import', `file://${PROBE_JS}`], { QSR_BENCH_PROBE: probeFile('router') });
     if (typeof router === 'string') throw new Error(router);
     kids.push(router);
     let base: Child | null = null;
@@ -97,7 +103,7 @@ async function main(): Promise<void> {
     if (opt.base !== null) {
       const bcfg = routerConfig(o, basePort, text.port, text.port, [], 'router-base.yaml');
       if (opt.accessLog !== null) writeFileSync(bcfg, readFileSync(bcfg, 'utf8').replace('accessLog: false', `accessLog: "${opt.accessLog}.base"`));
-      base = spawnBounded({ name: 'router-base', cmd: process.execPath, args: [opt.base, 'proxy', '--config', bcfg], workDir: work, timeoutMs: 60 * 60_000 });
+      base = spawnBounded({ name: 'router-base', cmd: process.execPath, args: ['--import', `file://${PROBE_JS}`, opt.base, 'proxy', '--config', bcfg], workDir: work, timeoutMs: 60 * 60_000, env: { QSR_BENCH_PROBE: probeFile('base') } });
       kids.push(base);
       if (!(await waitForOutput(base, (t) => t.includes('quic-stream-router is up'), 15_000))) throw new Error(`base router did not start: ${base.output().slice(-500)}`);
     }
@@ -125,17 +131,25 @@ async function main(): Promise<void> {
       const line: string[] = [];
       for (const c of opt.clients) {
         for (const t of order) {
+          const probed = t.t !== 'caddy';
+          const p0 = probed ? await probeSnap(t.child, probeFile(t.t)) : null;
           const cpu0 = procCpuSeconds(t.child.pid);
           const r = await runClient(o, c, t.port, opt.n, `${c}-${t.t}-${run}`);
           const cpu1 = procCpuSeconds(t.child.pid);
+          const p1 = probed ? await probeSnap(t.child, probeFile(t.t)) : null;
           if (typeof r === 'string' || cpu0 === null || cpu1 === null) {
             failures.push(`run ${run} ${c} ${t.t}: ${typeof r === 'string' ? r : 'server gone'}`);
             continue;
           }
-          const s = { rps: r, cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / opt.n };
+          const s: Sample = {
+            rps: r,
+            cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / opt.n,
+            inPerReq: p0 && p1 ? (p1.datagramsIn - p0.datagramsIn) / opt.n : null,
+            outPerReq: p0 && p1 ? (p1.datagramsOut - p0.datagramsOut) / opt.n : null,
+          };
           const k = `${c}|${t.t}`;
           samples.set(k, [...(samples.get(k) ?? []), s]);
-          line.push(`${c} ${t.t} ${fmtInt(s.rps)} req/s ${fmt(s.cpuUsPerReq, 0)} us`);
+          line.push(`${c} ${t.t} ${fmtInt(s.rps)} req/s ${fmt(s.cpuUsPerReq, 0)} us${s.inPerReq !== null ? ` ${fmt(s.inPerReq, 2)}/${fmt(s.outPerReq, 2)} dgrams in/out` : ''}`);
         }
       }
       console.log(`run ${run}: ${line.join('; ')}`);

@@ -59,6 +59,18 @@ export interface ForwardState {
   timeouts: TimeoutsConfig;
 }
 
+/** The value of a single, well-formed content-length field in `fields`, else -1. */
+function contentLength(fields: readonly (readonly [string, string])[]): number {
+  let n = -1;
+  for (let i = 0; i < fields.length; i++) {
+    if (fields[i][0] !== 'content-length') continue;
+    if (n !== -1) return -1;
+    const v = fields[i][1];
+    n = /^[0-9]{1,15}$/.test(v) ? Number(v) : -2;
+  }
+  return n < 0 ? -1 : n;
+}
+
 /** address:port, an IPv6 address in brackets (`[::1]:443`). */
 export function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -217,6 +229,13 @@ class ForwardCall implements UpstreamSink {
   private responded = false;
   private waiting = false;
   private done = false;
+  /** The response's content-length, when it has one (else -1). */
+  private expected = -1;
+  /**
+   * The body's last piece by content-length, held back for onEnd, which undici calls right after it: end(chunk)
+   * then sends the last DATA frame and FIN in one write (Http3Response.end) instead of a write and an end.
+   */
+  private held: Buffer | null = null;
 
   constructor(
     private readonly fwd: Forwarder,
@@ -238,7 +257,9 @@ class ForwardCall implements UpstreamSink {
     this.status = statusCode;
     this.responded = true;
     try {
-      ex.respond(statusCode, downstreamResponseFields(rawHeaders));
+      const fields = downstreamResponseFields(rawHeaders);
+      this.expected = contentLength(fields);
+      ex.respond(statusCode, fields);
     } catch (err) {
       this.internalError(err);
       this.call?.abort(err);
@@ -247,8 +268,17 @@ class ForwardCall implements UpstreamSink {
 
   onBody(chunk: Buffer): boolean {
     if (this.done) return false;
-    this.bytesOut += chunk.length;
     const out = this.ex.out;
+    if (this.held !== null) {
+      // More than content-length said: undici fails the request; pass on what came.
+      out.write(this.held);
+      this.held = null;
+    }
+    this.bytesOut += chunk.length;
+    if (this.bytesOut === this.expected && !this.waiting) {
+      this.held = chunk;
+      return true;
+    }
     if (out.write(chunk)) return true;
     if (!this.waiting) {
       this.waiting = true;
@@ -268,7 +298,10 @@ class ForwardCall implements UpstreamSink {
         const t = Object.entries(trailers).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)] as [string, string]);
         if (t.length) this.ex.addTrailers(t);
       }
-      this.ex.out.end();
+      const last = this.held;
+      this.held = null;
+      if (last !== null) this.ex.out.end(last);
+      else this.ex.out.end();
     } catch (err) {
       this.internalError(err);
       return;
