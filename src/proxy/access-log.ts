@@ -84,13 +84,19 @@ function sink(target: LogTarget): Sink {
   };
 }
 
-/** Characters JSON.stringify escapes (quote, backslash, controls, surrogates: lone ones are escaped). */
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/** True when JSON.stringify would escape a character of s (quote, backslash, controls, surrogates: lone ones are). */
+function needsEscape(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return true;
+  }
+  return false;
+}
 
 /** A JSON string, or null (plain strings, the usual case, quoted without JSON.stringify). */
 function jstr(s: string | null): string {
   if (s === null) return 'null';
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+  return needsEscape(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
 let isoSecond = -1;
