@@ -137,7 +137,7 @@ export function procRssBytes(pid: number | undefined): number | null {
   }
 }
 
-interface ProbeSnap {
+export interface ProbeSnap {
   seq: number;
   datagramsIn: number;
   bytesIn: number;
@@ -148,7 +148,7 @@ interface ProbeSnap {
 }
 
 /** Asks the probed router for a snapshot (SIGUSR2) and waits up to 3 s for its line. */
-async function probeSnap(router: Child, file: string): Promise<ProbeSnap | null> {
+export async function probeSnap(router: Child, file: string): Promise<ProbeSnap | null> {
   const lines = (): ProbeSnap[] => (existsSync(file) ? (jsonLines(readFileSync(file, 'utf8')) as unknown as ProbeSnap[]) : []);
   const before = lines().length;
   router.signal('SIGUSR2');
