@@ -23,7 +23,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { UdpEndpoint, type QuicConnection, type QuicStream } from '../src/io/udp.js';
 import type { ConnectionConfig } from '../src/quic/connection-types.js';
@@ -76,7 +76,31 @@ function intFlag(args: string[], name: string, dflt: number): number {
 // ---------------------------------------------------------------------------------------------------------------------
 // Server
 
+/** Garbage collection in this process so far (PerformanceObserver 'gc' entries): pauses and their total, by kind. */
+const gcTotals = { count: 0, ms: 0, majorCount: 0, majorMs: 0 };
+function observeGc(): void {
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcTotals.count++;
+      gcTotals.ms += e.duration;
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        gcTotals.majorCount++;
+        gcTotals.majorMs += e.duration;
+      }
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+}
+
+/**
+ * Sends `size` bytes and, for a bulk transfer (1 MB or more), prints {"event":"served"} with this process's CPU
+ * seconds and GC pauses from the request until the stream closed: the server's cost of one transfer, which a busy machine
+ * changes far less than the wall-clock speed.
+ */
 async function sendBytes(s: QuicStream, size: number, chunk: Buffer): Promise<void> {
+  const cpu0 = process.cpuUsage();
+  const gc0 = { ...gcTotals };
+  const t0 = performance.now();
   let left = size;
   while (left > 0) {
     const n = Math.min(left, CHUNK);
@@ -89,6 +113,15 @@ async function sendBytes(s: QuicStream, size: number, chunk: Buffer): Promise<vo
     }
   }
   s.end();
+  if (size >= 1e6) {
+    if (!s.destroyed) await once(s, 'close');
+    const cpu = process.cpuUsage(cpu0);
+    emit({
+      event: 'served', bytes: size, seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6,
+      gcCount: gcTotals.count - gc0.count, gcMs: gcTotals.ms - gc0.ms, majorGcCount: gcTotals.majorCount - gc0.majorCount, majorGcMs: gcTotals.majorMs - gc0.majorMs,
+      heapUsedMB: process.memoryUsage().heapUsed / 1e6,
+    });
+  }
 }
 
 function serveStream(s: QuicStream, chunk: Buffer, onError: (e: Error) => void): void {
@@ -130,6 +163,7 @@ async function server(args: string[]): Promise<void> {
     ...(keepIdle ? { maxIdleTimeout: IDLE_BENCH_TIMEOUT } : {}),
   };
   const chunk = patternChunk();
+  observeGc();
   const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config, maxConnections: keepIdle + 16 });
   const errors: string[] = [];
   let finished = false;
