@@ -146,6 +146,8 @@ interface ProbeSnap {
   cpuUser: number;
   cpuSystem: number;
   rss: number;
+  heapUsed?: number;
+  external?: number;
   /** GC pauses so far (older probes: absent). */
   gcMs?: number;
   majorGcCount?: number;
@@ -529,18 +531,25 @@ interface ScaleResult {
   retainedMB?: number | null;
   cpuPerHandshakeMs?: number | null;
   handshakesPerCoreS?: number | null;
+  /** The router's V8 heap in use and external memory (probe) at the baseline, with the connections open, after close. */
+  heapUsedMB?: (number | null)[];
+  externalMB?: (number | null)[];
+  /** Mark-compact collections in the router between the close and the last measurement. */
+  majorGcsAfterClose?: number | null;
   error?: string;
 }
 
 const mb = (b: number | null): number | null => (b === null ? null : b / 1e6);
 
-async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: number, say: Say): Promise<ScaleResult> {
+async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: number, probe: string | null, say: Say): Promise<ScaleResult> {
   const r: ScaleResult = { target, conns: o.conns };
   // Warm-up: one request, so that the HTTP/3 code is loaded and compiled before the baseline.
   await quicGoWork(o, 'small', port, `scale-warm-${target}`);
   await new Promise((res) => setTimeout(res, 2000));
   const rss0 = procRssBytes(server.pid);
   const cpu0 = procCpuSeconds(server.pid);
+  const snap = async (): Promise<ProbeSnap | null> => (probe !== null ? await probeSnap(server, probe) : null);
+  const m0 = await snap();
   const g = await openIdle(o, port, o.conns, `scale-${target}`);
   r.established = g.established;
   r.failed = g.failed;
@@ -549,10 +558,19 @@ async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: 
   await new Promise((res) => setTimeout(res, 2000));
   const rss1 = procRssBytes(server.pid);
   const cpu1 = procCpuSeconds(server.pid);
+  const m1 = await snap();
   await closeIdle(g);
   say(`  ${TLABEL[target]}: ${g.established} idle connections in ${fmt(r.setupS, 1)} s (${g.failed} failed); RSS ${fmt(mb(rss0), 1)} -> ${fmt(mb(rss1), 1)} MB; closed, waiting ${o.pauseS} s`);
   await new Promise((res) => setTimeout(res, o.pauseS * 1000));
   const rss2 = procRssBytes(server.pid);
+  const m2 = await snap();
+  if (probe !== null) {
+    const pick = (m: ProbeSnap | null, k: 'heapUsed' | 'external'): number | null => (m?.[k] === undefined ? null : mb(m[k]!));
+    r.heapUsedMB = [m0, m1, m2].map((m) => pick(m, 'heapUsed'));
+    r.externalMB = [m0, m1, m2].map((m) => pick(m, 'external'));
+    r.majorGcsAfterClose = m1?.majorGcCount !== undefined && m2?.majorGcCount !== undefined ? m2.majorGcCount - m1.majorGcCount : null;
+    say(`    router V8 heap used ${r.heapUsedMB.map((x) => fmt(x, 1)).join(' -> ')} MB, external ${r.externalMB.map((x) => fmt(x, 1)).join(' -> ')} MB (baseline, open, closed); ${r.majorGcsAfterClose ?? 'n/a'} mark-compact after the close`);
+  }
   r.rssBaseMB = mb(rss0);
   r.rssOpenMB = mb(rss1);
   r.rssClosedMB = mb(rss2);
@@ -769,7 +787,7 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
             for (const t of TARGETS) {
               const srv = t === 'router' ? st.router : st.caddy;
               if (srv === null) scale.push({ target: t, conns: o.conns, error: `${TLABEL[t]} not running` });
-              else scale.push(await scaleTarget(o, t, srv, t === 'router' ? st.routerPort : st.caddyPort, say));
+              else scale.push(await scaleTarget(o, t, srv, t === 'router' ? st.routerPort : st.caddyPort, t === 'router' ? st.probe : null, say));
             }
           }
           if (!o.skip.includes('hold')) {
