@@ -104,7 +104,8 @@ export class UdpEndpoint extends EventEmitter {
     for (const h of this.handles.values()) h.close(code, reason);
     const clock = this.clock;
     const deadline = clock.now() + timeoutMs;
-    while (this.handles.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
+    // Until every connection has ended its closing or draining period (handles go as soon as they heard the close).
+    while (this.endpoint.connections.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
     this.closed = true;
     if (this.timer) clock.clearTimeout(this.timer);
     for (const h of this.handles.values()) h.destroyAll(new Error('endpoint closed'));
@@ -156,7 +157,10 @@ export class UdpEndpoint extends EventEmitter {
     const h = this.handles.get(c);
     if (!h) return;
     h.processEvents();
-    if (c.state === 'closed') this.handles.delete(c);
+    // A handle that delivered the close has nothing more to deliver: dropping it now lets the application's objects
+    // (streams, the HTTP/3 session) go while the connection itself lingers through closing or draining (3 PTOs,
+    // seconds when the handshake's RTT samples were slow), holding only what it needs for that.
+    if (c.state === 'closed' || h.closeInfo !== null) this.handles.delete(c);
   }
 
   /** Called by handles after the application wrote, read or closed. */
