@@ -35,13 +35,21 @@ export interface ConnectionConfig {
 
   /** Idle timeout we advertise, ms (0 disables). Default 30 000. */
   maxIdleTimeout?: number;
+  /** Default 16 MiB. */
   initialMaxData?: number;
+  /** Default 2 MiB. */
   initialMaxStreamDataBidiLocal?: number;
+  /**
+   * Default 128 KiB: what a peer may send on a stream it opened (a request body, for a server) beyond what we have
+   * processed waits in our socket queue, so a small window keeps our ACKs prompt; auto-tuning grows it when the
+   * path's (minimum) RTT needs more.
+   */
   initialMaxStreamDataBidiRemote?: number;
+  /** Default 2 MiB. */
   initialMaxStreamDataUni?: number;
   /**
-   * Receive windows auto-tune (double when the application consumes a window faster than about two round trips
-   * per window) from the initial values up to these ceilings. Defaults 16 MiB per stream, 32 MiB per connection.
+   * Receive windows auto-tune (double when the application consumes a window faster than about two minimum round
+   * trips per window) from the initial values up to these ceilings. Defaults 16 MiB per stream, 32 MiB per connection.
    */
   maxStreamReceiveWindow?: number;
   maxConnectionReceiveWindow?: number;

@@ -26,10 +26,12 @@ import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
   PacketType,
   parseHeader,
+  parseShortHeaderInto,
   removeHeaderProtection,
   type PacketHeader,
+  type UnprotectedHeader,
 } from './packet/header.js';
-import { parseFrames, isAckEliciting, type Frame } from './frame/frames.js';
+import { FrameScratch, parseFrames, isAckEliciting, type Frame } from './frame/frames.js';
 import { encodeTransportParameters, decodeTransportParameters, type TransportParameters } from './transport-params.js';
 import { ACTIVE_CONNECTION_ID_LIMIT, MAX_DATAGRAM_LIMIT, authenticateConnectionIds, localTransportParameters } from './connection/params.js';
 import { RttEstimator } from './recovery/rtt.js';
@@ -61,6 +63,16 @@ import type { QlogDropTrigger } from './trace.js';
 const MAX_UNDECRYPTABLE = 16;
 const LOOPBACK_MAX_DATAGRAM = 16384;
 const DEFAULT_CLIENT_HANDSHAKE_TIMEOUT = 10_000;
+
+/**
+ * Reused by every connection's receive path (it is never re-entered: frames are handled before the next packet is
+ * parsed, and packets buffered for later keys are replayed from poll()): the header of a datagram that is one
+ * short-header packet, the unprotected header fields, and the frames of a packet (FrameScratch; `busy` guards it).
+ */
+const EMPTY = Buffer.alloc(0);
+const shortHeader: PacketHeader = { type: PacketType.OneRtt, version: QUIC_V1, dcid: EMPTY, scid: EMPTY, token: EMPTY, start: 0, pnOffset: 0, end: 0 };
+const unprotected: UnprotectedHeader = { pn: 0, pnLength: 0, keyPhase: 0, headerEnd: 0, firstByte: 0 };
+const frameScratch = new FrameScratch();
 
 interface BufferedPacket {
   dgram: Buffer;
@@ -448,6 +460,22 @@ export class Connection {
     this.address.onDatagramReceived(dgram.length);
     this.stats.bytesReceived += dgram.length;
     this.stats.datagramsReceived++;
+    if (this.trace === null && dgram.length > 0 && (dgram[0] & 0x80) === 0) {
+      // One short-header packet (what a transfer's datagrams are): the same steps as the loop below, with the
+      // header in a reused object (the trace, when on, gets the general path with every field).
+      let h: PacketHeader;
+      try {
+        h = parseShortHeaderInto(dgram, 0, this.cfg.cidLength, shortHeader);
+      } catch {
+        return;
+      }
+      try {
+        this.receivePacket(dgram, h, from, this.stats.datagramsReceived - 1, now);
+      } catch (err) {
+        this.onError(err, now);
+      }
+      return;
+    }
     let off = 0;
     let firstDcid: Buffer | null = null;
     while (off < dgram.length) {
@@ -532,7 +560,7 @@ export class Connection {
     let un;
     try {
       const pre = level === Level.OneRtt && h.start === 0 && this.premaskAt >= 0;
-      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.masks.masks : null, this.premaskAt);
+      un = removeHeaderProtection(dgram, h, space.read.hp, space.acks.largestReceived, pre ? this.masks.masks : null, this.premaskAt, unprotected);
     } catch {
       return this.dropped(h, 'header_parse_error');
     }
@@ -580,15 +608,24 @@ export class Connection {
 
     this.stats.packetsReceived++;
     this.idle.onPacketReceived(now);
-    const frames = parseFrames(payload, LEVEL_KIND[level]);
+    const pn = un.pn;
+    // The shared frame scratch unless a parse of it is still being handled (never expected; then a fresh array).
+    const scratch = frameScratch.busy ? null : frameScratch;
+    const frames = parseFrames(payload, LEVEL_KIND[level], scratch);
     if (this.trace) this.trace.packetReceived(h, un, frames, payload.length, this.acks.ackDelayUnit, datagram, now);
     let ackEliciting = false;
-    for (const f of frames) {
-      if (isAckEliciting(f)) ackEliciting = true;
-      this.onFrame(f, level, now);
-      if (this.isTerminal()) return;
+    if (scratch !== null) scratch.busy = true;
+    try {
+      for (let i = 0; i < frames.length; i++) {
+        const f = frames[i];
+        if (isAckEliciting(f)) ackEliciting = true;
+        this.onFrame(f, level, now);
+        if (this.isTerminal()) return;
+      }
+    } finally {
+      if (scratch !== null) scratch.busy = false;
     }
-    space.acks.onPacketReceived(un.pn, ackEliciting, now);
+    space.acks.onPacketReceived(pn, ackEliciting, now);
     if (this.state === 'closing') this.sendCloseNow = true;
   }
 

@@ -129,7 +129,8 @@ test('sim: many streams at once in both directions with flow control respected',
 });
 
 test('sim: one stream_readable event per batch of unread data, and a new one once the application has read', () => {
-  const { net, sep, conn } = pair(11, { delay: 2 });
+  // The server's window for the client's stream holds all 200 KB (the default is smaller).
+  const { net, sep, conn } = pair(11, { delay: 2 }, { initialMaxStreamDataBidiRemote: 1024 * 1024 });
   let server: Connection | undefined;
   let sid: number | null = null;
   const chunk = randomData(3, 200 * 1024);

@@ -187,6 +187,31 @@ test('batched header protection masks equal one-at-a-time masks for every suite 
   assert.throws(() => k.client.hp.masks(Buffer.alloc(20)), RangeError);
 });
 
+test('masks read from the datagrams (masksAt) equal one-at-a-time masks for every suite, a too-short datagram among them', () => {
+  for (const suite of ALL_SUITES) {
+    const hp = deriveKeys(suite, Buffer.alloc(suite.hash === 'sha256' ? 32 : 48, 5)).hp;
+    const at = 13;
+    // More datagrams than the AES sample scratch first holds, of different lengths; one too short for a sample.
+    const dgrams: Buffer[] = [];
+    for (let d = 0; d < 70; d++) {
+      const b = Buffer.alloc(d === 3 ? at + 15 : at + 16 + (d % 5) * 100);
+      for (let i = 0; i < b.length; i++) b[i] = (i * 31 + d * 7 + 3) & 0xff;
+      dgrams.push(b);
+    }
+    const masks = hp.masksAt(dgrams, at);
+    assert.equal(masks.length, 16 * dgrams.length, suite.name);
+    for (let d = 0; d < dgrams.length; d++) {
+      if (d === 3) continue; // too short for a sample: its mask is never used
+      const want = hp.mask(dgrams[d].subarray(at, at + 16)).subarray(0, 5);
+      assert.deepEqual(masks.subarray(d * 16, d * 16 + 5), want, `${suite.name} datagram ${d}`);
+    }
+    // A smaller batch after a larger one (the AES scratch is reused) still gets exactly its own masks.
+    const two = hp.masksAt(dgrams.slice(10, 12), at);
+    assert.equal(two.length, 32);
+    assert.deepEqual(two.subarray(16, 21), hp.mask(dgrams[11].subarray(at, at + 16)).subarray(0, 5), suite.name);
+  }
+});
+
 test('every suite round-trips a 1200-byte short header packet', () => {
   const payload = Buffer.alloc(1200 - 29, 0xab);
   for (const suite of ALL_SUITES) {

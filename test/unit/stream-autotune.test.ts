@@ -19,6 +19,16 @@ test('WindowTuner: stays when consumption is slow, when less than half a window 
   assert.equal(t.onCreditUpdate(200_000, 102, 0), 100_000, 'no RTT sample yet');
 });
 
+test('WindowTuner: an epoch runs across credit updates of a quarter window until half a window was consumed', () => {
+  const t = new WindowTuner(100_000, 1_000_000);
+  t.onCreditUpdate(0, 0, 10);
+  assert.equal(t.onCreditUpdate(25_000, 1, 10), 100_000, 'a quarter: the epoch goes on');
+  assert.equal(t.onCreditUpdate(50_000, 2, 10), 100_000, 'half, not more: the epoch goes on');
+  // 60 % since the epoch began at 0 ms, in 3 ms with a 10 ms RTT: grows (it would not, had each update begun an epoch).
+  assert.equal(t.onCreditUpdate(60_000, 3, 10), 200_000);
+  assert.equal(t.onCreditUpdate(100_000, 4, 10), 200_000, 'a new epoch began at 60 000');
+});
+
 test('WindowTuner: atLeast raises the window but never past the ceiling, and never lowers it', () => {
   const t = new WindowTuner(100_000, 300_000);
   assert.equal(t.atLeast(50_000), false);

@@ -38,14 +38,14 @@ test('flow: receive side enforces MAX_DATA and extends it as data is consumed', 
   const g = new ConnectionFlowControl(1000, 0);
   g.onDataReceived(1000);
   assert.equal(g.maxDataUpdate(), null);
-  g.onDataConsumed(500);
-  assert.equal(g.maxDataUpdate(), null, 'exactly half left');
+  g.onDataConsumed(250);
+  assert.equal(g.maxDataUpdate(), null, 'exactly three quarters left');
   g.onDataConsumed(1);
-  assert.equal(g.maxDataUpdate(), 1501);
-  g.markMaxDataSent(1501);
-  assert.equal(g.currentLimit, 1501);
+  assert.equal(g.maxDataUpdate(), 1251);
+  g.markMaxDataSent(1251);
+  assert.equal(g.currentLimit, 1251);
   assert.equal(g.maxDataUpdate(), null);
-  g.onDataReceived(501);
+  g.onDataReceived(251);
   g.markMaxDataSent(10); // never decreases
   assert.throws(() => g.onDataReceived(1));
 });

@@ -174,19 +174,19 @@ test('recv: MAX_STREAM_DATA updates after reads', () => {
   assert.equal(r.maxStreamDataUpdate(), null);
   r.onData(0, Buffer.alloc(1000), false);
   assert.equal(r.maxStreamDataUpdate(), null, 'nothing consumed yet');
-  r.read(400);
-  assert.equal(r.maxStreamDataUpdate(), null, '600 of window left: more than half');
-  r.read(200);
-  assert.equal(r.maxStreamDataUpdate(), 1600, 'consumed 600 + window 1000');
-  r.markMaxStreamDataSent(1600);
-  assert.equal(r.currentLimit, 1600);
+  r.read(250);
+  assert.equal(r.maxStreamDataUpdate(), null, '750 of window left: a quarter consumed, not more');
+  r.read(50);
+  assert.equal(r.maxStreamDataUpdate(), 1300, 'consumed 300 + window 1000');
+  r.markMaxStreamDataSent(1300);
+  assert.equal(r.currentLimit, 1300);
   assert.equal(r.maxStreamDataUpdate(), null);
-  r.onData(1000, Buffer.alloc(600), false); // now allowed
-  assert.throws(() => r.onData(1600, Buffer.alloc(1), false), isTransportError(0x03));
+  r.onData(1000, Buffer.alloc(300), false); // now allowed
+  assert.throws(() => r.onData(1300, Buffer.alloc(1), false), isTransportError(0x03));
   r.markMaxStreamDataSent(1200); // never decreases
-  assert.equal(r.currentLimit, 1600);
+  assert.equal(r.currentLimit, 1300);
   // Once the final size is known, no more credit is needed.
-  r.onData(1600, Buffer.alloc(0), true);
+  r.onData(1300, Buffer.alloc(0), true);
   r.read();
   assert.equal(r.maxStreamDataUpdate(), null);
 });

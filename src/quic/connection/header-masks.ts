@@ -14,15 +14,9 @@ export class HeaderMaskBatch {
 
   /** Announces `dgrams` (short-header packets under `hp`, with connection IDs of `cidLength`). */
   announce(dgrams: readonly Buffer[], hp: DirectionKeys['hp'], cidLength: number): void {
-    const n = dgrams.length;
-    const samples = Buffer.allocUnsafe(n * 16);
-    const at = 1 + cidLength + 4; // short header: first byte, DCID, then the sample 4 bytes past the pn offset
-    for (let i = 0; i < n; i++) {
-      const d = dgrams[i];
-      if (d.length >= at + 16) d.copy(samples, i * 16, at, at + 16);
-      else samples.fill(0, i * 16, i * 16 + 16); // too short: it is rejected before any mask is used
-    }
-    this.masks = hp.masks(samples);
+    // Short header: first byte, DCID, then the sample 4 bytes past the pn offset (a datagram too short for one gets an
+    // unused mask: it is rejected before any mask is used).
+    this.masks = hp.masksAt(dgrams, 1 + cidLength + 4);
     this.dgrams = dgrams;
     this.next = 0;
   }

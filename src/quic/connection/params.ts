@@ -27,7 +27,7 @@ export function localTransportParameters(
   p.maxIdleTimeout = config.maxIdleTimeout;
   p.initialMaxData = config.initialMaxData ?? 16 * 1024 * 1024;
   p.initialMaxStreamDataBidiLocal = config.initialMaxStreamDataBidiLocal ?? 2 * 1024 * 1024;
-  p.initialMaxStreamDataBidiRemote = config.initialMaxStreamDataBidiRemote ?? 2 * 1024 * 1024;
+  p.initialMaxStreamDataBidiRemote = config.initialMaxStreamDataBidiRemote ?? 128 * 1024;
   p.initialMaxStreamDataUni = config.initialMaxStreamDataUni ?? 2 * 1024 * 1024;
   p.initialMaxStreamsBidi = config.initialMaxStreamsBidi ?? 100;
   p.initialMaxStreamsUni = config.initialMaxStreamsUni ?? 100;

@@ -473,8 +473,14 @@ export class Streams implements LostFrameOwner {
     }
   }
 
+  /**
+   * The path's round trip for window auto-tuning: the minimum RTT, not the smoothed one. Our own receive queue (a
+   * busy receiver reads its socket late, and the peer's ACKs of our credit wait in it behind the data) adds to every
+   * RTT sample but the quietest; tuning on that would grow the window with the queue, and the larger window would
+   * let the queue grow further.
+   */
   private rttForTuning(): number {
-    return this.rtt.hasSample ? this.rtt.smoothed : 0;
+    return this.rtt.hasSample ? this.rtt.min : 0;
   }
 
   /**

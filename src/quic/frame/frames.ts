@@ -176,18 +176,83 @@ function checkEndOffset(buf: Buffer, offPos: number, offset: number, length: num
   }
 }
 
+type StreamFrame = Extract<Frame, { type: 'stream' }>;
+type PaddingFrame = Extract<Frame, { type: 'padding' }>;
+
+/** Pooled frame objects kept per kind, at most this many (a packet with more frames allocates the rest). */
+const SCRATCH_POOL = 64;
+
 /**
- * Parses every frame of a decrypted packet payload.
+ * Storage that parseFrames reuses from one packet to the next: the frames array and the STREAM and PADDING frame
+ * objects (what the packets of a bulk transfer carry), so that such a packet parses without allocating them. The
+ * array parseFrames returns with a scratch, and the STREAM/PADDING objects in it, are valid until the scratch's next
+ * parse; the data views and the other frames are new objects, as without a scratch. `busy` lets a caller that
+ * handles the frames while it still iterates them detect a nested parse (which must then go without the scratch).
+ */
+export class FrameScratch {
+  readonly frames: Frame[] = [];
+  busy = false;
+  private readonly streams: StreamFrame[] = [];
+  private readonly paddings: PaddingFrame[] = [];
+  private nStreams = 0;
+  private nPaddings = 0;
+
+  /**
+   * Starts a parse: every pooled object is free again. The array keeps its length (setting it to 0 would free its
+   * backing store, which the next push allocates again): parseFrames overwrites it by index and sets the length last.
+   */
+  reset(): Frame[] {
+    this.nStreams = 0;
+    this.nPaddings = 0;
+    return this.frames;
+  }
+
+  stream(streamId: number, offset: number, data: Buffer, fin: boolean): StreamFrame {
+    if (this.nStreams === this.streams.length) {
+      const f: StreamFrame = { type: 'stream', streamId, offset, data, fin };
+      if (this.nStreams < SCRATCH_POOL) {
+        this.streams.push(f);
+        this.nStreams++;
+      }
+      return f;
+    }
+    const f = this.streams[this.nStreams++];
+    f.streamId = streamId;
+    f.offset = offset;
+    f.data = data;
+    f.fin = fin;
+    return f;
+  }
+
+  padding(length: number): PaddingFrame {
+    if (this.nPaddings === this.paddings.length) {
+      const f: PaddingFrame = { type: 'padding', length };
+      if (this.nPaddings < SCRATCH_POOL) {
+        this.paddings.push(f);
+        this.nPaddings++;
+      }
+      return f;
+    }
+    const f = this.paddings[this.nPaddings++];
+    f.length = length;
+    return f;
+  }
+}
+
+/**
+ * Parses every frame of a decrypted packet payload. With `scratch`, the array and the STREAM/PADDING frame objects
+ * come from it (FrameScratch: valid until its next parse); without, all are new.
  * Throws TransportError: FRAME_ENCODING_ERROR for malformed frames, PROTOCOL_VIOLATION for a frame that the
  * packet kind may not carry or for an empty payload. The error's frameType names the offending frame.
  */
-export function parseFrames(payload: Buffer, kind: PacketKind): Frame[] {
+export function parseFrames(payload: Buffer, kind: PacketKind, scratch: FrameScratch | null = null): Frame[] {
   if (payload.length === 0) {
     throw new TransportError(TransportErrorCode.PROTOCOL_VIOLATION, 'packet contains no frames', 0);
   }
   const bit = kindBit(kind);
   const r = new Reader(payload);
-  const frames: Frame[] = [];
+  const frames: Frame[] = scratch === null ? [] : scratch.reset();
+  let n = 0;
   while (r.pos < r.end) {
     const start = r.pos;
     let type: number;
@@ -214,21 +279,22 @@ export function parseFrames(payload: Buffer, kind: PacketKind): Frame[] {
       let p = r.pos;
       while (p < r.end && payload[p] === 0) p++;
       r.pos = p;
-      frames.push({ type: 'padding', length: p - start });
+      frames[n++] = scratch === null ? { type: 'padding', length: p - start } : scratch.padding(p - start);
       continue;
     }
     try {
-      frames.push(parseFrameBody(r, type));
+      frames[n++] = parseFrameBody(r, type, scratch);
     } catch (e) {
       if (e instanceof DecodeError) throw encodingError(type, `frame 0x${type.toString(16)}: ${e.message}`);
       throw e;
     }
   }
+  if (frames.length !== n) frames.length = n;
   return frames;
 }
 
 /** Parses the body of one frame whose type has already been read and checked. DecodeError means truncation. */
-function parseFrameBody(r: Reader, type: number): Frame {
+function parseFrameBody(r: Reader, type: number, scratch: FrameScratch | null): Frame {
   const buf = r.buf;
   if (type >= FrameType.STREAM && type <= FrameType.STREAM_MAX) {
     const streamId = r.varint();
@@ -240,7 +306,8 @@ function parseFrameBody(r: Reader, type: number): Frame {
     }
     const data = type & STREAM_LEN ? r.bytes(r.varint()) : r.rest();
     checkEndOffset(buf, offPos, offset, data.length, type);
-    return { type: 'stream', streamId, offset, data, fin: (type & STREAM_FIN) !== 0 };
+    const fin = (type & STREAM_FIN) !== 0;
+    return scratch === null ? { type: 'stream', streamId, offset, data, fin } : scratch.stream(streamId, offset, data, fin);
   }
   switch (type) {
     case FrameType.PING:

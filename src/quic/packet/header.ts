@@ -129,6 +129,28 @@ function parseShort(dgram: Buffer, offset: number, first: number, dcidLength: nu
   };
 }
 
+/**
+ * parseHeader for a packet known to have a short header at `offset`, written into `out` instead of a new object. No
+ * view of the destination connection ID is made (`out.dcid` is set empty): the caller routed the datagram by it, and
+ * a short-header packet runs to the end of the datagram, so no coalesced packet follows to compare it with. Throws
+ * DecodeError as parseHeader does.
+ */
+export function parseShortHeaderInto(dgram: Buffer, offset: number, dcidLength: number, out: PacketHeader): PacketHeader {
+  const first = dgram[offset];
+  if ((first & 0x40) === 0) throw new DecodeError('fixed bit is 0');
+  const pnOffset = offset + 1 + dcidLength;
+  if (pnOffset >= dgram.length) throw new DecodeError('short header truncated');
+  out.type = PacketType.OneRtt;
+  out.version = QUIC_V1;
+  out.dcid = EMPTY;
+  out.scid = EMPTY;
+  out.token = EMPTY;
+  out.start = offset;
+  out.pnOffset = pnOffset;
+  out.end = dgram.length;
+  return out;
+}
+
 function writePn(buf: Buffer, off: number, pn: number, pnLength: number): number {
   // Low pnLength bytes of pn, big-endian (pn % 2^32 keeps this exact above 2^32).
   let v = pn >>> 0 === pn ? pn : pn % 0x100000000;

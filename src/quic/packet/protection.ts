@@ -44,7 +44,8 @@ function firstByteMask(firstByte: number): number {
 /**
  * Removes header protection in place (first byte and packet number) and decodes the packet number against
  * largestPn (-1 when none). Throws DecodeError when the packet is too short to hold a sample. Reserved bits are not
- * checked here: a nonzero value is a PROTOCOL_VIOLATION only once the packet has authenticated.
+ * checked here: a nonzero value is a PROTOCOL_VIOLATION only once the packet has authenticated. `out`: an object to
+ * fill and return instead of a new one (the receive path reuses one).
  */
 export function removeHeaderProtection(
   dgram: Buffer,
@@ -53,6 +54,7 @@ export function removeHeaderProtection(
   largestPn: number,
   premask: Buffer | null = null,
   premaskOffset = 0,
+  out: UnprotectedHeader | null = null,
 ): UnprotectedHeader {
   const sampleOffset = h.pnOffset + 4;
   if (sampleOffset + HP_SAMPLE_LENGTH > h.end) throw new DecodeError('packet too short for a header protection sample');
@@ -75,13 +77,15 @@ export function removeHeaderProtection(
     dgram[p + i] = b;
     truncated = truncated * 256 + b;
   }
-  return {
-    pn: decodePacketNumber(largestPn, truncated, pnLength),
-    pnLength,
-    keyPhase: (first & 0x80) === 0 ? (((first >>> 2) & 1) as 0 | 1) : 0,
-    headerEnd: p + pnLength,
-    firstByte: first,
-  };
+  const pn = decodePacketNumber(largestPn, truncated, pnLength);
+  const keyPhase: 0 | 1 = (first & 0x80) === 0 ? (((first >>> 2) & 1) as 0 | 1) : 0;
+  if (out === null) return { pn, pnLength, keyPhase, headerEnd: p + pnLength, firstByte: first };
+  out.pn = pn;
+  out.pnLength = pnLength;
+  out.keyPhase = keyPhase;
+  out.headerEnd = p + pnLength;
+  out.firstByte = first;
+  return out;
 }
 
 /** Applies header protection in place to a packet whose payload is already sealed. */

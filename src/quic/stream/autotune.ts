@@ -33,7 +33,9 @@ export class WindowTuner {
    */
   onCreditUpdate(consumed: number, now: number, srtt: number): number {
     const inEpoch = consumed - this.epochOffset;
-    if (this.epochStart >= 0 && srtt > 0 && this.window < this.max && inEpoch > this.window / 2) {
+    // An epoch lasts until more than half a window was consumed (credit goes out in smaller steps than that).
+    if (this.epochStart >= 0 && inEpoch <= this.window / 2) return this.window;
+    if (this.epochStart >= 0 && srtt > 0 && this.window < this.max) {
       // The sender got through `fraction` of the window in `now - epochStart`: faster than 2 round trips per
       // window means the window, not the path, is what paces it.
       const fraction = inEpoch / this.window;

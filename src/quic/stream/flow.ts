@@ -7,6 +7,12 @@
  */
 import { TransportError, TransportErrorCode } from '../errors.js';
 
+/**
+ * A credit update (MAX_DATA, MAX_STREAM_DATA) is due when less than this fraction of the window remains unconsumed:
+ * credit in quarter-window steps, so a sender held by it resumes with bursts of a quarter window, not half of one.
+ */
+export const CREDIT_REMAINING = 0.75;
+
 export class ConnectionFlowControl {
   private peerMaxData: number;
   private sent = 0;
@@ -96,9 +102,9 @@ export class ConnectionFlowControl {
     this.consumed += n;
   }
 
-  /** New MAX_DATA when less than half the window remains beyond what was consumed, else null. */
+  /** New MAX_DATA once a quarter of the window was consumed since the last one (CREDIT_REMAINING), else null. */
   maxDataUpdate(): number | null {
-    if (this.ourMaxData - this.consumed >= this.window / 2) return null;
+    if (this.ourMaxData - this.consumed >= this.window * CREDIT_REMAINING) return null;
     return this.consumed + this.window;
   }
 

@@ -13,6 +13,7 @@
  */
 import { TransportError, TransportErrorCode } from '../errors.js';
 import { RangeSet } from './ranges.js';
+import { CREDIT_REMAINING } from './flow.js';
 
 export type RecvState = 'recv' | 'size_known' | 'data_recvd' | 'data_read' | 'reset_recvd' | 'reset_read';
 
@@ -278,12 +279,13 @@ export class RecvStream {
   }
 
   /**
-   * New MAX_STREAM_DATA to advertise when less than half the window remains beyond what was consumed, else null.
-   * Not needed once the final size is known (RFC 9000 §3.2). Call markMaxStreamDataSent(v) when sending it.
+   * New MAX_STREAM_DATA to advertise once a quarter of the window was consumed since the last one (flow.ts
+   * CREDIT_REMAINING), else null. Not needed once the final size is known (RFC 9000 §3.2). Call
+   * markMaxStreamDataSent(v) when sending it.
    */
   maxStreamDataUpdate(): number | null {
     if (this.state !== 'recv') return null;
-    if (this.limit - this.consumed >= this.windowBytes / 2) return null;
+    if (this.limit - this.consumed >= this.windowBytes * CREDIT_REMAINING) return null;
     return this.consumed + this.windowBytes;
   }
 
