@@ -2,6 +2,7 @@
  * Memory per idle connection on a server endpoint, and whether it comes back when the connections close.
  *
  *   node dist/bench/conn-memory.js [--count 1000] [--layer quic|h3] [--settle-ms 15000] [--snapshot FILE]
+ *                              [--snapshot-base FILE] [--snapshot-closed FILE]
  *
  * This process is the server (one UdpEndpoint on 127.0.0.1; --layer h3: an Http3Server, so every connection also
  * has its HTTP/3 session, control and QPACK streams). A child process (this file with `clients`) opens --count
@@ -12,7 +13,8 @@
  * difference over the second half: the cost of one more connection; averageKB is all over the baseline, which also
  * holds what grows once under load, such as V8's young generation); and after they closed and their closing and
  * draining periods ended (notReturnedKB, over the baseline), with the sizes of the endpoint's and driver's
- * per-connection tables. --snapshot writes a V8 heap snapshot while the first round is idle. Each measurement waits
+ * per-connection tables. --snapshot writes a V8 heap snapshot while the first round is idle (--snapshot-base: at the baseline,
+ * --snapshot-closed: after the second round closed; compare the two for what closed connections leave). Each measurement waits
  * --settle-ms first: right after a burst of handshakes V8's heap is fragmented by promoted handshake garbage, and
  * its memory reducer compacts it once allocation has been quiet for several seconds (an idle server's steady state).
  *
@@ -23,7 +25,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { UdpEndpoint, type QuicConnection } from '../src/io/udp.js';
 import { Http3Server } from '../src/h3/server.js';
@@ -76,6 +78,38 @@ interface Mem {
   heapUsed: number;
   external: number;
   arrayBuffers: number;
+  /** V8's heap pages resident in RAM (getHeapStatistics().total_physical_size). */
+  v8Physical: number;
+  /** RSS of the brk heap ([heap] in smaps: the main thread's glibc malloc arena). */
+  rssBrk: number;
+  /** RSS of anonymous mappings other than [heap] and [stack] (V8's pages, other malloc arenas, large mallocs). */
+  rssAnon: number;
+  /** rssAnon + rssBrk - v8Physical: resident memory that is not V8's heap (malloc: OpenSSL, Buffers, V8's zones). */
+  rssNotV8: number;
+}
+
+/** RSS by kind of mapping, from /proc/self/smaps (Linux; zeros elsewhere). */
+function rssByMapping(): { brk: number; anon: number } {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/smaps', 'utf8');
+  } catch {
+    return { brk: 0, anon: 0 };
+  }
+  let brk = 0;
+  let anon = 0;
+  let kind: 'brk' | 'anon' | 'other' = 'other';
+  for (const line of text.split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      const name = line.split(/\s+/)[5] ?? '';
+      kind = name === '[heap]' ? 'brk' : name === '' ? 'anon' : 'other';
+    } else if (line.startsWith('Rss:')) {
+      const kb = Number(line.slice(4).trim().split(' ')[0]) * 1024;
+      if (kind === 'brk') brk += kb;
+      else if (kind === 'anon') anon += kb;
+    }
+  }
+  return { brk, anon };
 }
 
 async function measure(): Promise<Mem> {
@@ -84,12 +118,19 @@ async function measure(): Promise<Mem> {
     await sleep(50);
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  const v8Physical = getHeapStatistics().total_physical_size;
+  const r = rssByMapping();
+  return {
+    rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers,
+    v8Physical, rssBrk: r.brk, rssAnon: r.anon, rssNotV8: r.brk + r.anon - v8Physical,
+  };
 }
 
 function delta(a: Mem, b: Mem, per = 1): Record<keyof Mem, number> {
   const kb = (x: number): number => Math.round(x / per / 102.4) / 10;
-  return { rss: kb(b.rss - a.rss), heapTotal: kb(b.heapTotal - a.heapTotal), heapUsed: kb(b.heapUsed - a.heapUsed), external: kb(b.external - a.external), arrayBuffers: kb(b.arrayBuffers - a.arrayBuffers) };
+  const out = {} as Record<keyof Mem, number>;
+  for (const k of Object.keys(a) as (keyof Mem)[]) out[k] = kb(b[k] - a[k]);
+  return out;
 }
 
 /** Sizes of the per-connection tables of the endpoint and the driver (private fields, read for this report only). */
@@ -124,6 +165,15 @@ async function server(args: string[]): Promise<void> {
   const si = args.indexOf('--snapshot');
   const snapshot = si >= 0 ? args[si + 1] : null;
   if (si >= 0 && !snapshot) usage('--snapshot needs a file name');
+  const fileArg = (flag: string): string | null => {
+    const i = args.indexOf(flag);
+    if (i < 0) return null;
+    const f = args[i + 1];
+    if (!f || f.startsWith('--')) usage(`${flag} needs a file name`);
+    return f;
+  };
+  const snapshotBase = fileArg('--snapshot-base');
+  const snapshotClosed = fileArg('--snapshot-closed');
   const certChain = loadPemChain(readFileSync(`${CERTS}ecdsa.pem`, 'utf8'));
   const privateKey = loadPrivateKey(readFileSync(`${CERTS}ecdsa.key`, 'utf8'));
   const quic: Partial<ConnectionConfig> = { maxIdleTimeout: IDLE_TIMEOUT };
@@ -201,8 +251,13 @@ async function server(args: string[]): Promise<void> {
   // first connections leave (JIT code, inline caches, pools) and the rounds after it measure connections only.
   await round(Math.min(50, count), null);
   const base = await measure();
+  if (snapshotBase) writeHeapSnapshot(snapshotBase);
   const first = await round(count, snapshot);
   const second = await round(count, null);
+  if (snapshotClosed) {
+    gc();
+    writeHeapSnapshot(snapshotClosed);
+  }
   child.send({ type: 'exit' });
   await new Promise((r) => child.once('exit', r));
   clearTimeout(hard);

@@ -25,7 +25,8 @@
  *     (handshake only, no stream), RSS from /proc before and after / N; then all closed, --pause seconds, RSS again;
  *   - handshakes per second per core: the server's CPU time over those N handshakes (64 in flight);
  *   - --hold (default 10,000) concurrent connections: hold-1 idle ones plus a 100 MB quic-go download beside them,
- *     compared with the same download before they were opened (router only).
+ *     compared with the same download before they were opened (after one uncounted warm-up download; router only),
+ *     by speed and by the router's CPU seconds and GC pauses per download (probe snapshots around each).
  * Every child is bounded and stopped through its own PID; a missing peer makes its rows "n/a (reason)".
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -137,7 +138,7 @@ export function procRssBytes(pid: number | undefined): number | null {
   }
 }
 
-interface ProbeSnap {
+export interface ProbeSnap {
   seq: number;
   datagramsIn: number;
   bytesIn: number;
@@ -145,10 +146,15 @@ interface ProbeSnap {
   cpuUser: number;
   cpuSystem: number;
   rss: number;
+  heapUsed?: number;
+  external?: number;
+  /** GC pauses so far (older probes: absent). */
+  gcMs?: number;
+  majorGcCount?: number;
 }
 
 /** Asks the probed router for a snapshot (SIGUSR2) and waits up to 3 s for its line. */
-async function probeSnap(router: Child, file: string): Promise<ProbeSnap | null> {
+export async function probeSnap(router: Child, file: string): Promise<ProbeSnap | null> {
   const lines = (): ProbeSnap[] => (existsSync(file) ? (jsonLines(readFileSync(file, 'utf8')) as unknown as ProbeSnap[]) : []);
   const before = lines().length;
   router.signal('SIGUSR2');
@@ -525,18 +531,25 @@ interface ScaleResult {
   retainedMB?: number | null;
   cpuPerHandshakeMs?: number | null;
   handshakesPerCoreS?: number | null;
+  /** The router's V8 heap in use and external memory (probe) at the baseline, with the connections open, after close. */
+  heapUsedMB?: (number | null)[];
+  externalMB?: (number | null)[];
+  /** Mark-compact collections in the router between the close and the last measurement. */
+  majorGcsAfterClose?: number | null;
   error?: string;
 }
 
 const mb = (b: number | null): number | null => (b === null ? null : b / 1e6);
 
-async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: number, say: Say): Promise<ScaleResult> {
+async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: number, probe: string | null, say: Say): Promise<ScaleResult> {
   const r: ScaleResult = { target, conns: o.conns };
   // Warm-up: one request, so that the HTTP/3 code is loaded and compiled before the baseline.
   await quicGoWork(o, 'small', port, `scale-warm-${target}`);
   await new Promise((res) => setTimeout(res, 2000));
   const rss0 = procRssBytes(server.pid);
   const cpu0 = procCpuSeconds(server.pid);
+  const snap = async (): Promise<ProbeSnap | null> => (probe !== null ? await probeSnap(server, probe) : null);
+  const m0 = await snap();
   const g = await openIdle(o, port, o.conns, `scale-${target}`);
   r.established = g.established;
   r.failed = g.failed;
@@ -545,10 +558,19 @@ async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: 
   await new Promise((res) => setTimeout(res, 2000));
   const rss1 = procRssBytes(server.pid);
   const cpu1 = procCpuSeconds(server.pid);
+  const m1 = await snap();
   await closeIdle(g);
   say(`  ${TLABEL[target]}: ${g.established} idle connections in ${fmt(r.setupS, 1)} s (${g.failed} failed); RSS ${fmt(mb(rss0), 1)} -> ${fmt(mb(rss1), 1)} MB; closed, waiting ${o.pauseS} s`);
   await new Promise((res) => setTimeout(res, o.pauseS * 1000));
   const rss2 = procRssBytes(server.pid);
+  const m2 = await snap();
+  if (probe !== null) {
+    const pick = (m: ProbeSnap | null, k: 'heapUsed' | 'external'): number | null => (m?.[k] === undefined ? null : mb(m[k]!));
+    r.heapUsedMB = [m0, m1, m2].map((m) => pick(m, 'heapUsed'));
+    r.externalMB = [m0, m1, m2].map((m) => pick(m, 'external'));
+    r.majorGcsAfterClose = m1?.majorGcCount !== undefined && m2?.majorGcCount !== undefined ? m2.majorGcCount - m1.majorGcCount : null;
+    say(`    router V8 heap used ${r.heapUsedMB.map((x) => fmt(x, 1)).join(' -> ')} MB, external ${r.externalMB.map((x) => fmt(x, 1)).join(' -> ')} MB (baseline, open, closed); ${r.majorGcsAfterClose ?? 'n/a'} mark-compact after the close`);
+  }
   r.rssBaseMB = mb(rss0);
   r.rssOpenMB = mb(rss1);
   r.rssClosedMB = mb(rss2);
@@ -561,20 +583,47 @@ async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: 
   return r;
 }
 
+/** The router's CPU seconds and GC pauses over one transfer (probe snapshots around it). */
+interface TransferCost {
+  cpuS: number;
+  gcMs: number | null;
+  majorGcs: number | null;
+}
+
+function transferCost(a: ProbeSnap | null, b: ProbeSnap | null): TransferCost | null {
+  if (a === null || b === null) return null;
+  const gc = (k: 'gcMs' | 'majorGcCount'): number | null => (a[k] === undefined || b[k] === undefined ? null : b[k]! - a[k]!);
+  return { cpuS: (b.cpuUser + b.cpuSystem - a.cpuUser - a.cpuSystem) / 1e6, gcMs: gc('gcMs'), majorGcs: gc('majorGcCount') };
+}
+
+const fmtCost = (c: TransferCost | null): string => (c === null ? 'n/a' : `${fmt(c.cpuS)} s CPU (GC ${fmt(c.gcMs, 0)} ms, ${c.majorGcs ?? 'n/a'} mark-compact)`);
+
 interface HoldResult {
   hold: number;
   idle?: number;
   before: Outcome[];
   beside: Outcome[];
+  /** The router's CPU and GC per download, alone and beside the idle connections: what a busy machine moves least. */
+  costBefore: (TransferCost | null)[];
+  costBeside: (TransferCost | null)[];
   rssMB?: number | null;
   setupS?: number;
   error?: string;
 }
 
-async function holdTest(o: EdgeOptions, router: Child, port: number, say: Say): Promise<HoldResult> {
-  const r: HoldResult = { hold: o.hold, before: [], beside: [] };
-  for (let i = 1; i <= o.runs; i++) r.before.push(await quicGoWork(o, 'download', port, `hold-before-${i}`));
+async function holdTest(o: EdgeOptions, router: Child, port: number, probe: string | null, say: Say): Promise<HoldResult> {
+  const r: HoldResult = { hold: o.hold, before: [], beside: [], costBefore: [], costBeside: [] };
+  const download = async (name: string, costs: (TransferCost | null)[]): Promise<Outcome> => {
+    const p0 = probe !== null ? await probeSnap(router, probe) : null;
+    const x = await quicGoWork(o, 'download', port, name);
+    costs.push(transferCost(p0, probe !== null ? await probeSnap(router, probe) : null));
+    return x;
+  };
+  // One download first, not counted: the router runs fresh here, and its first transfer also compiles the code.
+  await quicGoWork(o, 'download', port, 'hold-warm');
+  for (let i = 1; i <= o.runs; i++) r.before.push(await download(`hold-before-${i}`, r.costBefore));
   say(`  bulk download with no other connection: ${r.before.map((x) => (typeof x === 'number' ? `${fmt(x, 1)} MB/s` : `FAILED ${x}`)).join(', ')}`);
+  say(`    router per download: ${r.costBefore.map(fmtCost).join('; ')}`);
   // The router's endpoint admits 10,000 connections (Endpoint maxConnections default): hold-1 idle + the bulk one.
   const g = await openIdle(o, port, o.hold - 1, 'hold');
   r.idle = g.established;
@@ -588,9 +637,10 @@ async function holdTest(o: EdgeOptions, router: Child, port: number, say: Say): 
         r.beside.push('the router is gone');
         break;
       }
-      r.beside.push(await quicGoWork(o, 'download', port, `hold-beside-${i}`));
+      r.beside.push(await download(`hold-beside-${i}`, r.costBeside));
     }
     say(`  bulk download beside them: ${r.beside.map((x) => (typeof x === 'number' ? `${fmt(x, 1)} MB/s` : `FAILED ${x}`)).join(', ')}`);
+    say(`    router per download: ${r.costBeside.map(fmtCost).join('; ')}`);
   } finally {
     await closeIdle(g);
   }
@@ -737,13 +787,13 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
             for (const t of TARGETS) {
               const srv = t === 'router' ? st.router : st.caddy;
               if (srv === null) scale.push({ target: t, conns: o.conns, error: `${TLABEL[t]} not running` });
-              else scale.push(await scaleTarget(o, t, srv, t === 'router' ? st.routerPort : st.caddyPort, say));
+              else scale.push(await scaleTarget(o, t, srv, t === 'router' ? st.routerPort : st.caddyPort, t === 'router' ? st.probe : null, say));
             }
           }
           if (!o.skip.includes('hold')) {
             say(`hold: ${o.hold} concurrent connections on the router (${o.hold - 1} idle + one 100 MB quic-go download):`);
-            if (st.router === null) hold = { hold: o.hold, before: [], beside: [], error: 'router not running' };
-            else hold = await holdTest(o, st.router, st.routerPort, say);
+            if (st.router === null) hold = { hold: o.hold, before: [], beside: [], costBefore: [], costBeside: [], error: 'router not running' };
+            else hold = await holdTest(o, st.router, st.routerPort, st.probe, say);
           }
         }
       } finally {
@@ -860,6 +910,17 @@ export async function runEdgeSuite(o: EdgeOptions, say: Say): Promise<Record<str
       '-',
       `>= ${GOAL_HOLD_RATIO * 100} % with ${fmtInt(o.hold)}`,
       ratio === null || held === null ? 'n/a' : ratio >= GOAL_HOLD_RATIO && held >= o.hold ? 'met' : 'not met',
+    ]);
+    const cpu = (l: (TransferCost | null)[]): number | null => median(l.map((c) => c?.cpuS ?? null).filter((x): x is number => x !== null));
+    const gcm = (l: (TransferCost | null)[]): number | null => median(l.map((c) => c?.gcMs ?? null).filter((x): x is number => x !== null));
+    const cb = cpu(hold.costBefore);
+    const cs = cpu(hold.costBeside);
+    mRows.push([
+      'router CPU per 100 MB download (GC), beside them vs alone',
+      cb === null || cs === null ? 'n/a' : `${fmt(cs)} s (${fmt(gcm(hold.costBeside), 0)} ms) / ${fmt(cb)} s (${fmt(gcm(hold.costBefore), 0)} ms)`,
+      '-',
+      '-',
+      '-',
     ]);
   }
   if (mRows.length > 1) {

@@ -5,13 +5,16 @@
  *
  * It counts the datagrams (and their bytes) that node:dgram hands to every 'message' listener of the process, i.e.
  * what the router's sockets received, and on SIGUSR2 appends one JSON line to FILE:
- *   {"seq","datagramsIn","bytesIn","datagramsOut","bytesOut","cpuUser","cpuSystem","rss","heapUsed","external","arrayBuffers"}
- * (CPU in microseconds since process start; memory in bytes). The bench reads two snapshots around a transfer and
+ *   {"seq","datagramsIn","bytesIn","datagramsOut","bytesOut","cpuUser","cpuSystem","rss","heapUsed","external","arrayBuffers",
+ *    "gcCount","gcMs","majorGcCount","majorGcMs"}
+ * (CPU in microseconds since process start; memory in bytes; garbage-collection pauses so far, from a
+ * PerformanceObserver on 'gc' entries, major = mark-compact). The bench reads two snapshots around a transfer and
  * divides: CPU per received datagram. The router's code is untouched; the cost of the probe is one counter increment
  * and one extra call per datagram. Nothing here changes behaviour, and without QSR_BENCH_PROBE it does nothing.
  */
 import { appendFileSync } from 'node:fs';
 import dgram from 'node:dgram';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 
 const file = process.env.QSR_BENCH_PROBE;
 
@@ -21,6 +24,17 @@ if (file !== undefined && file !== '') {
   let datagramsOut = 0;
   let bytesOut = 0;
   let seq = 0;
+  const gc = { gcCount: 0, gcMs: 0, majorGcCount: 0, majorGcMs: 0 };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.gcCount++;
+      gc.gcMs += e.duration;
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        gc.majorGcCount++;
+        gc.majorGcMs += e.duration;
+      }
+    }
+  }).observe({ entryTypes: ['gc'] });
   type Listener = (...args: unknown[]) => void;
   const proto = dgram.Socket.prototype as unknown as {
     on: (ev: string | symbol, fn: Listener) => unknown;
@@ -50,7 +64,7 @@ if (file !== undefined && file !== '') {
   process.on('SIGUSR2', () => {
     const c = process.cpuUsage();
     const m = process.memoryUsage();
-    const line = { seq: ++seq, datagramsIn, bytesIn, datagramsOut, bytesOut, cpuUser: c.user, cpuSystem: c.system, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+    const line = { seq: ++seq, datagramsIn, bytesIn, datagramsOut, bytesOut, cpuUser: c.user, cpuSystem: c.system, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, ...gc };
     appendFileSync(file, JSON.stringify(line) + '\n');
   });
 }

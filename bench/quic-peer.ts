@@ -7,7 +7,9 @@
  *     on each bidi stream it reads "<bytes>\n", writes that many bytes (one preallocated 64 KiB buffer, reused,
  *     honouring write() backpressure) and ends the stream. When the connection closes it prints its resource
  *     usage as one JSON line and exits. With --keep-idle N it accepts up to N + 16 connections at once and keeps them
- *     (idle timeout 10 minutes), serves the streams of any of them as above, and runs until SIGTERM.
+ *     (idle timeout 10 minutes), serves the streams of any of them as above, and runs until SIGTERM. After each bulk
+ *     transfer (1 MB or more) it prints {"event":"served"} with its CPU seconds and GC pauses over that transfer; with
+ *     QSR_PEER_PROFILE=DIR it also writes a CPU profile of the transfer alone to DIR/served-N.cpuprofile.
  *   node dist/bench/quic-peer.js idle --port P --count N [--alpn NAME] [--at-once K]
  *     Opens N connections to the server (at most K, default 64, handshakes at a time, certificate not verified),
  *     prints {"event":"idle_ready","count":N,"ms":...} once all are established, and keeps them open and silent until
@@ -22,8 +24,10 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { join } from 'node:path';
+import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { UdpEndpoint, type QuicConnection, type QuicStream } from '../src/io/udp.js';
 import type { ConnectionConfig } from '../src/quic/connection-types.js';
@@ -76,7 +80,32 @@ function intFlag(args: string[], name: string, dflt: number): number {
 // ---------------------------------------------------------------------------------------------------------------------
 // Server
 
+/** Garbage collection in this process so far (PerformanceObserver 'gc' entries): pauses and their total, by kind. */
+const gcTotals = { count: 0, ms: 0, majorCount: 0, majorMs: 0 };
+function observeGc(): void {
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcTotals.count++;
+      gcTotals.ms += e.duration;
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        gcTotals.majorCount++;
+        gcTotals.majorMs += e.duration;
+      }
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+}
+
+/**
+ * Sends `size` bytes and, for a bulk transfer (1 MB or more), prints {"event":"served"} with this process's CPU
+ * seconds and GC pauses from the request until the stream closed: the server's cost of one transfer, which a busy machine
+ * changes far less than the wall-clock speed.
+ */
 async function sendBytes(s: QuicStream, size: number, chunk: Buffer): Promise<void> {
+  const profiling = size >= 1e6 ? await startProfile() : null;
+  const cpu0 = process.cpuUsage();
+  const gc0 = { ...gcTotals };
+  const t0 = performance.now();
   let left = size;
   while (left > 0) {
     const n = Math.min(left, CHUNK);
@@ -89,6 +118,41 @@ async function sendBytes(s: QuicStream, size: number, chunk: Buffer): Promise<vo
     }
   }
   s.end();
+  if (size >= 1e6) {
+    if (!s.destroyed) await once(s, 'close');
+    const cpu = process.cpuUsage(cpu0);
+    emit({
+      event: 'served', bytes: size, seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6,
+      gcCount: gcTotals.count - gc0.count, gcMs: gcTotals.ms - gc0.ms, majorGcCount: gcTotals.majorCount - gc0.majorCount, majorGcMs: gcTotals.majorMs - gc0.majorMs,
+      heapUsedMB: process.memoryUsage().heapUsed / 1e6,
+      ...(profiling && { profile: await profiling() }),
+    });
+  }
+}
+
+let profiles = 0;
+
+/**
+ * With QSR_PEER_PROFILE=DIR, a CPU profile of this process (node:inspector) from now until the returned function is
+ * called, which writes it to DIR/served-N.cpuprofile and returns the file name: the bulk transfer alone, without the
+ * handshakes of the idle connections that a whole-process --cpu-prof would be mostly made of.
+ */
+async function startProfile(): Promise<(() => Promise<string>) | null> {
+  const dir = process.env.QSR_PEER_PROFILE;
+  if (!dir) return null;
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return async () => {
+    const { profile } = (await post('Profiler.stop')) as { profile: object };
+    session.disconnect();
+    const file = join(dir, `served-${++profiles}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return file;
+  };
 }
 
 function serveStream(s: QuicStream, chunk: Buffer, onError: (e: Error) => void): void {
@@ -130,6 +194,7 @@ async function server(args: string[]): Promise<void> {
     ...(keepIdle ? { maxIdleTimeout: IDLE_BENCH_TIMEOUT } : {}),
   };
   const chunk = patternChunk();
+  observeGc();
   const ep = await UdpEndpoint.open({ bind: [{ address: HOST, port: 0 }], server: config, maxConnections: keepIdle + 16 });
   const errors: string[] = [];
   let finished = false;

@@ -398,7 +398,8 @@ interface IdleServer {
   /** Idle connections actually established, and how long that took. */
   established: number;
   setupSeconds: number | null;
-  runs: { ok: boolean; mbPerSec: number | null; error?: string }[];
+  /** Per bulk run: the client's speed and the server's CPU seconds and GC pauses over it (quic-peer 'served'). */
+  runs: { ok: boolean; mbPerSec: number | null; serverCpu: number | null; gcMs: number | null; majorGcs: number | null; error?: string }[];
   serverCpu: number | null;
   serverRssMB: number | null;
   error?: string;
@@ -437,12 +438,21 @@ async function startIdleServer(o: Options, idle: number, size: number, work: str
 }
 
 async function bulkRun(s: IdleServer, size: number, run: number, work: string, say: Say): Promise<void> {
+  const servedBefore = jsonLines(s.srv.stdout()).filter((j) => j.event === 'served').length;
   const cli = spawnBounded({ name: `idle-bulk-${s.idle}-${run}`, cmd: process.execPath, args: [PEER_JS, 'client', '--port', String(s.port), '--size', String(size)], workDir: work, timeoutMs: transferTimeoutMs(size) });
   const exit = await cli.exited;
   const c = jsonLines(cli.stdout()).find((j) => j.event === 'exit');
-  const r = c ? { ok: c.ok === true, mbPerSec: num(c.mbPerSec) } : { ok: false, mbPerSec: null, error: describeExit(cli, exit) };
+  // The server prints its 'served' line when the stream closes, about when the client exits.
+  let served: Record<string, unknown> | undefined;
+  await waitFor(() => {
+    const l = jsonLines(s.srv.stdout()).filter((j) => j.event === 'served');
+    served = l[servedBefore];
+    return served !== undefined || !s.srv.isRunning();
+  }, 3000, 20);
+  const cost = { serverCpu: num(served?.cpu), gcMs: num(served?.gcMs), majorGcs: num(served?.majorGcCount) };
+  const r = c ? { ok: c.ok === true, mbPerSec: num(c.mbPerSec), ...cost } : { ok: false, mbPerSec: null, ...cost, error: describeExit(cli, exit) };
   s.runs.push(r);
-  say(`  run ${run}, ${s.idle} idle connections: ${r.ok ? 'ok' : 'FAILED'} ${fmt(r.mbPerSec, 1)} MB/s${'error' in r && r.error ? ` (${r.error})` : ''}`);
+  say(`  run ${run}, ${s.idle} idle connections: ${r.ok ? 'ok' : 'FAILED'} ${fmt(r.mbPerSec, 1)} MB/s; server ${fmt(r.serverCpu)} s CPU, GC ${fmt(r.gcMs, 0)} ms (${r.majorGcs ?? 'n/a'} mark-compact)${'error' in r && r.error ? ` (${r.error})` : ''}`);
 }
 
 async function stopIdleServer(s: IdleServer): Promise<void> {
@@ -472,8 +482,9 @@ async function runIdleSuite(o: Options, work: string, say: Say): Promise<Record<
     for (const s of servers) await stopIdleServer(s);
   }
   const med = (s: IdleServer): number | null => median(s.runs.filter((x) => x.ok).map((x) => x.mbPerSec));
-  const rows = [['idle connections on the server endpoint', 'bulk MB/s (median)', 'ok runs', 'server CPU s (incl. idle handshakes)', 'server peak RSS MB']];
-  for (const s of servers) rows.push([String(s.idle ? s.established : 0), fmt(med(s), 1), `${s.runs.filter((x) => x.ok).length}/${s.runs.length}`, fmt(s.serverCpu), fmt(s.serverRssMB, 0)]);
+  const medOf = (s: IdleServer, k: 'serverCpu' | 'gcMs'): number | null => median(s.runs.filter((x) => x.ok).map((x) => x[k]));
+  const rows = [['idle connections on the server endpoint', 'bulk MB/s (median)', 'server CPU s per transfer', 'server GC ms per transfer', 'ok runs', 'server CPU s (incl. idle handshakes)', 'server peak RSS MB']];
+  for (const s of servers) rows.push([String(s.idle ? s.established : 0), fmt(med(s), 1), fmt(medOf(s, 'serverCpu')), fmt(medOf(s, 'gcMs'), 0), `${s.runs.filter((x) => x.ok).length}/${s.runs.length}`, fmt(s.serverCpu), fmt(s.serverRssMB, 0)]);
   say('');
   say('idle-connection medians:');
   say(table(rows));
@@ -482,7 +493,11 @@ async function runIdleSuite(o: Options, work: string, say: Say): Promise<Record<
   const loaded = servers[1] ? med(servers[1]) : null;
   const ratio = base !== null && loaded !== null && base > 0 ? loaded / base : null;
   say(`with ${o.idle} idle connections the bulk transfer runs at ${ratio === null ? 'n/a' : `${(ratio * 100).toFixed(1)} %`} of its speed with none; target >= 90 %: ${ratio === null ? 'n/a' : ratio >= 0.9 ? 'met' : 'NOT met'}`);
-  return { servers: servers.map(({ srv: _s, idler: _i, ...rest }) => rest), ratio };
+  const cpu0 = servers[0] ? medOf(servers[0], 'serverCpu') : null;
+  const cpu1 = servers[1] ? medOf(servers[1], 'serverCpu') : null;
+  const cpuRatio = cpu0 !== null && cpu1 !== null && cpu1 > 0 ? cpu0 / cpu1 : null;
+  say(`server CPU per transfer: ${fmt(cpu1)} s with ${o.idle} idle connections, ${fmt(cpu0)} s with none: ${cpuRatio === null ? 'n/a' : `${(cpuRatio * 100).toFixed(1)} %`} of the speed a CPU-bound server would keep (less noisy than wall clock on a busy machine)`);
+  return { servers: servers.map(({ srv: _s, idler: _i, ...rest }) => rest), ratio, cpuRatio };
 }
 
 /** Runs this program again inside a private network namespace (unshare -n, loopback only); resolves with its exit code. */

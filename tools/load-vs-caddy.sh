@@ -1,18 +1,22 @@
 #!/bin/sh
 # `qsr load` against Caddy 2.6 (quic-go): does the generator saturate it? Runs everything inside a private network
-# namespace (loopback only, fixed ports cannot collide), as root:
+# namespace (loopback only, fixed ports cannot collide):
 #
-#   unshare -n -- sh -c 'ip link set lo up && exec sh tools/load-vs-caddy.sh [ROUNDS] [N]'
+#   unshare -rn -- sh -c 'ip link set lo up && exec sh tools/load-vs-caddy.sh [ROUNDS] [N]'     (or unshare -n as root)
 #
 # Caddy serves /static (a 12-byte `respond`) and reverse_proxies /text* to our text service (`qsr service text`,
-# GET /text/sample). Each round runs, alternately: qsr load in one process (1 connection x 100 streams; 2 x 50),
-# qsr load over 2 worker processes (2 x 50), and the quic-go client (one connection, 100 in flight), N requests each,
-# and prints req/s with the CPU seconds Caddy and the client used. PIDs are recorded and only those are stopped.
-# Needs a build (dist/), /usr/bin/caddy, and the quic-go client (built by the interop tests into
-# $TMPDIR/qsr-quicgo-*/quicgo-client; that row is skipped without it).
+# GET /text/sample). Each round runs, alternately, N requests with: qsr load on one connection (1 x 100 streams),
+# on two (2 x 100), on four over two worker processes (4 x 100, -w 2), the quic-go client (one connection, 100 in
+# flight) and gtlsclient (one connection, N requests multiplexed: the server's 100-stream limit caps it). Each line:
+# req/s, Caddy's CPU seconds and its share of the wall time (`busy`, in % of one core; it can use both), the
+# client's CPU seconds (process start and handshake included) and per request, and for /text the text service's
+# CPU seconds. Caddy is saturated when more generator capacity (connections, processes) no longer raises its req/s
+# and qsr load's req/s is at least the peer clients'. PIDs are recorded and only those are stopped.
+# Needs a build (dist/), /usr/bin/caddy, the quic-go client (built by the interop tests into
+# $TMPDIR/qsr-quicgo-*/quicgo-client; that row is skipped without it) and /usr/bin/gtlsclient (skipped without it).
 set -eu
 ROUNDS=${1:-3}
-N=${2:-5000}
+N=${2:-10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 QSR="node $ROOT/dist/src/cli/qsr.js"
 W=$(mktemp -d /tmp/qsr-load-caddy-XXXXXX)
@@ -63,27 +67,36 @@ cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/pro
 
 run() { # label path cmd...
   label=$1; path=$2; shift 2
-  c0=$(cpu $CADDY_PID)
+  c0=$(cpu $CADDY_PID); t0=$(cpu $TEXT_PID); w0=$(date +%s.%N)
   /usr/bin/time -f '%U %S' -o "$W/time" timeout 300 "$@" >"$W/out.json" 2>"$W/err" || true
-  c1=$(cpu $CADDY_PID)
-  if [ "$label" = quic-go ]; then
-    rps=$(node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1]));const t=j.totals;console.log((t.ok/(t.wallMs/1000)).toFixed(0)+" req/s ok="+t.ok+" failed="+t.failed)' "$W/out.json")
-    client=$(awk '{ printf "%.2f", $1 + $2 }' "$W/time")
-  else
-    rps=$(node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(j.requestsPerSec.toFixed(0)+" req/s ok="+j.requests.ok+" failed="+j.requests.failed+" p50="+j.latencyMs.p50+"ms p99="+j.latencyMs.p99+"ms")' "$W/out.json")
-    client=$(awk '{ printf "%.2f", $1 + $2 }' "$W/time")
-  fi
-  echo "$path  $label: $rps  caddy_cpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')s  client_cpu=${client}s"
+  c1=$(cpu $CADDY_PID); t1=$(cpu $TEXT_PID); w1=$(date +%s.%N)
+  client=$(awk '{ printf "%.2f", $1 + $2 }' "$W/time")
+  case "$label" in
+    quic-go) rps=$(node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1]));const t=j.totals;console.log((t.ok/(t.wallMs/1000)).toFixed(0)+" req/s ok="+t.ok+" failed="+t.failed)' "$W/out.json") ;;
+    gtlsclient)
+      # gtlsclient prints nothing with -q: every stream must have closed (h3-bench.sh checks the same way); wall time
+      # includes its start and handshake.
+      rps=$(awk -v a="$w0" -v b="$w1" -v n="$N" 'BEGIN { printf "%.0f req/s (wall, incl. start)", n / (b - a) }') ;;
+    *) rps=$(node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1]));console.log(j.requestsPerSec.toFixed(0)+" req/s ok="+j.requests.ok+" failed="+j.requests.failed+" p50="+j.latencyMs.p50+"ms p99="+j.latencyMs.p99+"ms generator="+(1e6*j.generator.cpuSeconds/j.requests.total).toFixed(0)+"us/req")' "$W/out.json") ;;
+  esac
+  caddy=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
+  busy=$(awk -v a="$c0" -v b="$c1" -v x="$w0" -v y="$w1" 'BEGIN { printf "%.0f", 100 * (b - a) / (y - x) }')
+  text=""
+  case "$path" in /text*) text="  text_cpu=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')s" ;; esac
+  echo "$path  $label: $rps  caddy_cpu=${caddy}s busy=${busy}%  client_cpu=${client}s ($(awk -v c="$client" -v n="$N" 'BEGIN { printf "%.0f", 1e6 * c / n }') us/req)$text"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
   for path in /static /text/sample; do
     U=https://127.0.0.1:$PORT$path
-    run "qsr load -c1 -s100 -w1" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 1 -s 100 --json
-    run "qsr load -c2 -s50 -w1" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 2 -s 50 --json
-    run "qsr load -c2 -s50 -w2" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 2 -s 50 -w 2 --json
+    run "qsr load -c1 -s100" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 1 -s 100 --json
+    run "qsr load -c2 -s100" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 2 -s 100 --json
+    run "qsr load -c4 -s100 -w2" $path $QSR load "$U" --ca "$W/cert.pem" -n "$N" -c 4 -s 100 -w 2 --json
     if [ -n "$QUICGO" ]; then
       run quic-go $path "$QUICGO" -ca "$W/cert.pem" -n "$N" -c 100 -timeout 120s "$U"
+    fi
+    if [ -x /usr/bin/gtlsclient ]; then
+      run gtlsclient $path /usr/bin/gtlsclient -q --exit-on-all-streams-close -n "$N" --timeout=120s 127.0.0.1 $PORT "$U"
     fi
   done
 done

@@ -72,6 +72,8 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
   private readonly requestStreams = new Map<number, H3RequestStream>();
   /** Finished request streams whose QUIC stream may still hold unacknowledged data. */
   private readonly unsettled = new Set<number>();
+  /** unsettled is swept of streams the connection forgot once it reaches this size (so it never grows with every request). */
+  private unsettledSweepAt = 64;
 
   /** GOAWAY id we sent / received (null: none). */
   goawaySent: number | null = null;
@@ -116,6 +118,11 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
   /** The connection is closed or closing: input is no longer processed. */
   get isClosing(): boolean {
     return this.closing || this.closedError !== null;
+  }
+
+  /** Finished request streams still tracked until the connection forgets them (bounded: swept as it grows). */
+  get unsettledStreams(): number {
+    return this.unsettled.size;
   }
 
   /** Request streams still in progress. */
@@ -182,6 +189,12 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     r.pump();
   }
 
+  /**
+   * A blocked header section of a stream that is not one of this session's request streams became decodable (the
+   * client's lean requests, src/h3/lean-request.ts, decode through the session but keep their own streams).
+   */
+  onUnblocked: ((streamId: number) => void) | null = null;
+
   /** Server: builds the body object of a request (the server replaces this with its Http3Request). */
   createRequestBody: (s: H3RequestStream) => IncomingBody = (s) => new IncomingBody(s);
 
@@ -239,7 +252,11 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
         return (chunk) => {
           const unblocked = this.decoder.onEncoderStreamData(chunk);
           this.flushQpack();
-          for (const id of unblocked) this.requestStreams.get(id)?.unblock();
+          for (const id of unblocked) {
+            const r = this.requestStreams.get(id);
+            if (r) r.unblock();
+            else this.onUnblocked?.(id);
+          }
         };
       case UniStreamType.QPACK_DECODER:
         once('QPACK decoder');
@@ -361,8 +378,13 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
    * closing the connection before that would discard response bytes still in flight.
    */
   allSettled(): boolean {
-    for (const id of this.unsettled) if (!this.quic.conn.hasStream(id)) this.unsettled.delete(id);
+    this.sweepUnsettled();
     return this.unsettled.size === 0 && this.requestStreams.size === 0;
+  }
+
+  private sweepUnsettled(): void {
+    const conn = this.quic.conn;
+    for (const id of this.unsettled) if (!conn.hasStream(id)) this.unsettled.delete(id);
   }
 
   private checkDrained(): void {
@@ -403,7 +425,12 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
 
   onStreamDone(r: H3RequestStream): void {
     if (this.requestStreams.get(r.id) === r) this.requestStreams.delete(r.id);
-    this.unsettled.add(r.id);
+    const u = this.unsettled;
+    u.add(r.id);
+    if (u.size >= this.unsettledSweepAt) {
+      this.sweepUnsettled();
+      this.unsettledSweepAt = Math.max(64, 2 * u.size);
+    }
     this.checkDrained();
   }
 

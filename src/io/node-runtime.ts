@@ -39,8 +39,22 @@ class NodeDatagramSocket implements DatagramSocket {
     });
   }
 
+  private connected = false;
+
   send(buf: Buffer, port: number, address: string): void {
-    this.sock.send(buf, port, address);
+    if (this.connected) this.sock.send(buf);
+    else this.sock.send(buf, port, address);
+  }
+
+  connect(port: number, address: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.sock.once('error', reject);
+      this.sock.connect(port, address, () => {
+        this.sock.off('error', reject);
+        this.connected = true;
+        resolve();
+      });
+    });
   }
 
   onMessage(handler: (buf: Buffer, rinfo: RemoteInfo) => void): void {

@@ -17,6 +17,11 @@ export interface DatagramSocket {
   bind(port: number, address: string): Promise<void>;
   /** Sends one datagram; delivery is best effort (errors are reported through onError, never thrown). */
   send(buf: Buffer, port: number, address: string): void;
+  /**
+   * Optional: connects the socket to one peer (a client talking to one server). The kernel then resolves the route
+   * once instead of per datagram, and only that peer's datagrams are received; send() must then name that peer.
+   */
+  connect?(port: number, address: string): Promise<void>;
   /** Sets the handler for received datagrams (one handler per socket). */
   onMessage(handler: (buf: Buffer, rinfo: RemoteInfo) => void): void;
   /** Sets the handler for asynchronous socket errors (e.g. ICMP-triggered ones). */

@@ -28,6 +28,11 @@ export interface UdpEndpointOptions extends EndpointOptions {
   socketBufferSize?: number;
   /** Sockets and clock (default: node:dgram and real timers). */
   runtime?: IoRuntime;
+  /**
+   * A client endpoint for one server: its socket is connected to this address when the runtime can (a connected
+   * UDP socket costs the kernel less per datagram; datagrams from any other address are no longer received).
+   */
+  connectTo?: Address;
 }
 
 export class UdpEndpoint extends EventEmitter {
@@ -60,6 +65,7 @@ export class UdpEndpoint extends EventEmitter {
       const sock = ep.runtime.createDatagramSocket(isIPv6(a.address) ? 'IPv6' : 'IPv4');
       await sock.bind(a.port, a.address);
       ep.recvBufferSizes.push(sock.setBufferSizes(opts.socketBufferSize ?? SOCKET_BUFFER));
+      if (opts.connectTo && sock.connect && isIPv6(opts.connectTo.address) === isIPv6(a.address)) await sock.connect(opts.connectTo.port, opts.connectTo.address);
       sock.onMessage((msg, rinfo) => ep.onMessage(msg, rinfo));
       // Socket errors (e.g. ICMP-triggered ones) must not crash the process: report them to listeners only.
       sock.onError((err) => {
@@ -98,7 +104,8 @@ export class UdpEndpoint extends EventEmitter {
     for (const h of this.handles.values()) h.close(code, reason);
     const clock = this.clock;
     const deadline = clock.now() + timeoutMs;
-    while (this.handles.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
+    // Until every connection has ended its closing or draining period (handles go as soon as they heard the close).
+    while (this.endpoint.connections.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
     this.closed = true;
     if (this.timer) clock.clearTimeout(this.timer);
     for (const h of this.handles.values()) h.destroyAll(new Error('endpoint closed'));
@@ -150,7 +157,10 @@ export class UdpEndpoint extends EventEmitter {
     const h = this.handles.get(c);
     if (!h) return;
     h.processEvents();
-    if (c.state === 'closed') this.handles.delete(c);
+    // A handle that delivered the close has nothing more to deliver: dropping it now lets the application's objects
+    // (streams, the HTTP/3 session) go while the connection itself lingers through closing or draining (3 PTOs,
+    // seconds when the handshake's RTT samples were slow), holding only what it needs for that.
+    if (c.state === 'closed' || h.closeInfo !== null) this.handles.delete(c);
   }
 
   /** Called by handles after the application wrote, read or closed. */
@@ -232,10 +242,25 @@ export class UdpEndpoint extends EventEmitter {
   }
 }
 
-/** A QUIC connection with a Node-style API. Events: 'ready', 'stream' (QuicStream), 'keyupdate', 'close' (CloseInfo). */
+/**
+ * What a QuicConnection hands a stream's events to: a QuicStream, or a lighter handler that reads and writes the
+ * sans-I/O connection itself (src/h3/lean-request.ts: a load generator's requests without a Duplex each).
+ */
+export interface StreamEventSink {
+  pump(): void;
+  onDrain(): void;
+  onPeerReset(code: number): void;
+  onStopSending(code: number): void;
+  onConnectionClosed(err: Error | null): void;
+}
+
+/**
+ * A QUIC connection with a Node-style API. Events: 'ready', 'stream' (QuicStream), 'keyupdate', 'close' (CloseInfo),
+ * 'streamsAvailable' (the peer raised its stream limit: a stream opened with conn.openStream may succeed again).
+ */
 export class QuicConnection extends EventEmitter {
   readonly ready: Promise<void>;
-  private readonly streams = new Map<number, QuicStream>();
+  private readonly streams = new Map<number, StreamEventSink>();
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
@@ -288,6 +313,18 @@ export class QuicConnection extends EventEmitter {
     if (id === null) return null;
     this.owner.wake(this.conn);
     return this.attach(id);
+  }
+
+  /**
+   * Sends the events of stream `id` (just opened with conn.openStream) to `sink` instead of a QuicStream: the sink
+   * reads and writes `conn` directly and calls wake() after. It stays registered until releaseSinkStream(id).
+   */
+  attachSink(id: number, sink: StreamEventSink): void {
+    this.streams.set(id, sink);
+  }
+
+  releaseSinkStream(id: number): void {
+    this.streams.delete(id);
   }
 
   close(code = 0, reason = ''): void {
@@ -344,6 +381,7 @@ export class QuicConnection extends EventEmitter {
           break;
         case 'streams_available':
           this.retryOpen();
+          this.emit('streamsAvailable');
           break;
         case 'key_update':
           this.emit('keyupdate', e);

@@ -1,7 +1,10 @@
 /**
  * The load of one process: its share of the connections, each with `streams` request loops (one request in flight
  * per loop, the next sent as soon as the previous response has been read to its end), on the HTTP/3 client
- * library (src/h3/client.ts). A connection the server closes or sends GOAWAY on is replaced by a new one (up to
+ * library (src/h3/client.ts). Requests without a body or with one held in memory go through the client's lean path
+ * (src/h3/lean-request.ts: validated and encoded once, no stream objects or Promises per request, responses counted
+ * straight off the connection); a body streamed from a file, and a run with --qlog (whose HTTP/3 frame events the
+ * lean path does not write), use Http3Client.request(). A connection the server closes or sends GOAWAY on is replaced by a new one (up to
  * three failed attempts in a row, then its loops stop); requests on it that fail are counted by kind.
  *
  *   const r = new ShareRunner(plan, share);
@@ -14,7 +17,8 @@ import { setMaxListeners } from 'node:events';
 import { createReadStream, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { Http3Client, type Http3ClientOptions } from '../h3/client.js';
+import { Http3Client, type Http3ClientOptions, type PreparedRequest } from '../h3/client.js';
+import type { LeanExchange, LeanOutcome } from '../h3/lean-request.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { qlogTracer } from '../obs/qlog.js';
 import { suiteByName, type CipherSuite } from '../quic/crypto/suites.js';
@@ -53,18 +57,18 @@ export function clientOptions(plan: LoadPlan): Http3ClientOptions {
 }
 
 /** A request body for each request: the same Buffer every time, or a fresh file stream for a large file. */
-function bodySource(plan: LoadPlan): { next: () => Buffer | Readable | undefined; size: number } {
+function bodySource(plan: LoadPlan): { next: () => Buffer | Readable | undefined; size: number; buffer: Buffer | null; streamed: boolean } {
   const b = plan.body;
-  if (b === null) return { next: () => undefined, size: 0 };
+  if (b === null) return { next: () => undefined, size: 0, buffer: null, streamed: false };
   if ('text' in b) {
     const buf = Buffer.from(b.text);
-    return { next: () => buf, size: buf.length };
+    return { next: () => buf, size: buf.length, buffer: buf, streamed: false };
   }
   if (b.size <= BODY_IN_MEMORY_LIMIT) {
     const buf = readFileSync(b.file);
-    return { next: () => buf, size: buf.length };
+    return { next: () => buf, size: buf.length, buffer: buf, streamed: false };
   }
-  return { next: () => createReadStream(b.file, { highWaterMark: 256 * 1024 }), size: b.size };
+  return { next: () => createReadStream(b.file, { highWaterMark: 256 * 1024 }), size: b.size, buffer: null, streamed: true };
 }
 
 /** Reads a response body to its end, counting bytes; rejects when it fails or closes early. */
@@ -86,6 +90,8 @@ interface Live {
   client: Http3Client;
   inflight: number;
   retired: boolean;
+  /** Stops using it (new requests go to a new connection); it closes when its last request is done. */
+  retire: () => void;
 }
 
 class LoadConnection {
@@ -112,12 +118,13 @@ class LoadConnection {
         const client = await Http3Client.connect(r.plan.origin + '/', r.clientOptions);
         r.stats.handshakeDone(performance.now() - t0);
         this.failures = 0;
-        const live: Live = { client, inflight: 0, retired: false };
+        const live: Live = { client, inflight: 0, retired: false, retire: () => {} };
         const retire = (): void => {
           if (this.live === live) this.live = null;
           live.retired = true;
           r.release(live);
         };
+        live.retire = retire;
         client.on('goaway', retire);
         client.on('close', retire);
         this.live = live;
@@ -147,6 +154,8 @@ interface TimeoutWindow {
   expires: number;
   timedOut: boolean;
 }
+
+const TIMED_OUT = new Error('timeout');
 
 export class ShareRunner {
   readonly stats = new LoadStats();
@@ -188,9 +197,10 @@ export class ShareRunner {
     this.cpu0 = process.cpuUsage();
     if (this.plan.durationMs !== null) this.endAt = this.t0 + this.plan.durationMs;
     const loops: Promise<void>[] = [];
+    const lean = !this.body.streamed && !this.plan.qlog;
     for (const c of this.conns) {
       if (c.dead) continue;
-      for (let i = 0; i < this.plan.streams; i++) loops.push(this.loop(c));
+      for (let i = 0; i < this.plan.streams; i++) loops.push(lean ? this.leanLoop(c) : this.loop(c));
     }
     const sweep = setInterval(() => {
       const now = performance.now();
@@ -198,6 +208,12 @@ export class ShareRunner {
         const w = this.windows.shift() as TimeoutWindow;
         w.timedOut = true;
         w.ctrl.abort();
+      }
+      // Lean requests in flight, oldest first: abort those past the timeout.
+      const limit = now - this.plan.timeoutMs;
+      for (const x of this.leanInflight) {
+        if (x.startedAt > limit) break;
+        x.abort(TIMED_OUT);
       }
     }, SWEEP_MS);
     try {
@@ -267,6 +283,66 @@ export class ShareRunner {
       }
       await this.one(live);
     }
+  }
+
+  /** Lean requests in flight, in the order they started (for the timeout sweep). */
+  private readonly leanInflight = new Set<LeanExchange>();
+
+  /** The request every lean loop sends (prepared once, on the first connection: every connection has the same origin). */
+  private prepared: PreparedRequest | null = null;
+
+  /**
+   * One lean request loop: callbacks instead of an async loop, so that a request costs no Promise. Ends (resolves)
+   * when take() says no more, or when its connection gave up.
+   */
+  private leanLoop(conn: LoadConnection): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const stats = this.stats;
+      const size = this.body.size;
+      const next = (): void => {
+        for (;;) {
+          if (!this.take()) return resolve();
+          const got = conn.get();
+          if (got instanceof Promise) {
+            void got.then((live) => (live ? send(live) : notSent()));
+            return;
+          }
+          if (!got) return notSent();
+          if (got.client.lean.unusable) {
+            // GOAWAY or closing, and its event has not retired it yet: give the request back, use another.
+            if (this.remaining !== null) this.remaining++;
+            got.retire();
+            continue;
+          }
+          send(got);
+          return;
+        }
+      };
+      const notSent = (): void => {
+        if (this.remaining !== null) this.remaining++; // not sent: counted at the end
+        resolve();
+      };
+      const inflight = this.leanInflight;
+      const send = (live: Live): void => {
+        const t0 = performance.now();
+        live.inflight++;
+        this.prepared ??= live.client.prepare(this.plan.path, { method: this.plan.method, headers: this.plan.headers, body: this.body.buffer ?? undefined });
+        const x = live.client.lean.send(this.prepared, (o: LeanOutcome) => {
+          inflight.delete(x);
+          if (o.error === null) {
+            stats.bytesDown += o.bytesDown;
+            stats.bytesUp += size;
+            stats.response(o.status, performance.now() - t0);
+          } else stats.failure(o.error === TIMED_OUT ? 'timeout' : errorKind(o.error));
+          live.inflight--;
+          this.release(live);
+          next();
+        });
+        x.startedAt = t0;
+        inflight.add(x);
+      };
+      next();
+    });
   }
 
   private async one(live: Live): Promise<void> {

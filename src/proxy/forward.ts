@@ -7,8 +7,9 @@ import type { Readable, Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Router } from './routes.js';
 import type { RouteConfig, TimeoutsConfig } from './config.js';
-import { upstreamRequestHeaders, downstreamResponseHeaders, type FieldList } from './headers.js';
-import { UpstreamCancel, UpstreamError, type UpstreamPool } from './upstream.js';
+import { util as undiciUtil } from 'undici';
+import { upstreamRequestHeaders, downstreamResponseFields, type FieldList } from './headers.js';
+import { UpstreamError, type UpstreamCall, type UpstreamPool, type UpstreamSink } from './upstream.js';
 import type { AccessLog } from './access-log.js';
 import { H3ConnectionClosedError, H3Error, H3ErrorCode, H3StreamError, h3ErrorName } from '../h3/errors.js';
 
@@ -58,55 +59,16 @@ export interface ForwardState {
   timeouts: TimeoutsConfig;
 }
 
-/**
- * Copies `src` into `dst` with backpressure, leaving `dst` open (trailers and end come after), and calls `count` with
- * each chunk's size. Not stream.pipeline (it aborts an internal AbortController on every completion, and the
- * DOMException it builds was the largest single cost of a small proxied request) and not pipe() (a dozen closures and
- * listeners per call): one 'data' handler writes, pauses on a full destination and resumes on 'drain'.
- */
-function pump(src: Readable, dst: Writable, count: (n: number) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const done = (err: Error | null): void => {
-      if (settled) return;
-      settled = true;
-      src.off('data', onData);
-      src.off('end', onEnd);
-      src.off('error', done);
-      src.off('close', onSrcClose);
-      dst.off('drain', onDrain);
-      dst.off('error', done);
-      dst.off('close', onDstClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    let waiting = false;
-    const onData = (chunk: Buffer): void => {
-      count(chunk.length);
-      if (!dst.write(chunk) && !waiting) {
-        waiting = true;
-        src.pause();
-        dst.once('drain', onDrain);
-      }
-    };
-    const onDrain = (): void => {
-      waiting = false;
-      src.resume();
-    };
-    const onEnd = (): void => done(null);
-    const onSrcClose = (): void => {
-      if (!src.readableEnded) done(new Error('upstream body closed before its end'));
-    };
-    const onDstClose = (): void => {
-      if (!src.readableEnded) done(new Error('client stream closed'));
-    };
-    src.on('data', onData);
-    src.once('end', onEnd);
-    src.once('error', done);
-    src.once('close', onSrcClose);
-    dst.once('error', done);
-    dst.once('close', onDstClose);
-  });
+/** The value of a single, well-formed content-length field in `fields`, else -1. */
+function contentLength(fields: readonly (readonly [string, string])[]): number {
+  let n = -1;
+  for (let i = 0; i < fields.length; i++) {
+    if (fields[i][0] !== 'content-length') continue;
+    if (n !== -1) return -1;
+    const v = fields[i][1];
+    n = /^[0-9]{1,15}$/.test(v) ? Number(v) : -2;
+  }
+  return n < 0 ? -1 : n;
 }
 
 /** address:port, an IPv6 address in brackets (`[::1]:443`). */
@@ -145,7 +107,7 @@ export class Forwarder {
   }
 
   /** Why a stream whose client side went away ended early, from what its protocol layer reported. */
-  private cancelReason(ex: Exchange): string {
+  cancelReason(ex: Exchange): string {
     const f = ex.failure?.() ?? null;
     if (f instanceof H3ConnectionClosedError) {
       // The connection hit its idle timeout: the client vanished without closing (crashed, lost its network).
@@ -186,108 +148,212 @@ export class Forwarder {
     this.state = state;
   }
 
-  async handle(ex: Exchange): Promise<void> {
+  /**
+   * Forwards one exchange. Synchronous up to the upstream request; the answer comes back through a ForwardCall (the
+   * upstream's UpstreamSink), which writes it to the client and logs the stream when it ends.
+   */
+  handle(ex: Exchange): void {
     const state = this.state;
-    const t0 = performance.now();
-    let status = 0;
-    let bytesIn = 0;
-    let bytesOut = 0;
-    let routeName: string | null = null;
-    let upstream: string | null = null;
-    let error: string | null = null;
-    const countOut = (n: number): void => {
-      bytesOut += n;
-    };
-    const countIn = (n: number): void => {
-      bytesIn += n;
-    };
+    const fc = new ForwardCall(this, ex, performance.now());
     try {
       const m = state.router.match({ method: ex.method, authority: ex.authority, path: ex.path });
       if (!m) {
-        status = 404;
-        error = 'no route';
+        fc.status = 404;
+        fc.error = 'no route';
         if (ex.traceRoute) ex.traceRoute(null, null);
-        bytesOut = jsonError(ex, 404, { error: 'no route', path: ex.path });
+        fc.bytesOut = jsonError(ex, 404, { error: 'no route', path: ex.path });
+        fc.finish();
         return;
       }
-      routeName = m.route.name;
+      fc.routeName = m.route.name;
       const pool = state.pools.get(m.route.name);
       if (!pool) throw new Error(`no upstream pool for route ${m.route.name}`);
-      const abort = new UpstreamCancel();
-      ex.onClientAbort(() => abort.abort(new Error('client cancelled the stream')));
+      ex.onClientAbort(() => fc.clientAborted());
       const headers = upstreamRequestHeaders(ex.fields, {
         authority: ex.authority,
         clientAddress: ex.client.address,
         rules: m.route.headers,
       });
       const hasBody = !METHODS_WITHOUT_BODY.has(ex.method) || ex.fields.some(([n]) => n === 'content-length' || n === 'content-type');
-      let res;
+      const req = { method: ex.method, path: m.forwardPath, headers, body: hasBody ? ex.body : null, onBodyData: hasBody ? (n: number) => void (fc.bytesIn += n) : undefined };
       try {
-        res = await pool.request(
-          { method: ex.method, path: m.forwardPath, headers, body: hasBody ? ex.body : null, onBodyData: countIn, signal: abort },
-          state.timeouts,
-        );
+        fc.call = pool.dispatch(req, fc, state.timeouts);
       } catch (err) {
-        if (abort.aborted) {
-          error = this.cancelReason(ex);
-          status = 499;
-          return;
-        }
-        const ue = err instanceof UpstreamError ? err : null;
-        status = ue?.status ?? 502;
-        upstream = ue?.upstream ?? null;
-        if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
-        error = `${ue?.kind ?? 'error'}: ${(err as Error).message}`;
-        bytesOut = jsonError(ex, status, {
-          error: status === 504 ? 'upstream timeout' : status === 408 ? 'request body timeout' : 'upstream unavailable',
-          route: m.route.name,
-          detail: (err as Error).message,
-        });
-        return;
-      }
-      upstream = res.upstream;
-      if (ex.traceRoute) ex.traceRoute(m.route.name, upstream);
-      status = res.statusCode;
-      ex.respond(res.statusCode, downstreamResponseHeaders(res.headers));
-      try {
-        await pump(res.body, ex.out, countOut);
-        const trailers = await res.trailers;
-        const t = Object.entries(trailers ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)] as [string, string]);
-        if (t.length) ex.addTrailers(t);
-        ex.out.end();
-      } catch (err) {
-        // A client stream that is gone (whether or not its abort event came first) is a client cancel: stop the
-        // upstream request; otherwise the upstream failed mid-body and the client's stream is reset.
-        const clientGone = abort.aborted || ex.clientGone();
-        error = clientGone ? this.cancelReason(ex) : `upstream body: ${(err as Error).message}`;
-        if (clientGone) abort.abort(new Error('client cancelled the stream'));
-        else ex.reset();
-        // The rest of the upstream body is not wanted either way: destroying it ends the upstream request (and
-        // releases its outstanding count in the pool).
-        res.body.destroy();
+        // No healthy upstream (or a request cancelled already): the same as a failure before the response head.
+        if (!(err instanceof UpstreamError)) throw err;
+        fc.onError(err);
       }
     } catch (err) {
-      error = (err as Error).message;
-      if (!status) status = 500;
-      if (!ex.headersSent) bytesOut = jsonError(ex, 500, { error: 'internal error' });
-      else ex.reset();
-    } finally {
-      this.log?.logStream({
-        connectionId: ex.connectionId,
-        streamId: ex.streamId ?? -1,
-        client: hostPort(ex.client.address, ex.client.port),
-        protocol: ex.protocol,
-        method: ex.method,
-        authority: ex.authority,
-        path: ex.path,
-        route: routeName,
-        upstream,
-        status,
-        bytesIn,
-        bytesOut,
-        durationMs: Math.round((performance.now() - t0) * 1000) / 1000,
-        error,
+      fc.internalError(err);
+    }
+  }
+
+  /** The access log line of a finished exchange. */
+  logExchange(fc: ForwardCall): void {
+    const ex = fc.ex;
+    this.log?.logStream({
+      connectionId: ex.connectionId,
+      streamId: ex.streamId ?? -1,
+      client: hostPort(ex.client.address, ex.client.port),
+      protocol: ex.protocol,
+      method: ex.method,
+      authority: ex.authority,
+      path: ex.path,
+      route: fc.routeName,
+      upstream: fc.upstream,
+      status: fc.status,
+      bytesIn: fc.bytesIn,
+      bytesOut: fc.bytesOut,
+      durationMs: Math.round((performance.now() - fc.t0) * 1000) / 1000,
+      error: fc.error,
+    });
+  }
+
+}
+
+/**
+ * One exchange in flight: the upstream response's sink (head, body with backpressure, trailers, errors) and what its
+ * access log line says. One object per request instead of closures, promises and a pipe.
+ */
+class ForwardCall implements UpstreamSink {
+  status = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  routeName: string | null = null;
+  upstream: string | null = null;
+  error: string | null = null;
+  call: UpstreamCall | null = null;
+  /** The client cancelled (its stream is gone before the response finished). */
+  private aborted = false;
+  /** The response head went to the client. */
+  private responded = false;
+  private waiting = false;
+  private done = false;
+  /** The response's content-length, when it has one (else -1). */
+  private expected = -1;
+  /**
+   * The body's last piece by content-length, held back for onEnd, which undici calls right after it: end(chunk)
+   * then sends the last DATA frame and FIN in one write (Http3Response.end) instead of a write and an end.
+   */
+  private held: Buffer | null = null;
+
+  constructor(
+    private readonly fwd: Forwarder,
+    readonly ex: Exchange,
+    readonly t0: number,
+  ) {}
+
+  clientAborted(): void {
+    if (this.aborted || this.done) return;
+    this.aborted = true;
+    this.call?.abort(new Error('client cancelled the stream'));
+  }
+
+  onResponse(upstream: string, statusCode: number, rawHeaders: Buffer[]): void {
+    if (this.done) return;
+    const ex = this.ex;
+    this.upstream = upstream;
+    if (ex.traceRoute) ex.traceRoute(this.routeName, upstream);
+    this.status = statusCode;
+    this.responded = true;
+    try {
+      const fields = downstreamResponseFields(rawHeaders);
+      this.expected = contentLength(fields);
+      ex.respond(statusCode, fields);
+    } catch (err) {
+      this.internalError(err);
+      this.call?.abort(err);
+    }
+  }
+
+  onBody(chunk: Buffer): boolean {
+    if (this.done) return false;
+    const out = this.ex.out;
+    if (this.held !== null) {
+      // More than content-length said: undici fails the request; pass on what came.
+      out.write(this.held);
+      this.held = null;
+    }
+    this.bytesOut += chunk.length;
+    if (this.bytesOut === this.expected && !this.waiting) {
+      this.held = chunk;
+      return true;
+    }
+    if (out.write(chunk)) return true;
+    if (!this.waiting) {
+      this.waiting = true;
+      out.once('drain', () => {
+        this.waiting = false;
+        this.call?.resume();
       });
     }
+    return false;
+  }
+
+  onEnd(rawTrailers: Buffer[]): void {
+    if (this.done) return;
+    try {
+      if (rawTrailers.length > 0) {
+        const trailers = undiciUtil.parseHeaders(rawTrailers) as Record<string, string | string[] | undefined>;
+        const t = Object.entries(trailers).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)] as [string, string]);
+        if (t.length) this.ex.addTrailers(t);
+      }
+      const last = this.held;
+      this.held = null;
+      if (last !== null) this.ex.out.end(last);
+      else this.ex.out.end();
+    } catch (err) {
+      this.internalError(err);
+      return;
+    }
+    this.finish();
+  }
+
+  onError(err: UpstreamError): void {
+    if (this.done) return;
+    const ex = this.ex;
+    if (!this.responded) {
+      if (this.aborted) {
+        this.error = this.fwd.cancelReason(ex);
+        this.status = 499;
+        this.finish();
+        return;
+      }
+      this.status = err.status;
+      this.upstream = err.upstream;
+      if (ex.traceRoute) ex.traceRoute(this.routeName, err.upstream);
+      this.error = `${err.kind}: ${err.message}`;
+      this.bytesOut = jsonError(ex, err.status, {
+        error: err.status === 504 ? 'upstream timeout' : err.status === 408 ? 'request body timeout' : 'upstream unavailable',
+        route: this.routeName,
+        detail: err.message,
+      });
+      this.finish();
+      return;
+    }
+    // A client stream that is gone (whether or not its abort event came first) is a client cancel; otherwise the
+    // upstream failed mid-body and the client's stream is reset.
+    const clientGone = this.aborted || ex.clientGone();
+    const cause = err.cause instanceof Error ? err.cause : err;
+    this.error = clientGone ? this.fwd.cancelReason(ex) : `upstream body: ${cause.message}`;
+    if (!clientGone) ex.reset();
+    this.finish();
+  }
+
+  /** Something of ours failed (not the upstream): 500 when the head has not gone out, else the stream is reset. */
+  internalError(err: unknown): void {
+    if (this.done) return;
+    this.error = (err as Error).message;
+    if (!this.status) this.status = 500;
+    const ex = this.ex;
+    if (!ex.headersSent) this.bytesOut = jsonError(ex, 500, { error: 'internal error' });
+    else ex.reset();
+    this.finish();
+  }
+
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.fwd.logExchange(this);
   }
 }

@@ -12,6 +12,7 @@
  * appended to.
  */
 import { isIP } from 'node:net';
+import { util as undiciUtil } from 'undici';
 
 /** Ordered (name, value) pairs, names lower-case, as the HTTP/3 layer gives them (pseudo-headers allowed). */
 export type FieldList = ReadonlyArray<readonly [string, string]>;
@@ -150,4 +151,33 @@ export function downstreamResponseHeaders(headers: Readonly<Record<string, strin
   }
   out.push(['via', via ? `${via}, 1.1 ${VIA_NAME}` : `1.1 ${VIA_NAME}`]);
   return out;
+}
+
+/**
+ * downstreamResponseHeaders from the upstream's raw response head (name, value, ... as undici's parser gives them:
+ * names as sent, values as bytes), without building the header record first. Fields stay in the order received.
+ */
+export function downstreamResponseFields(raw: readonly Buffer[]): [string, string][] {
+  const out: [string, string][] = [];
+  let nominated: Set<string> | null = null;
+  let via: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = undiciUtil.headerNameToString(raw[i]);
+    const value = raw[i + 1].toString('latin1');
+    if (CONNECTION_SPECIFIC.has(name)) {
+      if (name === 'connection') addConnectionTokens((nominated ??= new Set<string>()), value);
+      continue;
+    }
+    if (name === 'via') {
+      via = via === undefined ? value : `${via}, ${value}`;
+      continue;
+    }
+    out.push([name, value]);
+  }
+  out.push(['via', via ? `${via}, 1.1 ${VIA_NAME}` : `1.1 ${VIA_NAME}`]);
+  if (nominated === null) return out;
+  // Fields the Connection field names (RFC 9110 §7.6.1), wherever they came: via included.
+  const kept = out.filter(([n]) => !nominated.has(n));
+  if (nominated.has('via')) kept.push(['via', `1.1 ${VIA_NAME}`]);
+  return kept;
 }

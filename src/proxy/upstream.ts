@@ -22,8 +22,8 @@
  * unavailable (no healthy upstream, 503).
  */
 import { EventEmitter } from 'node:events';
-import { Transform, type Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Readable, Transform } from 'node:stream';
+import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import type { BalancePolicy, HealthCheckConfig } from './config.js';
 import type { UpstreamHeaders } from './headers.js';
 
@@ -98,11 +98,26 @@ export interface UpstreamResponse {
   upstream: string;
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
-  /** Response body (a Readable, with undici's text()/dump() helpers). Consume or destroy it: the request counts as
-   * outstanding until it ends, fails or closes. */
-  body: Dispatcher.ResponseData['body'];
+  /** Response body (a Readable with text() and dump()). Consume or destroy it: the request counts as outstanding
+   * until it ends, fails or closes. */
+  body: UpstreamBody;
   /** Trailers once the body has ended ({} when none); rejects with an UpstreamError when the body fails. */
   trailers: Promise<Record<string, string>>;
+}
+
+/**
+ * Receives one upstream response (UpstreamPool.dispatch). Exactly one of onEnd / onError ends it; onError may come
+ * before or after onResponse.
+ */
+export interface UpstreamSink {
+  /** The final response head (interim 1xx responses are skipped); `rawHeaders` are name, value, ... as received. */
+  onResponse(upstream: string, statusCode: number, rawHeaders: Buffer[]): void;
+  /** A piece of the response body; false pauses the upstream connection until UpstreamCall.resume(). */
+  onBody(chunk: Buffer): boolean;
+  /** The body ended; `rawTrailers` like rawHeaders (empty when there were none). */
+  onEnd(rawTrailers: Buffer[]): void;
+  /** The request failed; after onResponse, the UpstreamError's `cause` is what the body failed with. */
+  onError(err: UpstreamError): void;
 }
 
 export interface HealthChange {
@@ -245,137 +260,46 @@ export class UpstreamPool extends EventEmitter {
 
   /**
    * Sends a request to `upstream` (an origin of this pool) or to the one pick() chooses. Resolves when the
-   * response headers arrive; rejects with an UpstreamError.
+   * response headers arrive; rejects with an UpstreamError. (An adapter on dispatch(): the response body as a
+   * Readable and the trailers as a promise.)
    */
-  async request(req: UpstreamRequest, timeouts: Partial<UpstreamTimeouts> = {}, upstream?: string): Promise<UpstreamResponse> {
+  request(req: UpstreamRequest, timeouts: Partial<UpstreamTimeouts> = {}, upstream?: string): Promise<UpstreamResponse> {
+    return new Promise<UpstreamResponse>((resolve, reject) => {
+      const a = new ResponseAdapter(resolve, reject);
+      try {
+        a.call = this.dispatch(req, a, timeouts, upstream);
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  /**
+   * Sends a request and delivers its response to `sink` (see UpstreamSink): the path the forwarder takes, with no
+   * Readable, promise or closure per request. Throws (synchronously) an UpstreamError when no upstream is healthy or
+   * the signal was already aborted, and an Error for an `upstream` that is not one of this pool's; everything else
+   * reaches sink.onError.
+   */
+  dispatch(req: UpstreamRequest, sink: UpstreamSink, timeouts: Partial<UpstreamTimeouts> = {}, upstream?: string): UpstreamCall {
     const u = upstream === undefined ? this.pickUpstream() : this.upstreams.find((x) => x.origin === upstream);
     if (u === undefined) throw new Error(`route ${this.name}: ${upstream} is not one of its upstreams`);
     if (u === null) throw new UpstreamError('unavailable', 503, `route ${this.name}: no healthy upstream`, null);
     if (req.signal?.aborted) throw new UpstreamError('aborted', 502, `request to ${u.origin} aborted`, u.origin);
-
-    u.outstanding++;
-    let released = false;
-    const release = (): void => {
-      if (!released) {
-        released = true;
-        u.outstanding--;
-      }
-    };
-    const headersMs = timeouts.headersMs ?? this.timeouts.headersMs;
-    const idleMs = timeouts.idleBodyMs ?? this.timeouts.idleBodyMs;
-    const ac = new UpstreamCancel();
-    const unlink = req.signal ? onCancel(req.signal, () => ac.abort(req.signal?.reason)) : null;
-    /** Set when one of our own timers ended the request: the error the caller gets. */
-    let timeoutError: UpstreamError | null = null;
-    let settled = false;
-    // Our own response-headers timer (undici's runs on a ~1 s clock, so a 500 ms headersMs would answer after 1 s, and
-    // it starts with the request, body included): armed once the request body has been sent completely.
-    let headersTimer: NodeJS.Timeout | null = null;
-    const armHeadersTimer = (): void => {
-      if (settled || headersTimer) return;
-      headersTimer = setTimeout(() => {
-        timeoutError = new UpstreamError('timeout', 504, `${u.origin}: timed out waiting for response headers (${headersMs} ms after the request was sent)`, u.origin, 'UND_ERR_HEADERS_TIMEOUT');
-        ac.abort(new Error('response headers timeout'));
-      }, headersMs);
-    };
-    let body: Transform | null = null;
-    let idleTimer: NodeJS.Timeout | null = null;
-    let detachBody: (() => void) | null = null;
-    if (req.body) {
-      const src = req.body;
-      const onData = req.onBodyData;
-      let lastData = Date.now();
-      // Counts the body on its way upstream and notes when it last moved (a 'data' listener on the body itself would
-      // start it flowing before undici reads it). Its 'end' means undici has taken all of it.
-      const counted = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          lastData = Date.now();
-          onData?.(chunk.length);
-          cb(null, chunk);
-        },
-      });
-      body = counted;
-      const onGone = (): void => {
-        if (!src.readableEnded) counted.destroy(new Error('the client aborted the request body'));
-      };
-      // Stays for good: an error the client's body emits later (after we let go of it) must not go unhandled.
-      src.on('error', (err: Error) => void counted.destroy(err));
-      src.once('aborted', onGone);
-      src.once('close', onGone);
-      detachBody = () => {
-        src.off('aborted', onGone);
-        src.off('close', onGone);
-        src.unpipe(counted);
-      };
-      counted.once('end', () => {
-        detachBody?.();
-        if (idleTimer) clearTimeout(idleTimer);
-        idleTimer = null;
-        armHeadersTimer();
-      });
-      const checkIdle = (): void => {
-        idleTimer = null;
-        if (settled || counted.readableEnded) return;
-        const quiet = Date.now() - lastData;
-        if (quiet < idleMs) {
-          idleTimer = setTimeout(checkIdle, idleMs - quiet);
-          return;
-        }
-        // Data waiting in our buffer: the upstream stopped reading; an empty buffer: the client stopped sending.
-        const upstreamStalled = counted.writableNeedDrain || counted.readableLength >= counted.readableHighWaterMark;
-        timeoutError = upstreamStalled
-          ? new UpstreamError('timeout', 504, `${u.origin}: stopped reading the request body (no progress for ${idleMs} ms)`, u.origin, null)
-          : new UpstreamError('timeout', 408, `request body: no data from the client for ${idleMs} ms`, u.origin, null);
-        ac.abort(new Error('request body idle timeout'));
-      };
-      idleTimer = setTimeout(checkIdle, idleMs);
-      src.pipe(counted);
-    } else armHeadersTimer();
-    let res;
-    try {
-      res = await u.pool.request({
+    const call = new UpstreamCall(u, sink, req, timeouts.headersMs ?? this.timeouts.headersMs, timeouts.idleBodyMs ?? this.timeouts.idleBodyMs);
+    u.pool.dispatch(
+      {
+        origin: u.origin,
         method: req.method as 'GET',
         path: req.path,
         headers: req.headers,
-        body,
-        signal: ac,
+        body: call.body,
         // Ours is the headers timeout (undici's would count the time spent sending the body).
         headersTimeout: 0,
-        bodyTimeout: idleMs,
-      });
-    } catch (err) {
-      release();
-      unlink?.();
-      // A request body that is still flowing has nowhere to go now (the client's body itself is left to the caller).
-      detachBody?.();
-      if (body && !body.destroyed) body.destroy();
-      const te = timeoutError as UpstreamError | null; // set by a timer callback
-      if (te) throw new UpstreamError(te.kind, te.status, te.message, te.upstream, te.code, { cause: err });
-      throw toUpstreamError(err, u.origin, req.signal);
-    } finally {
-      settled = true;
-      if (headersTimer) clearTimeout(headersTimer);
-      if (idleTimer) clearTimeout(idleTimer);
-    }
-    const resBody = res.body;
-    const trailers = new Promise<Record<string, string>>((resolve, reject) => {
-      let ended = false;
-      resBody.once('end', () => {
-        ended = true;
-        release();
-        resolve(res.trailers);
-      });
-      resBody.once('error', (err) => {
-        release();
-        reject(toUpstreamError(err, u.origin, req.signal));
-      });
-      resBody.once('close', () => {
-        release();
-        if (!ended) reject(new UpstreamError('aborted', 502, `response body from ${u.origin} closed before its end`, u.origin));
-      });
-    });
-    trailers.catch(() => undefined); // settled for whoever awaits it; never an unhandled rejection
-    return { upstream: u.origin, statusCode: res.statusCode, headers: res.headers, body: resBody, trailers };
+        bodyTimeout: call.idleMs,
+      },
+      call,
+    );
+    return call;
   }
 
   /** Snapshot of every upstream's state. */
@@ -469,5 +393,301 @@ export class UpstreamPool extends EventEmitter {
     const change: HealthChange = { route: this.name, upstream: u.origin, healthy, reason };
     this.onHealthChange?.(change);
     this.emit('health', change);
+  }
+}
+
+/** The headers timer (our own: see UpstreamPool.request): fires when the response head is overdue. */
+function onHeadersTimeout(call: UpstreamCall): void {
+  call.timedOut(
+    new UpstreamError('timeout', 504, `${call.upstream}: timed out waiting for response headers (${call.headersMs} ms after the request was sent)`, call.upstream, 'UND_ERR_HEADERS_TIMEOUT'),
+    'response headers timeout',
+  );
+}
+
+function onIdleCheck(call: UpstreamCall): void {
+  call.checkIdle();
+}
+
+/**
+ * One request in flight: undici's dispatch handler (its callback API: onConnect, onHeaders, onData, onComplete,
+ * onError) with our timers and the pool's outstanding count around it, delivering to an UpstreamSink.
+ */
+export class UpstreamCall implements Dispatcher.DispatchHandler {
+  readonly upstream: string;
+  /** The request body on its way upstream (counted and watched for idleness), or null. */
+  readonly body: Transform | null = null;
+  readonly idleMs: number;
+  private abortFn: ((err?: Error) => void) | null = null;
+  /** Why the request is being cancelled, before undici gave us its abort function. */
+  private reason: Error | null = null;
+  private resumeFn: (() => void) | null = null;
+  /** onComplete or onError came: nothing more is delivered. */
+  private finished = false;
+  /** The response head came or the request failed: our timers stop. */
+  private settled = false;
+  private released = false;
+  /** Cancelled through abort() (or the request's signal) rather than by one of our timers. */
+  private abortedByCaller = false;
+  /** Set when one of our own timers ended the request: the error the sink gets. */
+  private timeoutError: UpstreamError | null = null;
+  private headersTimer: NodeJS.Timeout | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastData = 0;
+  private readonly signal: CancelSignal | undefined;
+  private unlink: (() => void) | null = null;
+  private detachBody: (() => void) | null = null;
+
+  constructor(
+    private readonly u: Upstream,
+    private readonly sink: UpstreamSink,
+    req: UpstreamRequest,
+    readonly headersMs: number,
+    idleMs: number,
+  ) {
+    this.upstream = u.origin;
+    this.idleMs = idleMs;
+    this.signal = req.signal;
+    u.outstanding++;
+    const signal = req.signal;
+    if (signal) this.unlink = onCancel(signal, () => this.abort(signal.reason));
+    if (req.body) this.body = this.countBody(req.body, req.onBodyData);
+    else this.armHeadersTimer();
+  }
+
+  /** Resumes a response body paused by UpstreamSink.onBody returning false. */
+  resume(): void {
+    this.resumeFn?.();
+  }
+
+  /** Cancels the request (before or after its response head): the sink gets onError with kind 'aborted'. */
+  abort(reason?: unknown): void {
+    if (this.finished) return;
+    this.abortedByCaller = true;
+    this.cancel(reason instanceof Error ? reason : new Error('aborted'));
+  }
+
+  /** One of our timers ended the request. */
+  timedOut(err: UpstreamError, why: string): void {
+    if (this.finished || this.settled) return;
+    this.timeoutError = err;
+    this.cancel(new Error(why));
+  }
+
+  private cancel(err: Error): void {
+    if (this.reason === null) this.reason = err;
+    if (this.abortFn !== null) this.abortFn(err);
+  }
+
+  private armHeadersTimer(): void {
+    if (this.settled || this.headersTimer !== null) return;
+    this.headersTimer = setTimeout(onHeadersTimeout, this.headersMs, this);
+  }
+
+  private settle(): void {
+    this.settled = true;
+    if (this.headersTimer !== null) clearTimeout(this.headersTimer);
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.headersTimer = null;
+    this.idleTimer = null;
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.u.outstanding--;
+    this.unlink?.();
+    this.unlink = null;
+  }
+
+  /**
+   * Counts the body on its way upstream and notes when it last moved (a 'data' listener on the body itself would
+   * start it flowing before undici reads it). Its 'end' means undici has taken all of it: the headers timer starts.
+   */
+  private countBody(src: Readable, onData: ((bytes: number) => void) | undefined): Transform {
+    this.lastData = Date.now();
+    const counted = new Transform({
+      transform: (chunk: Buffer, _enc, cb) => {
+        this.lastData = Date.now();
+        onData?.(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    const onGone = (): void => {
+      if (!src.readableEnded) counted.destroy(new Error('the client aborted the request body'));
+    };
+    // Stays for good: an error the client's body emits later (after we let go of it) must not go unhandled.
+    src.on('error', (err: Error) => void counted.destroy(err));
+    src.once('aborted', onGone);
+    src.once('close', onGone);
+    this.detachBody = () => {
+      src.off('aborted', onGone);
+      src.off('close', onGone);
+      src.unpipe(counted);
+    };
+    counted.once('end', () => {
+      this.detachBody?.();
+      if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+      this.armHeadersTimer();
+    });
+    this.idleTimer = setTimeout(onIdleCheck, this.idleMs, this);
+    src.pipe(counted);
+    return counted;
+  }
+
+  /** The request body's idle timer. */
+  checkIdle(): void {
+    this.idleTimer = null;
+    const counted = this.body!;
+    if (this.settled || counted.readableEnded) return;
+    const quiet = Date.now() - this.lastData;
+    if (quiet < this.idleMs) {
+      this.idleTimer = setTimeout(onIdleCheck, this.idleMs - quiet, this);
+      return;
+    }
+    // Data waiting in our buffer: the upstream stopped reading; an empty buffer: the client stopped sending.
+    const upstreamStalled = counted.writableNeedDrain || counted.readableLength >= counted.readableHighWaterMark;
+    const u = this.upstream;
+    this.timedOut(
+      upstreamStalled
+        ? new UpstreamError('timeout', 504, `${u}: stopped reading the request body (no progress for ${this.idleMs} ms)`, u, null)
+        : new UpstreamError('timeout', 408, `request body: no data from the client for ${this.idleMs} ms`, u, null),
+      'request body idle timeout',
+    );
+  }
+
+  // undici's handler callbacks
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.reason !== null) abort(this.reason);
+    else this.abortFn = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // interim (1xx): the final response follows
+    this.settle();
+    this.resumeFn = resume;
+    this.sink.onResponse(this.upstream, statusCode, rawHeaders);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.sink.onBody(chunk);
+  }
+
+  onComplete(trailers: string[] | Buffer[] | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.release();
+    this.sink.onEnd((trailers as Buffer[] | null) ?? []);
+  }
+
+  onError(err: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    const beforeHead = !this.settled;
+    this.settle();
+    this.release();
+    let e: UpstreamError;
+    if (beforeHead) {
+      // A request body that is still flowing has nowhere to go now (the client's body itself is left to the caller).
+      this.detachBody?.();
+      const b = this.body;
+      if (b !== null && !b.destroyed) b.destroy();
+      const te = this.timeoutError;
+      if (te !== null) e = new UpstreamError(te.kind, te.status, te.message, te.upstream, te.code, { cause: err });
+      else e = this.abortedByCaller ? abortedError(this.upstream, err) : toUpstreamError(err, this.upstream, this.signal);
+    } else {
+      e = this.abortedByCaller ? abortedError(this.upstream, err) : toUpstreamError(err, this.upstream, this.signal);
+    }
+    this.sink.onError(e);
+  }
+}
+
+function abortedError(upstream: string, cause: unknown): UpstreamError {
+  return new UpstreamError('aborted', 502, `request to ${upstream} aborted`, upstream, errorCode(cause), { cause });
+}
+
+/** A response body as a Readable (UpstreamPool.request), with undici-like text() and dump(). */
+export class UpstreamBody extends Readable {
+  constructor(private readonly adapter: ResponseAdapter) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  override _read(): void {
+    this.adapter.call?.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.adapter.bodyDestroyed(err);
+    cb(err);
+  }
+
+  /** The whole body as UTF-8 text. */
+  async text(): Promise<string> {
+    const parts: Buffer[] = [];
+    for await (const c of this) parts.push(c as Buffer);
+    return Buffer.concat(parts).toString('utf8');
+  }
+
+  /** Reads the body to its end, discarding it. */
+  async dump(): Promise<void> {
+    for await (const _ of this) void _;
+  }
+}
+
+/** UpstreamPool.request's sink: the response as a promise of head + Readable body + trailers promise. */
+class ResponseAdapter implements UpstreamSink {
+  call: UpstreamCall | null = null;
+  private body: UpstreamBody | null = null;
+  private upstream = '';
+  private ended = false;
+  private resolveTrailers: ((t: Record<string, string>) => void) | null = null;
+  private rejectTrailers: ((e: UpstreamError) => void) | null = null;
+
+  constructor(
+    private readonly resolve: (r: UpstreamResponse) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {}
+
+  onResponse(upstream: string, statusCode: number, rawHeaders: Buffer[]): void {
+    this.upstream = upstream;
+    const body = new UpstreamBody(this);
+    this.body = body;
+    const trailers = new Promise<Record<string, string>>((res, rej) => {
+      this.resolveTrailers = res;
+      this.rejectTrailers = rej;
+    });
+    trailers.catch(() => undefined); // settled for whoever awaits it; never an unhandled rejection
+    this.resolve({ upstream, statusCode, headers: undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>, body, trailers });
+  }
+
+  onBody(chunk: Buffer): boolean {
+    const b = this.body!;
+    return b.destroyed ? false : b.push(chunk);
+  }
+
+  onEnd(rawTrailers: Buffer[]): void {
+    this.ended = true;
+    this.resolveTrailers!(undiciUtil.parseHeaders(rawTrailers) as Record<string, string>);
+    this.body!.push(null);
+  }
+
+  onError(err: UpstreamError): void {
+    const b = this.body;
+    if (b === null) {
+      this.reject(err);
+      return;
+    }
+    this.rejectTrailers!(err);
+    // The body fails with what undici reported (the trailers promise has the mapped error).
+    if (!b.destroyed) b.destroy(err.cause instanceof Error ? err.cause : err);
+  }
+
+  /** The consumer destroyed the body (or it failed): an unfinished upstream request is cancelled. */
+  bodyDestroyed(err: Error | null): void {
+    if (this.ended) return;
+    this.rejectTrailers?.(new UpstreamError('aborted', 502, `response body from ${this.upstream} closed before its end`, this.upstream));
+    this.call?.abort(err ?? new Error('response body destroyed'));
   }
 }

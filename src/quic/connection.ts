@@ -711,6 +711,9 @@ export class Connection {
       this.handshakeDone = true;
       this.assembler.oneRttOpen = true;
       this.timers.stop(Timer.handshake);
+      // Closed before the peer's last handshake flight arrived: the connection stays closing (it was going back to
+      // 'established' and polled forever).
+      if (this.state !== 'handshake') return;
       this.state = 'established';
       this.events.push({ type: 'handshake_complete', alpn: this.tls.alpn ?? '', cipher: this.tls.cipherSuite?.name ?? '' });
       if (this.trace) this.trace.handshakeComplete(this.tls.cipherSuite?.name ?? '', this.tls.alpn ?? '', this.tls.clientRandom, this.lastNow);

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Http3Server, type Http3Request, type Http3Response } from '../../src/h3/server.js';
 import { Http3Client } from '../../src/h3/client.js';
+import type { Http3Session } from '../../src/h3/session.js';
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import type { LinkOptions } from './network.js';
 import { SimUdpNetwork, VirtualClock } from './runtime.js';
@@ -127,6 +128,32 @@ test('sim h3: requests and responses over a lossy, reordering link', { timeout: 
     );
     assert.equal(new Set(many.map((m) => m.id)).size, 20);
     for (const m of many) assert.equal(m.body, 'hello world');
+  } finally {
+    await t.done();
+  }
+});
+
+test('sim h3: a connection that served 600 requests keeps no record of each finished stream', { timeout: 60_000 }, async () => {
+  const t = await start(5, { mtu: 1500, delay: 2 });
+  try {
+    // The session was made during the handshake: found through the requests.
+    let seen: Http3Session | null = null;
+    t.server.on('request', (req: Http3Request) => void (seen = req.session));
+    for (let wave = 0; wave < 12; wave++) {
+      await within(
+        t.clock,
+        Promise.all(Array.from({ length: 50 }, async () => assert.equal((await readAll((await t.client.request('/hello')).body)).toString(), 'hello world'))),
+        30_000,
+        `wave ${wave}`,
+      );
+    }
+    const s = seen as Http3Session | null;
+    assert.ok(s !== null);
+    assert.equal(s.activeStreams, 0);
+    // Finished streams are swept once the connection forgot them: far fewer than the 600 requests served.
+    assert.ok(s.unsettledStreams < 200, `${s.unsettledStreams} finished streams still tracked after 600 requests`);
+    await within(t.clock, (async () => { while (!s.allSettled()) await new Promise<void>((r) => t.clock.setTimeout(r, 10)); })(), 10_000, 'all settled');
+    assert.equal(s.unsettledStreams, 0);
   } finally {
     await t.done();
   }

@@ -138,3 +138,14 @@ test('access log line: the same text JSON.stringify writes for those fields in t
   assert.equal(parsed.pathLength, MAX_LOGGED_PATH + 11);
   assert.deepEqual(Object.keys(parsed).slice(6, 9), ['path', 'pathTruncated', 'pathLength']);
 });
+
+test('access log line without a time given: the current time, exactly as toISOString writes it', (t) => {
+  // Milliseconds that need padding, a second boundary, and the next second's prefix.
+  const instants = [Date.UTC(2025, 0, 2, 3, 4, 5, 7), Date.UTC(2025, 0, 2, 3, 4, 5, 78), Date.UTC(2025, 0, 2, 3, 4, 5, 999), Date.UTC(2025, 0, 2, 3, 4, 6, 0), Date.UTC(2031, 11, 31, 23, 59, 59, 120)];
+  let i = 0;
+  t.mock.method(Date, 'now', () => instants[i]!);
+  for (i = 0; i < instants.length; i++) {
+    const line = JSON.parse(accessLogLine(FIELDS)) as { time: string };
+    assert.equal(line.time, new Date(instants[i]!).toISOString());
+  }
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downstreamResponseHeaders, forwardedElement, upstreamRequestHeaders } from '../../src/proxy/headers.js';
+import { downstreamResponseFields, downstreamResponseHeaders, forwardedElement, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 
 const BASE: [string, string][] = [
   [':method', 'GET'],
@@ -107,4 +107,42 @@ test('response: hop-by-hop fields dropped (including those Connection names), se
     ['via', '1.1 quic-stream-router'],
   ]);
   assert.deepEqual(downstreamResponseHeaders({ via: '1.0 cache' }), [['via', '1.0 cache, 1.1 quic-stream-router']]);
+});
+
+test('response from the raw head (what the router uses): the same fields dropped and kept, names lower-case, values as bytes, order kept', () => {
+  const raw = (...pairs: string[]): Buffer[] => pairs.map((x) => Buffer.from(x, 'latin1'));
+  const out = downstreamResponseFields(
+    raw(
+      'Content-Type', 'text/plain',
+      'Connection', 'keep-alive, X-Hop',
+      'Keep-Alive', 'timeout=5',
+      'X-Hop', '1',
+      'Set-Cookie', 'a=1',
+      'Transfer-Encoding', 'chunked',
+      'Proxy-Connection', 'close',
+      'Upgrade', 'h2c',
+      'TE', 'trailers',
+      'X-Latin1', 'caf\xe9',
+      'Set-Cookie', 'b=2',
+      'content-length', '5',
+      'Via', '1.0 a',
+      'via', '1.1 b',
+    ),
+  );
+  assert.deepEqual(out, [
+    ['content-type', 'text/plain'],
+    ['set-cookie', 'a=1'],
+    ['x-latin1', 'caf\xe9'],
+    ['set-cookie', 'b=2'],
+    ['content-length', '5'],
+    ['via', '1.0 a, 1.1 b, 1.1 quic-stream-router'],
+  ]);
+  // A via that the Connection field names is dropped like any nominated field; ours is still added.
+  assert.deepEqual(downstreamResponseFields(raw('connection', 'via', 'via', '1.0 x', 'x-a', '1')), [
+    ['x-a', '1'],
+    ['via', '1.1 quic-stream-router'],
+  ]);
+  // The same result as the record-based conversion for a head without repeated names.
+  const plain = raw('content-type', 'text/html', 'x-service', 'text', 'date', 'Wed, 02 Dec 2026 09:30:00 GMT', 'connection', 'keep-alive');
+  assert.deepEqual(downstreamResponseFields(plain), downstreamResponseHeaders({ 'content-type': 'text/html', 'x-service': 'text', date: 'Wed, 02 Dec 2026 09:30:00 GMT', connection: 'keep-alive' }));
 });

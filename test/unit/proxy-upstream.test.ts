@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { UpstreamCancel, UpstreamError, UpstreamPool, type HealthChange, type UpstreamPoolOptions } from '../../src/proxy/upstream.js';
+import { UpstreamCancel, UpstreamError, UpstreamPool, type HealthChange, type UpstreamPoolOptions, type UpstreamSink } from '../../src/proxy/upstream.js';
 
 const TIMEOUTS = { connectMs: 2000, headersMs: 5000, idleBodyMs: 5000 };
 
@@ -474,6 +474,139 @@ test('a request body that stalls is cut after idleBodyMs: 408 when the client st
     assert.equal(received, 1000);
     for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(closed, true, 'the upstream request was ended');
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+/** An UpstreamSink that records what dispatch() delivers; `pauseAt` bytes: onBody returns false once past it. */
+class RecordingSink implements UpstreamSink {
+  upstream: string | null = null;
+  status = 0;
+  head: string[] = [];
+  bytes = 0;
+  calls = 0;
+  trailers: string[] | null = null;
+  error: UpstreamError | null = null;
+  paused = false;
+  private settle: () => void = () => undefined;
+  readonly done = new Promise<void>((r) => (this.settle = r));
+  constructor(private pauseAt = Infinity) {}
+  onResponse(upstream: string, statusCode: number, rawHeaders: Buffer[]): void {
+    this.upstream = upstream;
+    this.status = statusCode;
+    this.head = rawHeaders.map((b) => b.toString('latin1'));
+  }
+  onBody(chunk: Buffer): boolean {
+    this.calls++;
+    this.bytes += chunk.length;
+    if (this.bytes >= this.pauseAt && !this.paused) {
+      this.paused = true;
+      return false;
+    }
+    return true;
+  }
+  onEnd(rawTrailers: Buffer[]): void {
+    this.trailers = rawTrailers.map((b) => b.toString('latin1'));
+    this.settle();
+  }
+  onError(err: UpstreamError): void {
+    this.error = err;
+    this.settle();
+  }
+}
+
+test('dispatch: head, body and trailers reach the sink; false from onBody holds the upstream until resume()', { timeout: 20000 }, async () => {
+  // Well above what the kernel's socket buffers on loopback hold, so a paused sink must hold the upstream back.
+  const TOTAL = 32 * 1024 * 1024;
+  let written = 0;
+  const s = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-a': 'b', trailer: 'x-sum' });
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const more = (): void => {
+      while (written < TOTAL) {
+        written += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.addTrailers({ 'x-sum': 'ok' });
+      res.end();
+    };
+    more();
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    const sink = new RecordingSink(256 * 1024);
+    const call = p.dispatch(GET('/big'), sink);
+    await new Promise((r) => setTimeout(r, 150));
+    for (let i = 0; i < 20 && !sink.paused; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sink.paused, true);
+    assert.equal(sink.status, 200);
+    assert.equal(sink.upstream, s.origin);
+    assert.ok(sink.head.includes('x-a') && sink.head.includes('b'), `head: ${sink.head.join(' ')}`);
+    // Paused: no more body while the sink does not resume (the upstream's writes back up).
+    const seen = sink.bytes;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sink.bytes, seen);
+    assert.ok(written < TOTAL, `the upstream wrote all ${written} bytes although the sink paused at ${seen}`);
+    assert.equal(p.health()[0]!.outstanding, 1);
+    call.resume();
+    await sink.done;
+    assert.equal(sink.error, null);
+    assert.equal(sink.bytes, TOTAL);
+    assert.deepEqual(sink.trailers, ['x-sum', 'ok']);
+    assert.equal(p.health()[0]!.outstanding, 0);
+  } finally {
+    await p.destroy();
+    await s.close();
+  }
+});
+
+test('dispatch: failures before the head (connect, abort) and after it (the body cut) reach onError, mapped', { timeout: 20000 }, async () => {
+  // Nothing listening: connect, 502.
+  const dead = pool({ upstreams: [`http://127.0.0.1:${await deadPort()}`] });
+  try {
+    const sink = new RecordingSink();
+    dead.dispatch(GET(), sink);
+    await sink.done;
+    assert.equal(sink.error?.kind, 'connect');
+    assert.equal(sink.error?.status, 502);
+    assert.equal(dead.health()[0]!.outstanding, 0);
+  } finally {
+    await dead.destroy();
+  }
+  let sawClose: () => void = () => undefined;
+  const closed = new Promise<void>((r) => (sawClose = r));
+  const s = await startServer((req, res) => {
+    res.on('close', () => {
+      if (!res.writableFinished) sawClose();
+    });
+    if (req.url === '/cut') {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      setImmediate(() => res.socket?.destroy());
+    }
+  });
+  const p = pool({ upstreams: [s.origin] });
+  try {
+    // abort() before the head: kind aborted, and the upstream sees its connection go.
+    const sink = new RecordingSink();
+    const call = p.dispatch(GET('/wait'), sink);
+    await new Promise((r) => setTimeout(r, 100));
+    call.abort(new Error('client cancelled the stream'));
+    await sink.done;
+    assert.equal(sink.error?.kind, 'aborted');
+    assert.equal(sink.status, 0);
+    await closed;
+    // The upstream cuts the body: onError after onResponse, kind reset, with undici's error as the cause.
+    const cut = new RecordingSink();
+    p.dispatch(GET('/cut'), cut);
+    await cut.done;
+    assert.equal(cut.status, 200);
+    assert.equal(cut.bytes, 'partial'.length);
+    assert.equal(cut.error?.kind, 'reset');
+    assert.ok(cut.error?.cause instanceof Error);
     assert.equal(p.health()[0]!.outstanding, 0);
   } finally {
     await p.destroy();

@@ -1,6 +1,6 @@
 /**
  * NewReno (RFC 9002 §7, Appendix B): slow start, recovery period with a single window reduction per period (§7.3.2),
- * congestion avoidance, persistent congestion (§7.6.2) and underutilisation (§7.8, via the `appLimited` flag).
+ * congestion avoidance, persistent congestion (§7.6.2) and underutilisation (§7.8: the window grows only while the sender fills it).
  */
 import type { CongestionController, CongestionPacket } from './congestion.js';
 
@@ -11,7 +11,10 @@ export class NewReno implements CongestionController {
   cwnd: number;
   bytesInFlight = 0;
   ssthresh = Infinity;
-  /** Set by the sender while it has less to send than the window allows: the window then does not grow (§7.8). */
+  /**
+   * Forces the window not to grow (§7.8), whatever the bytes in flight say. Without it, the window grows only when the
+   * sender used it: see `peakInFlight`.
+   */
   appLimited = false;
   minWindow: number;
   readonly initialWindow: number;
@@ -19,6 +22,17 @@ export class NewReno implements CongestionController {
   private recoveryStart = -Infinity;
   /** Bytes acknowledged in congestion avoidance not yet turned into window growth. */
   private avoidanceAcked = 0;
+  /**
+   * The most bytes in flight in the current round trip and in the one before. RFC 9002 §7.8: a window the sender does
+   * not fill must not grow (an application sending at 20 MB/s would otherwise push it to tens of megabytes, and a later
+   * burst would go out unchecked). Like Linux's tcp_is_cwnd_limited: in slow start the window grows while the sender
+   * filled at least half of it, in congestion avoidance while it came within three datagrams of it. A round ends when
+   * a packet sent after its start is acknowledged; the previous round counts too, so the acknowledgements of a full
+   * flight still grow the window as they drain it.
+   */
+  private peakInFlight = 0;
+  private previousPeak = 0;
+  private roundStart = -Infinity;
 
   constructor(public maxDatagramSize = 1200) {
     this.initialWindow = Math.min(10 * maxDatagramSize, Math.max(14720, 2 * maxDatagramSize));
@@ -35,13 +49,24 @@ export class NewReno implements CongestionController {
 
   onPacketSent(bytes: number, _now: number): void {
     this.bytesInFlight += bytes;
+    if (this.bytesInFlight > this.peakInFlight) this.peakInFlight = this.bytesInFlight;
   }
 
-  onPacketsAcked(packets: readonly CongestionPacket[], _now: number): void {
+  /** The sender used the window since the previous acknowledgement (§7.8). */
+  private windowUsed(): boolean {
+    if (this.appLimited) return false;
+    const peak = Math.max(this.peakInFlight, this.previousPeak);
+    return this.cwnd < this.ssthresh ? 2 * peak >= this.cwnd : peak + 3 * this.maxDatagramSize >= this.cwnd;
+  }
+
+  onPacketsAcked(packets: readonly CongestionPacket[], now: number): void {
+    const grow = this.windowUsed();
+    let lastSent = -Infinity;
     for (let i = 0; i < packets.length; i++) {
       const p = packets[i];
       this.release(p.size);
-      if (this.appLimited || this.inRecovery(p.timeSent)) continue;
+      if (p.timeSent > lastSent) lastSent = p.timeSent;
+      if (!grow || this.inRecovery(p.timeSent)) continue;
       if (this.cwnd < this.ssthresh) {
         this.cwnd += p.size; // slow start
       } else {
@@ -52,6 +77,12 @@ export class NewReno implements CongestionController {
           this.cwnd += this.maxDatagramSize;
         }
       }
+    }
+    if (lastSent >= this.roundStart) {
+      // A packet sent in the current round was acknowledged: a round trip has passed.
+      this.previousPeak = this.peakInFlight;
+      this.peakInFlight = this.bytesInFlight;
+      this.roundStart = now;
     }
   }
 
