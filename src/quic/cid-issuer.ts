@@ -6,7 +6,10 @@
  * another one given the same key. Connections ask for new IDs when they issue NEW_CONNECTION_ID and say when one is
  * retired; the endpoint forgets all of a connection's IDs when it closes.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { hmac } from './crypto/hkdf.js';
+import { randomFill } from '../util/random.js';
+import { ownBuffer, ownCopy } from '../util/buffers.js';
 
 /** A connection's view of the issuer: new IDs routed to it, their tokens, retirement. */
 export interface CidSource {
@@ -55,7 +58,7 @@ export class ConnectionIdIssuer<T> {
   /** A fresh connection ID for `owner`, routed to it. */
   issue(owner: T): Buffer {
     for (;;) {
-      const cid = randomBytes(this.cidLength);
+      const cid = randomFill(ownBuffer(this.cidLength)); // kept as long as the connection uses it
       const k = key(cid);
       if (this.byCid.has(k)) {
         if (this.cidLength > 0) continue; // taken: draw again
@@ -74,7 +77,7 @@ export class ConnectionIdIssuer<T> {
 
   /** HMAC-SHA256(key, cid), first 16 bytes. */
   resetToken(cid: Buffer): Buffer {
-    return createHmac('sha256', this.resetKey).update(cid).digest().subarray(0, 16);
+    return ownCopy(hmac('sha256', this.resetKey, cid).subarray(0, 16));
   }
 
   /** Stops routing `cid` (to whichever owner it routed to). */

@@ -19,8 +19,8 @@ import { Level, QUIC_V1, type Role } from './types.js';
 import { TransportError, TransportErrorCode as E, TlsError, TlsAlert } from './errors.js';
 import type { Address, CloseInfo, ConnectionConfig, ConnectionEvent, ConnectionState, ConnectionStats } from './connection-types.js';
 import { TlsEndpoint, type TlsSecret } from './tls/tls.js';
-import { initialSecrets } from './crypto/initial.js';
-import { deriveKeys, type DirectionKeys } from './crypto/keys.js';
+import { initialSecrets, serverInitialKeys, type ClientInitialKeys } from './crypto/initial.js';
+import { deriveKeys } from './crypto/keys.js';
 import { TLS_AES_128_GCM_SHA256 } from './crypto/suites.js';
 import { verifyRetryIntegrity } from './crypto/retry.js';
 import {
@@ -150,7 +150,8 @@ export class Connection {
     originalDcid: Buffer,
     cidIssuer: ConnectionIdIssuer<Connection>,
     now: number,
-    initialRead?: DirectionKeys,
+    /** Server: the client's Initial keys and initial_secret, from the endpoint that opened the first Initial. */
+    clientInitial?: ClientInitialKeys,
   ) {
     this.role = role;
     this.cfg = {
@@ -209,7 +210,6 @@ export class Connection {
       this.rtt,
     );
 
-    const secrets = initialSecrets(originalDcid);
     const spaces = [makeSpace(Level.Initial, this.cfg.maxAckDelay), makeSpace(Level.Handshake, this.cfg.maxAckDelay), makeSpace(Level.OneRtt, this.cfg.maxAckDelay)];
     this.spaces = spaces;
     this.keyUpdate = new KeyUpdate(
@@ -243,10 +243,17 @@ export class Connection {
       },
     );
     const init = spaces[Level.Initial];
-    const mine = role === 'client' ? secrets.client : secrets.server;
-    const theirs = role === 'client' ? secrets.server : secrets.client;
-    init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
-    init.read = initialRead ?? deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
+    if (clientInitial !== undefined) {
+      // The endpoint derived initial_secret and the client's keys to open the first Initial: only our side is left.
+      init.read = clientInitial.keys;
+      init.write = serverInitialKeys(clientInitial.initial);
+    } else {
+      const secrets = initialSecrets(originalDcid);
+      const mine = role === 'client' ? secrets.client : secrets.server;
+      const theirs = role === 'client' ? secrets.server : secrets.client;
+      init.write = deriveKeys(TLS_AES_128_GCM_SHA256, mine);
+      init.read = deriveKeys(TLS_AES_128_GCM_SHA256, theirs);
+    }
 
     try {
       this.tls = this.makeTls(role, config, p);
@@ -293,7 +300,8 @@ export class Connection {
 
   /**
    * A server connection for a client's first Initial packet. The endpoint checked version and size and that the packet
-   * decrypts with `clientInitialKeys` (derived from clientDcid, reused here), so clientScid is authenticated.
+   * decrypts with `clientInitialKeys` (derived from clientDcid; its keys and initial_secret are reused here), so
+   * clientScid is authenticated.
    */
   static accept(
     config: ConnectionConfig,
@@ -302,9 +310,9 @@ export class Connection {
     clientScid: Buffer,
     now: number,
     cidIssuer: ConnectionIdIssuer<Connection>,
-    clientInitialKeys?: DirectionKeys,
+    clientInitial?: ClientInitialKeys,
   ): Connection {
-    const c = new Connection('server', config, remote, clientDcid, cidIssuer, now, clientInitialKeys);
+    const c = new Connection('server', config, remote, clientDcid, cidIssuer, now, clientInitial);
     c.cids.setPeerInitial(clientScid);
     c.serverCidLearned = true;
     if (c.trace) c.trace.start(now, remote, c.scid, c.dcid, c.localParams);

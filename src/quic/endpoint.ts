@@ -22,8 +22,7 @@ import { Connection } from './connection.js';
 import type { Address, ConnectionConfig } from './connection-types.js';
 import { QUIC_V1 } from './types.js';
 import { PacketType, buildVersionNegotiation, openPayload, parseHeader, removeHeaderProtection, type PacketHeader } from './packet/header.js';
-import { clientInitialKeys } from './crypto/initial.js';
-import type { DirectionKeys } from './crypto/keys.js';
+import { clientInitialKeys, type ClientInitialKeys } from './crypto/initial.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { ConnectionIdIssuer } from './cid-issuer.js';
 import type { TraceFactory, TraceSink } from './trace.js';
@@ -68,7 +67,7 @@ function sameCid(dgram: Buffer, cid: Buffer): boolean {
  * place). Returns the keys (the new connection reuses them) and the now authenticated SCID, or null when it does not
  * decrypt.
  */
-function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { keys: DirectionKeys; scid: Buffer } | null {
+function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { initial: ClientInitialKeys; scid: Buffer } | null {
   let h: PacketHeader;
   try {
     h = parseHeader(dgram, 0, cidLength);
@@ -76,7 +75,8 @@ function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { key
     return null;
   }
   if (h.type !== PacketType.Initial || h.version !== QUIC_V1) return null;
-  const keys = clientInitialKeys(dcid);
+  const initial = clientInitialKeys(dcid);
+  const keys = initial.keys;
   const copy = Buffer.from(dgram.subarray(0, h.end));
   try {
     const un = removeHeaderProtection(copy, h, keys.hp, -1);
@@ -84,7 +84,7 @@ function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { key
   } catch {
     return null; // too short for a header protection sample
   }
-  return { keys, scid: ownCopy(h.scid) };
+  return { initial, scid: ownCopy(h.scid) };
 }
 
 export class Endpoint {
@@ -181,7 +181,7 @@ export class Endpoint {
       }
       const odcid = ownCopy(dcid);
       const sink = this.options.trace?.('server', odcid);
-      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, this.cids, opened.keys);
+      const c = Connection.accept({ ...this.options.server, cidLength: this.cidLength, ...(sink && { trace: sink }) }, from, odcid, opened.scid, now, this.cids, opened.initial);
       if (sink) this.traceSinks.set(c, sink);
       this.add(c);
       this.cids.route(c, odcid);

@@ -6,7 +6,7 @@
  * Checking that the connection ID parameters match the handshake (§7.3) is the connection's job.
  */
 
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBelow, randomBuffer } from '../util/random.js';
 import { ownCopy } from '../util/buffers.js';
 import { DecodeError, Reader, Writer, varintLength } from '../util/varint.js';
 import { TransportError, TransportErrorCode } from './errors.js';
@@ -168,7 +168,7 @@ export function encodeTransportParameters(p: TransportParameters): Buffer {
   if (p.initialSourceConnectionId) putBytes(ID.initial_source_connection_id, p.initialSourceConnectionId);
   if (p.retrySourceConnectionId) putBytes(ID.retry_source_connection_id, p.retrySourceConnectionId);
   // GREASE: N below 2^24 keeps the identifier in a 4-byte varint; the value is 0..8 random bytes.
-  putBytes(31 * randomInt(0, 2 ** 24) + 27, randomBytes(randomInt(0, 9)));
+  putBytes(31 * randomBelow(2 ** 24) + 27, randomBuffer(randomBelow(9)));
   return w.finish();
 }
 

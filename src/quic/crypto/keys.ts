@@ -18,7 +18,7 @@ import {
 } from 'node:crypto';
 import { activeSodium, type BackendName, type SodiumBinding } from './backend.js';
 import { chachaHpMask, chachaKeyWords } from './chacha20.js';
-import { hashLength, hkdfExpandLabel } from './hkdf.js';
+import { hashLength, hkdfExpandLabel, hkdfExpandLabelInto } from './hkdf.js';
 import type { CipherSuite } from './suites.js';
 import { ownBuffer, ownCopy } from '../../util/buffers.js';
 
@@ -357,16 +357,34 @@ export function deriveKeyMaterial(suite: CipherSuite, secret: Buffer): { key: Bu
   };
 }
 
+/**
+ * Scratch for the key, iv and header protection key on their way into PacketAead / HeaderProtector (which copy them
+ * into buffers of their own): views of exactly each length, so that a derivation allocates nothing for them.
+ */
+const material = Buffer.alloc(32 + AEAD_IV_LENGTH + 32);
+const scratchKey = { 16: material.subarray(0, 16), 32: material.subarray(0, 32) } as Record<number, Buffer>;
+const scratchIv = material.subarray(32, 32 + AEAD_IV_LENGTH);
+const scratchHp = { 16: material.subarray(44, 60), 32: material.subarray(44, 76) } as Record<number, Buffer>;
+
+function scratchOf(views: Record<number, Buffer>, length: number): Buffer {
+  const v = views[length];
+  if (v === undefined) throw new RangeError(`no key scratch for ${length}-byte keys`);
+  return v;
+}
+
 function aeadFromSecret(suite: CipherSuite, secret: Buffer): PacketAead {
-  const key = hkdfExpandLabel(suite.hash, secret, 'quic key', EMPTY, suite.keyLength);
-  const iv = hkdfExpandLabel(suite.hash, secret, 'quic iv', EMPTY, AEAD_IV_LENGTH);
-  return new PacketAead(suite, key, iv);
+  const key = scratchOf(scratchKey, suite.keyLength);
+  hkdfExpandLabelInto(suite.hash, secret, 'quic key', EMPTY, suite.keyLength, key, 0);
+  hkdfExpandLabelInto(suite.hash, secret, 'quic iv', EMPTY, AEAD_IV_LENGTH, scratchIv, 0);
+  return new PacketAead(suite, key, scratchIv);
 }
 
 /** Derives the packet protection key, iv and header protection key from a traffic secret (§5.1). */
 export function deriveKeys(suite: CipherSuite, secret: Buffer): DirectionKeys {
-  const m = deriveKeyMaterial(suite, secret);
-  return { suite, secret, aead: new PacketAead(suite, m.key, m.iv), hp: new HeaderProtector(suite, m.hpKey) };
+  const aead = aeadFromSecret(suite, secret);
+  const hpKey = scratchOf(scratchHp, suite.keyLength);
+  hkdfExpandLabelInto(suite.hash, secret, 'quic hp', EMPTY, suite.keyLength, hpKey, 0);
+  return { suite, secret, aead, hp: new HeaderProtector(suite, hpKey) };
 }
 
 /**

@@ -2,8 +2,8 @@
  * TLS 1.3 key schedule (RFC 8446 §7.1) without PSK, Finished MACs (§4.4.4) and the handshake transcript
  * (§4.4.1, including the HelloRetryRequest message_hash substitution).
  */
-import { createHash, createHmac, timingSafeEqual, type Hash } from 'node:crypto';
-import { hashLength, hkdfExpandLabel, hkdfExtract, type HashName } from '../crypto/hkdf.js';
+import { createHash, timingSafeEqual, type Hash } from 'node:crypto';
+import { hashLength, hkdfExpandLabel, hkdfExtract, hmac, type HashName } from '../crypto/hkdf.js';
 
 /** Derive-Secret(Secret, Label, Messages) where the caller already hashed Messages. */
 export function deriveSecret(hash: HashName, secret: Buffer, label: string, transcriptHash: Buffer): Buffer {
@@ -62,7 +62,7 @@ export function finishedKey(hash: HashName, baseKey: Buffer): Buffer {
 
 /** verify_data = HMAC(finished_key, transcript hash). */
 export function finishedVerifyData(hash: HashName, baseKey: Buffer, transcriptHash: Buffer): Buffer {
-  return createHmac(hash, finishedKey(hash, baseKey)).update(transcriptHash).digest();
+  return hmac(hash, finishedKey(hash, baseKey), transcriptHash);
 }
 
 /** Constant-time comparison of two MACs of possibly different lengths. */

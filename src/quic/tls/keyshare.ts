@@ -5,7 +5,8 @@
  * no KeyObject or key encoding in between), on node:crypto otherwise. A sodium-native that does not load changes
  * nothing but speed.
  */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, type ECDH, type KeyObject } from 'node:crypto';
+import { randomBuffer } from '../../util/random.js';
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, type ECDH, type KeyObject } from 'node:crypto';
 import { activeSodium, type SodiumBinding } from '../crypto/backend.js';
 import { TlsAlert, TlsError } from '../errors.js';
 import { NamedGroup } from './extensions.js';
@@ -90,7 +91,7 @@ class SodiumX25519Share implements KeyShare {
     private readonly lib: SodiumX25519,
     privateKey?: Buffer,
   ) {
-    this.privateKey = privateKey ?? randomBytes(32);
+    this.privateKey = privateKey ?? randomBuffer(32);
     lib.crypto_scalarmult_base(this.publicKey, this.privateKey);
   }
 

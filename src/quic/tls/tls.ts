@@ -4,7 +4,8 @@
  * ChangeCipherSpec, no 0-RTT, resumption or client certificates. QUIC supplies the Initial keys; this module
  * delivers the Handshake and 1-RTT traffic secrets (RFC 9001 §4.1.4 timing) and the handshake bytes per level.
  */
-import { randomBytes, type KeyObject, type X509Certificate } from 'node:crypto';
+import { type KeyObject, type X509Certificate } from 'node:crypto';
+import { randomBuffer } from '../../util/random.js';
 import { isIP } from 'node:net';
 import { DecodeError } from '../../util/varint.js';
 import { ownCopy } from '../../util/buffers.js';
@@ -228,7 +229,7 @@ export class TlsEndpoint {
   start(): void {
     if (this.config.role === 'server') return;
     if (this.state !== 'client_start') throw new Error('TlsEndpoint.start() called twice');
-    this.random = randomBytes(32);
+    this.random = randomBuffer(32);
     this.keyShare = generateKeyShare(this.groups[0]);
     this.sendClientHello();
     this.state = 'wait_server_hello';
@@ -585,7 +586,7 @@ export class TlsEndpoint {
     const shared = share.computeSecret(peerShare);
     this.send(
       Level.Initial,
-      encodeServerHello(randomBytes(32), ch.sessionId, suite.id, [
+      encodeServerHello(randomBuffer(32), ch.sessionId, suite.id, [
         { type: ExtensionType.supported_versions, data: encodeU16(TLS13_VERSION) },
         { type: ExtensionType.key_share, data: encodeKeyShareServer({ group: groupId(group), keyExchange: share.publicKey }) },
       ]),
