@@ -6,7 +6,7 @@ import { TransportError, TransportErrorCode as E } from '../../src/quic/errors.j
 import { Timer, TimerTable } from '../../src/quic/connection/timers.js';
 import { PathMtu } from '../../src/quic/connection/pmtu.js';
 import { ConnectionIds } from '../../src/quic/connection/cids.js';
-import { Retransmits, SentPacketContents } from '../../src/quic/connection/retransmits.js';
+import { Retransmits, SentPacketContents, StreamIdSet } from '../../src/quic/connection/retransmits.js';
 import { ConnectionIdIssuer } from '../../src/quic/cid-issuer.js';
 import { FrameWriter } from '../../src/quic/connection/frame-writer.js';
 import { PacketBuilder } from '../../src/quic/connection/packet-builder.js';
@@ -148,4 +148,35 @@ test('packet builder + frame writer: coalesced packets open with the keys they w
   const frames = parseFrames(p2, '1rtt');
   assert.deepEqual(frames[0], { type: 'max_data', max: 12345 });
   assert.ok(frames.slice(1).every((f) => f.type === 'padding'), 'padded to the datagram size');
+});
+
+test('stream ID sets: a Set only once used; Set semantics (order, delete while iterating, clear)', () => {
+  const s = new StreamIdSet();
+  assert.equal(s.size, 0);
+  assert.equal(s.has(4), false);
+  assert.equal(s.delete(4), false);
+  assert.deepEqual([...s], []);
+  s.clear();
+  for (const id of [8, 0, 4, 8]) s.add(id);
+  assert.equal(s.size, 3);
+  assert.deepEqual([...s], [8, 0, 4]);
+  // Deleting the entry being visited (what the frame writers do as they take from the pending set) visits every one.
+  const seen: number[] = [];
+  for (const id of s) {
+    seen.push(id);
+    s.delete(id);
+  }
+  assert.deepEqual(seen, [8, 0, 4]);
+  assert.equal(s.size, 0);
+  s.add(12);
+  assert.ok(s.has(12));
+  s.clear();
+  assert.deepEqual([...s], []);
+  // A packet's record and the pending set are independent: one's entries never show in another's.
+  const a = new Retransmits();
+  const b = new Retransmits();
+  a.maxStreamData.add(1);
+  a.resets.add(2);
+  assert.deepEqual([[...b.maxStreamData], [...b.resets], [...b.stopSending], [...b.streamDataBlocked]], [[], [], [], []]);
+  assert.deepEqual([...a.maxStreamData], [1]);
 });

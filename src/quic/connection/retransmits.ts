@@ -13,6 +13,41 @@ export interface LostFrameOwner {
   requeueLost(lost: Retransmits, pending: Retransmits): void;
 }
 
+const NO_IDS: ReadonlySet<number> = new Set<number>();
+
+/**
+ * A set of stream IDs whose Set is made on the first add: most sent packets carry none of a kind, and a packet's
+ * record is made for every packet with a control frame (a Set costs a hash table; this object, one field).
+ */
+export class StreamIdSet {
+  private ids: Set<number> | null = null;
+
+  add(id: number): void {
+    (this.ids ??= new Set()).add(id);
+  }
+
+  delete(id: number): boolean {
+    return this.ids !== null && this.ids.delete(id);
+  }
+
+  has(id: number): boolean {
+    return this.ids !== null && this.ids.has(id);
+  }
+
+  clear(): void {
+    this.ids?.clear();
+  }
+
+  get size(): number {
+    return this.ids === null ? 0 : this.ids.size;
+  }
+
+  /** In insertion order; deleting the current entry while iterating is allowed (as with a Set). */
+  [Symbol.iterator](): IterableIterator<number> {
+    return (this.ids ?? NO_IDS).values();
+  }
+}
+
 /**
  * Control frames, one field per kind. Per-stream kinds are sets of stream IDs: a stream is written at most once per
  * packet. The frame writers take from the pending one and record into the packet's.
@@ -23,10 +58,10 @@ export class Retransmits {
   /** [uni, bidi] */
   readonly maxStreams = [false, false];
   readonly streamsBlocked = [false, false];
-  readonly maxStreamData = new Set<number>();
-  readonly streamDataBlocked = new Set<number>();
-  readonly resets = new Set<number>();
-  readonly stopSending = new Set<number>();
+  readonly maxStreamData = new StreamIdSet();
+  readonly streamDataBlocked = new StreamIdSet();
+  readonly resets = new StreamIdSet();
+  readonly stopSending = new StreamIdSet();
   /** Sequence numbers of our connection IDs to announce (NEW_CONNECTION_ID), and of the peer's to retire. */
   readonly newCids: number[] = [];
   readonly retireCids: number[] = [];
