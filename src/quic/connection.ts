@@ -84,6 +84,9 @@ function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.');
 }
 
+/** Bytes a connection sends (handshake included) before it starts path MTU discovery. */
+const PMTU_PROBE_AFTER_BYTES = 32 * 1024;
+
 export class Connection {
   readonly role: Role;
   state: ConnectionState = 'handshake';
@@ -989,8 +992,11 @@ export class Connection {
     }
     const d = this.assembler.datagram(now);
     if (d) return d;
-    // Path MTU discovery (RFC 9000 §14.3) once the handshake is confirmed.
+    // Path MTU discovery (RFC 9000 §14.3) once the handshake is confirmed and the connection carries more than its
+    // handshake did: larger datagrams pay only for bulk data, and an idle or small-request connection (most of them,
+    // under a flood) is spared sealing and sending up to five probes of 1.4-16 KB.
     if (!this.handshakeConfirmed || this.state !== 'established' || !this.peerParams) return null;
+    if (this.stats.bytesSent < PMTU_PROBE_AFTER_BYTES) return null;
     return this.assembler.pmtuProbe(Math.min(this.cfg.maxDatagramSize, this.peerParams.maxUdpPayloadSize), now);
   }
 
