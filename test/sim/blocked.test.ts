@@ -169,6 +169,60 @@ test('sim: the stream-count limit blocks new streams until MAX_STREAMS, and the 
   assert.ok(r.conn.blockedFramesSent.streams > 0, 'STREAMS_BLOCKED was sent');
 });
 
+test('sim: stream credit comes back in small steps: a client that keeps the limit full is refused only with nearly all of it in use', () => {
+  // 300 small requests against a limit of 32; the server answers one every 0.5 ms (an application slower than the
+  // 2 ms link), so answers and their credit trickle back. Credit given back in half-window steps let the client be
+  // refused with only about half of the limit really in use (Firefox then sent STREAMS_BLOCKED and waited, its
+  // requests arriving in bursts of half the window); in eighths, no more than an eighth (4) may sit unused.
+  const LIMIT = 32;
+  const COUNT = 300;
+  const { net, sep, conn } = pair(53, { delay: 2 }, { initialMaxStreamsBidi: LIMIT });
+  let server: Connection | undefined;
+  const ids: number[] = [];
+  const atClient = new Map<number, Sink>();
+  const atServer = new Map<number, Sink>();
+  const queue: number[] = [];
+  const answered = new Set<number>();
+  let nextAnswerAt = 0;
+  const inFlightAtRefusal: number[] = [];
+  const ok = net.run(
+    () => ids.length === COUNT && ids.every((id) => atClient.get(id)?.fin),
+    60_000,
+    () => {
+      server ??= sep.pollAccepted();
+      drain(conn, atClient);
+      while (conn.isHandshakeComplete && ids.length < COUNT) {
+        const id = conn.openStream(true);
+        if (id === null) {
+          inFlightAtRefusal.push(ids.filter((i) => !atClient.get(i)?.fin).length);
+          break;
+        }
+        ids.push(id);
+        conn.streamWrite(id, Buffer.from(`GET ${id}`), true);
+      }
+      if (!server) return;
+      drain(server, atServer);
+      for (const [id, s] of atServer) {
+        if (s.fin && !answered.has(id)) {
+          answered.add(id);
+          queue.push(id);
+        }
+      }
+      if (queue.length > 0 && net.now >= nextAnswerAt) {
+        const id = queue.shift()!;
+        server.streamWrite(id, randomData(id + 7, 300), true);
+        nextAnswerAt = net.now + 0.5;
+      }
+      if (queue.length > 0) net.wakeAt(Math.max(nextAnswerAt, net.now));
+    },
+  );
+  assert.ok(ok, `only ${ids.filter((id) => atClient.get(id)?.fin).length} of ${COUNT} answered`);
+  for (const id of ids) assert.equal(sha(atClient.get(id)!.chunks), sha([randomData(id + 7, 300)]), `stream ${id}`);
+  assert.ok(inFlightAtRefusal.length > 0, 'the client reached the limit');
+  const least = Math.min(...inFlightAtRefusal);
+  assert.ok(least >= LIMIT - LIMIT / 8, `refused with only ${least} of ${LIMIT} streams in flight (first refusals: ${JSON.stringify(inFlightAtRefusal.slice(0, 12))})`);
+});
+
 test('sim: a reader that stops for 3 s holds the sender at its window; reading again releases it (stream_drain at the sender)', () => {
   const r = requestResponse(47, {
     count: 2,

@@ -21,6 +21,9 @@ import type { LostFrameOwner, Retransmits } from './retransmits.js';
 /** Above this many buffered bytes a writer is told to wait for stream_drain. */
 export const STREAM_HIGH_WATER = 1024 * 1024;
 
+/** MAX_STREAMS goes out when this fraction (1/N) of the initial stream limit has been given back since the last one. */
+export const CREDIT_STEP_DIVISOR = 8;
+
 export interface Stream {
   id: number;
   send: SendStream | null;
@@ -611,9 +614,12 @@ export class Streams implements LostFrameOwner {
     st.creditReturned = true;
     const t = isBidi(st.id) ? 1 : 0;
     this.remoteStreamsClosed[t]++;
-    // Extend the peer's stream credit when half of the initial window has been used up.
+    // Extend the peer's stream credit once an eighth of the initial window has been given back: a client that keeps
+    // the window full (a browser with a page's worth of requests) then never has more than that eighth idle. With
+    // half the window per update, Firefox ran out, waited for our MAX_STREAMS, and its requests came in bursts of
+    // half the window with both ends idle in turn.
     const target = this.remoteStreamsClosed[t] + this.maxRemoteStreamsInitial[t];
-    if (target - this.maxRemoteStreams[t] >= Math.max(1, this.maxRemoteStreamsInitial[t] / 2)) {
+    if (target - this.maxRemoteStreams[t] >= Math.max(1, Math.floor(this.maxRemoteStreamsInitial[t] / CREDIT_STEP_DIVISOR))) {
       this.maxRemoteStreams[t] = target;
       this.pending.maxStreams[t] = true;
     }
