@@ -314,7 +314,9 @@ const parseJson = (out: string): Json => (out.trim() === '' ? [] : (JSON.parse(o
 
 /**
  * Decrypts `pcap` with an NSS key log (null: only secrets embedded in the pcapng) and summarises every datagram,
- * pairing http3 layers with STREAM frames by position. For small captures: tshark's full JSON of a 20 MB transfer is
+ * pairing http3 layers with STREAM frames by content: a STREAM frame that ends in part of an HTTP/3 frame gets no
+ * http3 layer from tshark, and pairing by position then lost the whole datagram (under load, when a request's
+ * HEADERS and DATA and the next request share a packet, up to four of six request streams). For small captures: tshark's full JSON of a 20 MB transfer is
  * ~250 MB (see decryptReportFiltered).
  */
 export async function decryptReport(pcap: string, keylog: string | null, o: ToolOptions = {}): Promise<DecryptReport> {
@@ -323,7 +325,7 @@ export async function decryptReport(pcap: string, keylog: string | null, o: Tool
   if (keylog !== null) args.push('-o', `tls.keylog_file:${keylog}`);
   args.push('-T', 'json', '--no-duplicate-keys');
   const { stdout } = await runTool('tshark', args, o, 60_000);
-  return analyseTsharkJson(parseJson(stdout), 'position');
+  return analyseTsharkJson(parseJson(stdout), 'content');
 }
 
 /**
