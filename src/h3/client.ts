@@ -141,20 +141,19 @@ export class Http3Client extends EventEmitter {
     return this.leanRequests;
   }
 
+  /** The header section of a request to `pathOrUrl` (resolved against the origin): pseudo-headers, then `headers`. */
+  private requestFields(pathOrUrl: string, method: string, headers: Http3RequestOptions['headers']): HeaderList {
+    const u = new URL(pathOrUrl, this.base);
+    return [[':method', method], [':scheme', 'https'], [':authority', u.host], [':path', `${u.pathname}${u.search}`], ...toHeaderList(headers)];
+  }
+
   /**
    * Validates and encodes a request once, for sending it many times with `lean.send()` (a load generator's
    * requests: the response is counted, not handed out). The body, if any, is sent as it is with every request.
    */
   prepare(pathOrUrl: string, opts: { method?: string; headers?: HeaderList | Record<string, string>; body?: Buffer | string } = {}): PreparedRequest {
-    const u = new URL(pathOrUrl, this.base);
     const method = opts.method ?? 'GET';
-    const fields: HeaderList = [
-      [':method', method],
-      [':scheme', 'https'],
-      [':authority', u.host],
-      [':path', `${u.pathname}${u.search}`],
-      ...toHeaderList(opts.headers),
-    ];
+    const fields = this.requestFields(pathOrUrl, method, opts.headers);
     const body = typeof opts.body === 'string' ? Buffer.from(opts.body) : (opts.body ?? null);
     if (body && !fields.some(([n]) => n === 'content-length')) fields.push(['content-length', String(body.length)]);
     return new PreparedRequest(fields, body);
@@ -162,15 +161,8 @@ export class Http3Client extends EventEmitter {
 
   /** Sends a request; resolves with the response head once it arrives (the body streams afterwards). */
   async request(pathOrUrl: string, opts: Http3RequestOptions = {}): Promise<Http3ClientResponse> {
-    const u = new URL(pathOrUrl, this.base);
     const method = opts.method ?? 'GET';
-    const fields: HeaderList = [
-      [':method', method],
-      [':scheme', 'https'],
-      [':authority', u.host],
-      [':path', `${u.pathname}${u.search}`],
-      ...toHeaderList(opts.headers),
-    ];
+    const fields = this.requestFields(pathOrUrl, method, opts.headers);
     let body = opts.body;
     if (typeof body === 'string') body = Buffer.from(body);
     if (Buffer.isBuffer(body) && !fields.some(([n]) => n === 'content-length')) fields.push(['content-length', String(body.length)]);
