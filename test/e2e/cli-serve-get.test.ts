@@ -17,35 +17,12 @@ import { fileURLToPath } from 'node:url';
 import { Http3Client } from '../../src/h3/client.js';
 import { IncomingBody } from '../../src/h3/request-stream.js';
 import { loadPemChain } from '../../src/quic/tls/pem.js';
+import { QSR, runQsrCaptured, type QsrResult } from './qsr-run.js';
 
-const QSR = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs `qsr ...args` to completion (killed after `ms`). */
-function qsr(args: string[], cwd: string, ms = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QSR, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`qsr ${args.join(' ')} did not finish within ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, ms);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const qsr = (args: string[], cwd: string, ms = 30_000): Promise<QsrResult> => runQsrCaptured(args, { cwd, ms });
 
 interface Server {
   child: ChildProcess;

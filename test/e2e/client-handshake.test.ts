@@ -7,42 +7,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Http3Client } from '../../src/h3/client.js';
 import { HandshakeError } from '../../src/io/udp.js';
 import { buildRetry, buildVersionNegotiation, parseHeader, PacketType } from '../../src/quic/packet/header.js';
 import { QUIC_V1 } from '../../src/quic/types.js';
+import { runQsrCaptured, type QsrResult } from './qsr-run.js';
 
-const QSR = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs `qsr ...args` to completion; SIGKILL (its own PID) after `ms`, which fails the test. */
-function qsr(args: string[], ms = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QSR, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`qsr ${args.join(' ')} did not exit within ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, ms);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const qsr = (args: string[], ms = 20_000): Promise<QsrResult> => runQsrCaptured(args, { ms });
 
 type Answer = 'nothing' | 'version_negotiation' | 'retry';
 

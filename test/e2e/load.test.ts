@@ -8,46 +8,22 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { Http3Server } from '../../src/h3/server.js';
 import { H3ErrorCode } from '../../src/h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../../src/quic/tls/pem.js';
 import type { LoadReport } from '../../src/load/report.js';
 import { CERTS } from '../sim/helpers.js';
+import { runQsrCaptured, type QsrResult } from './qsr-run.js';
 
-const QSR = fileURLToPath(new URL('../../src/cli/qsr.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function qsr(args: string[], ms = 60_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [QSR, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`qsr ${args.join(' ')} did not finish within ${ms} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, ms);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const qsr = (args: string[], ms = 60_000): Promise<QsrResult> => runQsrCaptured(args, { ms });
 
 const hits = new Map<string, number>();
 const uploads: { bytes: number; sha256: string; method: string }[] = [];
@@ -108,7 +84,7 @@ after(async () => {
 
 const TLS = ['--ca', `${CERTS}ca.pem`, '--server-name', 'localhost'];
 
-async function load(path: string, args: string[]): Promise<{ run: Run; report: LoadReport }> {
+async function load(path: string, args: string[]): Promise<{ run: QsrResult; report: LoadReport }> {
   const run = await qsr(['load', `${origin}${path}`, ...TLS, '--json', ...args]);
   let report: LoadReport;
   try {
