@@ -265,6 +265,8 @@ export class QuicConnection extends EventEmitter {
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
   closeInfo: CloseInfo | null = null;
+  /** True from the handshake's completion on ('ready' emitted, `ready` resolved). */
+  established = false;
   /** This connection's trace sink (UdpEndpointOptions.trace), shared with the HTTP/3 layer; undefined: not traced. */
   readonly trace: TraceSink | undefined;
 
@@ -355,6 +357,7 @@ export class QuicConnection extends EventEmitter {
     for (let e = this.conn.pollEvent(); e; e = this.conn.pollEvent()) {
       switch (e.type) {
         case 'handshake_complete':
+          this.established = true;
           this.resolveReady();
           this.emit('ready', e);
           break;
