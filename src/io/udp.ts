@@ -391,9 +391,12 @@ export class QuicConnection extends EventEmitter {
           break;
         case 'closed':
           this.closeInfo = e.info;
-          this.rejectReady(new HandshakeError(e.info, formatAddress(this.conn.remote)));
+          // An Error (and its stack) only for someone to receive it: `ready` settled long ago on an established
+          // connection, and one without streams has nobody to tell.
+          if (!this.established) this.rejectReady(new HandshakeError(e.info, formatAddress(this.conn.remote)));
           // Streams still open when we closed the connection ourselves end without an error; otherwise they fail.
-          this.destroyAll(e.info.by === 'local' && e.info.application ? null : new Error(`connection closed: ${describeClose(e.info)}`));
+          if (this.streams.size > 0 || this.waitingForStreams.length > 0)
+            this.destroyAll(e.info.by === 'local' && e.info.application ? null : new Error(`connection closed: ${describeClose(e.info)}`));
           this.emit('close', e.info);
           break;
       }
