@@ -15,7 +15,7 @@
  * No server push: we never send MAX_PUSH_ID, so push IDs from a server are always an error (§4.6).
  */
 import { EventEmitter } from 'node:events';
-import type { QuicConnection } from '../io/udp.js';
+import { withoutStack, type QuicConnection } from '../io/udp.js';
 import type { QuicStream } from '../io/stream.js';
 import type { CloseInfo } from '../quic/connection-types.js';
 import { QpackEncoder } from './qpack/encoder.js';
@@ -549,7 +549,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
 
   private onQuicClose(info: CloseInfo): void {
     if (this.closedError) return;
-    const err = new H3ConnectionClosedError(info.code, info.by, info.application, info.reason);
+    const err = withoutStack(() => new H3ConnectionClosedError(info.code, info.by, info.application, info.reason));
     this.closedError = err;
     for (const r of [...this.requestStreams.values()]) r.onConnectionClosed(err);
     this.requestStreams.clear();
