@@ -143,15 +143,19 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
   }
 
   private openLocalStreams(): void {
-    if (this.closedError || this.control) return;
+    if (this.isClosing || this.control) return;
     // The stream type and SETTINGS in one write.
     const settings = encodeSettingsFrame(this.settings);
     const first = Buffer.allocUnsafe(1 + settings.length);
     first[0] = UniStreamType.CONTROL;
     settings.copy(first, 1);
-    this.control = this.openUni(this.quic.tryOpenStream(false), UniStreamType.CONTROL, first);
-    if (this.control) this.encStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_ENCODER);
-    if (this.encStream) this.decStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_DECODER);
+    try {
+      this.control = this.openUni(this.quic.tryOpenStream(false), UniStreamType.CONTROL, first);
+      if (this.control) this.encStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_ENCODER);
+      if (this.encStream) this.decStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_DECODER);
+    } catch {
+      return; // the connection closed meanwhile: 'close' reports it
+    }
     if (this.decStream) this.localStreamsOpen();
     else void this.openLocalStreamsLater(first);
   }
