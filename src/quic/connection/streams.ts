@@ -21,7 +21,6 @@ import type { LostFrameOwner, Retransmits } from './retransmits.js';
 /** Above this many buffered bytes a writer is told to wait for stream_drain. */
 export const STREAM_HIGH_WATER = 1024 * 1024;
 
-
 export interface Stream {
   id: number;
   send: SendStream | null;
