@@ -45,14 +45,12 @@ for (const [label, window] of [
   ['1 MiB', 1024 * 1024],
 ] as const) {
   test(`sim: server streams resume after the client's connection window (${label}) runs out and MAX_DATA arrives`, () => {
-    // Stream windows far larger than the connection window: only MAX_DATA can unblock the server. The window does not
-    // auto-tune beyond its initial size: a growing one can stay ahead of a sender that the pacer lets send its whole
-    // congestion window at once, and then the server is never blocked on it.
+    // Stream windows far larger than the connection window: only MAX_DATA can unblock the server.
     const { net, sep, conn } = pair(
       31,
       { delay: 2 },
       {},
-      { initialMaxData: window, maxConnectionReceiveWindow: window, initialMaxStreamDataBidiLocal: 16 * 1024 * 1024, initialMaxStreamDataBidiRemote: 16 * 1024 * 1024 },
+      { initialMaxData: window, initialMaxStreamDataBidiLocal: 16 * 1024 * 1024, initialMaxStreamDataBidiRemote: 16 * 1024 * 1024 },
     );
     let server: Connection | undefined;
     const STREAMS = 8;

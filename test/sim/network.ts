@@ -24,11 +24,6 @@ export interface LinkOptions {
   queueLimit?: number;
   /** Datagrams larger than this many bytes are dropped (a path MTU). */
   mtu?: number;
-  /**
-   * Datagrams arrive only at multiples of this many ms (0: as they come): a receiver that runs in bursts (a busy
-   * process scheduled every few ms) reads, and acknowledges, what queued meanwhile all at once.
-   */
-  batchEvery?: number;
   /** Windows [from, to) in ms of simulated time where every datagram is lost. */
   blackouts?: [number, number][];
 }
@@ -64,7 +59,6 @@ export class LinkModel {
     for (let i = 0; i < copies; i++) {
       let at = depart + (l.delay ?? 10) + (l.jitter ? this.rand() * l.jitter : 0);
       if (l.reorder && this.rand() < l.reorder) at += l.reorderDelay ?? 3;
-      if (l.batchEvery) at = Math.ceil(at / l.batchEvery) * l.batchEvery;
       out.push(at);
     }
     return out;
@@ -91,17 +85,6 @@ export class SimNetwork {
    * network lost it. Tests match it with what the endpoints say they sent and lost.
    */
   fates: Map<string, boolean[]> | null = null;
-
-  /**
-   * Endpoint timers fire this many ms after their deadline (0: on time), as Node's do on a busy event loop (a
-   * setTimeout wakes after at least a millisecond, later while other work of the turn runs). Datagrams still arrive on time.
-   */
-  timerLag = 0;
-  /**
-   * Simulated ms each datagram costs its sender (0: sending takes no time): the clock advances while an endpoint
-   * sends, as it does for a CPU-bound sender, so a pacer's tokens and its timer see time pass within a burst.
-   */
-  sendCost = 0;
 
   constructor(
     seed: number,
@@ -145,10 +128,7 @@ export class SimNetwork {
   flush(): void {
     for (const ep of this.nodes.values()) {
       const from = this.addrOf(ep);
-      for (let t = ep.poll(this.now); t; t = ep.poll(this.now)) {
-        this.send(from, t.to, t.data);
-        this.now += this.sendCost;
-      }
+      for (let t = ep.poll(this.now); t; t = ep.poll(this.now)) this.send(from, t.to, t.data);
     }
   }
 
@@ -176,7 +156,7 @@ export class SimNetwork {
       for (const t of this.wakeups) if (t < next) next = t;
       for (const ep of this.nodes.values()) {
         const t = ep.nextTimeout();
-        if (t !== null && t + this.timerLag < next) next = t + this.timerLag;
+        if (t !== null && t < next) next = t;
       }
       if (next === Infinity || next > end) {
         this.now = end;

@@ -1,18 +1,12 @@
 /**
  * Token-bucket pacer (RFC 9002 §7.7): spreads a congestion window over a smoothed RTT at rate
- * N * cwnd / smoothed_rtt with N = 1.25. The bucket holds what the rate earns in BURST_MS (at least 10 datagrams, never
- * more than the window): a sender woken by a timer (a millisecond at best, later on a busy event loop) then sends what
- * it earned while it slept. With a fixed 10-datagram bucket, a fast path (loopback, 1452-byte datagrams) lost whatever
- * a late timer earned beyond 10 datagrams: the quic-go client's 100 MB download spent most of its time waiting on the
- * pacer, at a fraction of the rate the pacer meant.
+ * N * cwnd / smoothed_rtt with N = 1.25, allowing bursts of up to 10 datagrams (never more than the window).
  */
 
 /** Pacing gain N (RFC 9002 §7.7). */
 export const PACING_GAIN = 1.25;
-/** The bucket holds at least this many datagrams. */
+/** Largest burst, in datagrams. */
 export const MAX_BURST_PACKETS = 10;
-/** ... and what the rate earns in this many ms (as quic-go: timer granularity plus 1 ms). */
-export const BURST_MS = 2;
 
 export class Pacer {
   /** Available bytes; negative when a packet was sent on credit. */
@@ -31,7 +25,7 @@ export class Pacer {
   nextSendTime(bytes: number, cwnd: number, srtt: number, now: number): number {
     if (!(srtt > 0) || !(cwnd > 0)) return now;
     this.rate = (PACING_GAIN * cwnd) / srtt;
-    this.capacity = Math.max(this.maxDatagramSize, Math.min(Math.max(MAX_BURST_PACKETS * this.maxDatagramSize, this.rate * BURST_MS), cwnd));
+    this.capacity = Math.max(this.maxDatagramSize, Math.min(MAX_BURST_PACKETS * this.maxDatagramSize, cwnd));
     this.refill(now);
     if (this.tokens >= bytes) return now;
     return now + (bytes - this.tokens) / this.rate;
