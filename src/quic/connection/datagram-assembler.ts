@@ -7,8 +7,8 @@
  * PADDING, not counted in flight: §14.4).
  *
  * Datagrams are built in the scratch buffer and with the frame writer that all connections share
- * (connection/scratch.ts), so that a poll with nothing to send (or an ACK of a few dozen bytes) allocates nothing and
- * an idle connection holds no buffer: a small datagram is copied out, a large one takes the scratch itself.
+ * (connection/scratch.ts), so that a poll with nothing to send allocates nothing and an idle connection holds no
+ * buffer: the datagram handed out is a view of the scratch slab, whose bytes are not written again.
  */
 import { Level, type Role } from '../types.js';
 import { TransportErrorCode as E } from '../errors.js';
@@ -20,7 +20,7 @@ import type { Pacer } from '../recovery/pacer.js';
 import type { RttEstimator } from '../recovery/rtt.js';
 import type { ConnectionTracer } from '../tracer.js';
 import { PacketBuilder } from './packet-builder.js';
-import { datagramScratch, sharedFrameWriter, takeDatagram } from './scratch.js';
+import { datagramScratch, scratchOffset, sharedFrameWriter, takeDatagram } from './scratch.js';
 import type { Framer } from './framer.js';
 import { SentPacketContents, type Retransmits } from './retransmits.js';
 import type { ConnectionIds } from './cids.js';
@@ -67,7 +67,8 @@ export interface AssemblerParts {
 interface Laid {
   sp: Space;
   pn: number;
-  contents: SentPacketContents;
+  /** null once recorded with the loss detector (the record is reused). */
+  contents: SentPacketContents | null;
   size: number;
   eliciting: boolean;
   start: number;
@@ -79,6 +80,8 @@ export class DatagramAssembler {
   private firstHandshakeSent = false;
   private readonly builder: PacketBuilder;
   private readonly writer = sharedFrameWriter;
+  /** The packets laid out in the datagram being built: laid[0..count), records reused from datagram to datagram. */
+  private readonly laid: Laid[] = [];
   /** A record made for a packet that was then abandoned (nothing to write), used for the next one. */
   private spare: SentPacketContents | null = null;
   /** Tracing: the time of the datagram being sealed, and whether it is a PMTU probe. */
@@ -121,17 +124,21 @@ export class DatagramAssembler {
       }
     }
     const buf = datagramScratch(mds);
+    // The datagram is bytes base..off of the scratch; packet offsets are in the scratch.
+    const base = scratchOffset();
+    const end = base + limit;
     const role = this.o.role;
-    let off = 0;
+    let off = base;
     let ackEliciting = false;
     let containsInitial = false;
-    const packets: Laid[] = [];
+    const packets = this.laid;
+    let count = 0;
     const pathResponse = p.pending.pathResponses.length > 0;
     for (const sp of p.spaces) {
       if (!sp.write || sp.discarded) continue;
       // The server may send 1-RTT data before the handshake completes (0.5-RTT); a client waits until it completes.
       if (sp.level === Level.OneRtt && !this.oneRttOpen) continue;
-      const room = limit - off;
+      const room = end - off;
       if (room < 48) break;
       const start = off;
       const pb = this.builder;
@@ -146,20 +153,28 @@ export class DatagramAssembler {
         this.spare = contents;
         continue;
       }
-      packets.push({ sp, pn: sp.nextPn - 1, contents, size: r - start, eliciting, start });
+      let pk = packets[count];
+      if (pk === undefined) packets.push((pk = { sp, pn: 0, contents, size: 0, eliciting, start }));
+      count++;
+      pk.sp = sp;
+      pk.pn = sp.nextPn - 1;
+      pk.contents = contents;
+      pk.size = r - start;
+      pk.eliciting = eliciting;
+      pk.start = start;
       if (eliciting) ackEliciting = true;
       if (sp.level === Level.Initial) containsInitial = true;
       off = r;
       if (sp.level === Level.Initial && role === 'client' && !this.firstHandshakeSent && sp.cryptoSend.unsentBytes > 0) break;
       if (this.o.onePacketPerDatagram) break;
     }
-    if (off === 0) return null;
+    if (off === base) return null;
     // A datagram carrying an ack-eliciting Initial (and every client Initial) is padded to 1200 bytes (RFC 9000 §14.1),
     // and so is one carrying PATH_RESPONSE, within the amplification limit (RFC 9000 §8.2.2).
     const sentPathResponse = pathResponse && p.pending.pathResponses.length === 0;
-    if (((containsInitial && (role === 'client' || ackEliciting)) || sentPathResponse) && off < MIN_INITIAL_DATAGRAM) {
-      const last = packets[packets.length - 1];
-      const padTo = Math.min(MIN_INITIAL_DATAGRAM, limit);
+    if (((containsInitial && (role === 'client' || ackEliciting)) || sentPathResponse) && off - base < MIN_INITIAL_DATAGRAM) {
+      const last = packets[count - 1];
+      const padTo = base + Math.min(MIN_INITIAL_DATAGRAM, limit);
       if (padTo > off) {
         off = this.builder.padLast(buf, padTo);
         last.size = off - last.start;
@@ -168,22 +183,25 @@ export class DatagramAssembler {
     this.now = now;
     this.builder.seal(buf, p.cids.dcid, p.cids.scid, p.keyUpdate.phase);
     if (role === 'client' && !this.firstHandshakeSent) {
-      for (const pk of packets) if (pk.sp.level === Level.Handshake) this.firstHandshakeSent = true;
+      for (let i = 0; i < count; i++) if (packets[i].sp.level === Level.Handshake) this.firstHandshakeSent = true;
     }
-    const dgram = this.finishDatagram(buf, off);
-    for (const pk of packets) {
+    const dgram = this.finishDatagram(buf, base, off);
+    const size = off - base;
+    for (let i = 0; i < count; i++) {
+      const pk = packets[i];
       p.loss.onPacketSent({
         pn: pk.pn,
         space: pk.sp.level as PnSpace,
         timeSent: now,
         size: pk.size,
         ackEliciting: pk.eliciting,
-        inFlight: pk.eliciting || (containsInitial && pk === packets[packets.length - 1] && off >= MIN_INITIAL_DATAGRAM),
-        info: pk.contents,
+        inFlight: pk.eliciting || (containsInitial && i === count - 1 && size >= MIN_INITIAL_DATAGRAM),
+        info: pk.contents!,
       });
       if (pk.eliciting) p.losses.onAckElicitingSent(pk.sp.level);
+      pk.contents = null;
     }
-    if (ackEliciting) p.pacer.onPacketSent(off, now);
+    if (ackEliciting) p.pacer.onPacketSent(size, now);
     if (p.trace) p.trace.metrics(now);
     if (role === 'client' && this.firstHandshakeSent && !p.spaces[Level.Initial].discarded) p.discardInitial();
     if (ackEliciting) p.idle.onAckElicitingSent(now);
@@ -194,8 +212,9 @@ export class DatagramAssembler {
   close(close: Frame, now: number): Buffer | null {
     const p = this.p;
     const buf = datagramScratch(p.pmtu.size);
-    let off = 0;
-    const budget = p.address.budget();
+    const base = scratchOffset();
+    let off = base;
+    const end = base + Math.min(p.pmtu.size, p.address.budget());
     // Send the close at every level the peer might be able to read (RFC 9000 §10.2.3).
     for (const sp of p.spaces) {
       if (!sp.write || sp.discarded) continue;
@@ -204,7 +223,7 @@ export class DatagramAssembler {
         // An application close is not allowed in Initial/Handshake packets: send APPLICATION_ERROR instead.
         f = { type: 'connection_close', application: false, errorCode: E.APPLICATION_ERROR, frameType: 0, reason: '' };
       }
-      const room = Math.min(buf.length, budget) - off;
+      const room = end - off;
       const pb = this.builder;
       if (!pb.begin(off, sp, room, p.cids.dcid.length, p.cids.scid.length, p.loss.largestAcked(sp.level as PnSpace))) continue;
       const pEnd = frameLength(f) > pb.payloadEnd - pb.payloadStart ? pb.payloadStart : writeFrame(buf, pb.payloadStart, f);
@@ -213,10 +232,10 @@ export class DatagramAssembler {
       off = r;
       if (this.o.onePacketPerDatagram) break;
     }
-    if (off === 0) return null;
+    if (off === base) return null;
     this.now = now;
     this.builder.seal(buf, p.cids.dcid, p.cids.scid, p.keyUpdate.phase);
-    return this.finishDatagram(buf, off);
+    return this.finishDatagram(buf, base, off);
   }
 
   /**
@@ -246,14 +265,14 @@ export class DatagramAssembler {
     contents.pmtuProbe = size;
     // Not counted in flight: the loss of a probe says nothing about congestion (RFC 9000 §14.4).
     p.loss.onPacketSent({ pn, space: Level.OneRtt, timeSent: now, size: end, ackEliciting: true, inFlight: false, info: contents });
-    return this.finishDatagram(buf, end);
+    return this.finishDatagram(buf, 0, end);
   }
 
-  private finishDatagram(buf: Buffer, off: number): Buffer {
+  private finishDatagram(buf: Buffer, start: number, end: number): Buffer {
     const stats = this.p.stats;
-    this.p.address.onDatagramSent(off);
-    stats.bytesSent += off;
+    this.p.address.onDatagramSent(end - start);
+    stats.bytesSent += end - start;
     stats.packetsSent++;
-    return takeDatagram(buf, off);
+    return takeDatagram(buf, start, end);
   }
 }
