@@ -52,6 +52,7 @@ export class AckHandler {
     if (c.crypto !== null) for (const r of c.crypto) space.cryptoSend.onAck(r.offset, r.len, false);
     if (c.retransmits !== null) for (const id of c.retransmits.resets) this.streams.onResetAcked(id);
     if (c.pmtuProbe > 0) this.pmtu.onProbeAcked(c.pmtuProbe);
+    if (c.streamId >= 0) this.streams.onStreamAcked(c.streamId, c.streamOffset, c.streamLen, c.streamFin);
     if (c.stream !== null) for (const r of c.stream) this.streams.onStreamAcked(r.id, r.offset, r.len, r.fin);
   }
 }

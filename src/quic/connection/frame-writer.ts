@@ -57,7 +57,13 @@ export class FrameWriter {
 
   /** Records the STREAM frame just written by the caller. */
   sentStream(id: number, offset: number, len: number, fin: boolean): void {
-    (this.contents.stream ??= []).push({ id, offset, len, fin });
+    const c = this.contents;
+    if (c.streamId < 0) {
+      c.streamId = id;
+      c.streamOffset = offset;
+      c.streamLen = len;
+      c.streamFin = fin;
+    } else (c.stream ??= []).push({ id, offset, len, fin });
     this.eliciting = true;
   }
 

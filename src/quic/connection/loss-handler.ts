@@ -98,6 +98,7 @@ export class LossHandler {
       if (!sp.discarded) for (const r of c.crypto) sp.cryptoSend.onLost(r.offset, r.len, false);
     }
     if (c.retransmits !== null) this.pending.mergeLost(c.retransmits, this.streams, this.cids);
+    if (c.streamId >= 0) this.streams.onStreamLost(c.streamId, c.streamOffset, c.streamLen, c.streamFin);
     if (c.stream !== null) for (const r of c.stream) this.streams.onStreamLost(r.id, r.offset, r.len, r.fin);
     if (c.pmtuProbe > 0) this.pmtu.onProbeLost(c.pmtuProbe);
   }

@@ -110,6 +110,15 @@ export class SentPacketContents {
   ackLargest = -1;
   /** CRYPTO data of the packet's level (id and fin unused). */
   crypto: SentRange[] | null = null;
+  /**
+   * The first STREAM frame, inline (a bulk packet carries one: no array and range object per packet): its stream ID,
+   * or -1 when the packet carried none.
+   */
+  streamId = -1;
+  streamOffset = 0;
+  streamLen = 0;
+  streamFin = false;
+  /** The STREAM frames after the first. */
   stream: SentRange[] | null = null;
   /** The control frames, made when the first one is written. */
   retransmits: Retransmits | null = null;
