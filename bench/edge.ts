@@ -578,7 +578,7 @@ async function scaleTarget(o: EdgeOptions, target: Target, server: Child, port: 
     if (m3 !== null && rss0 !== null) {
       r.retainedAfterGcMB = (m3.rss - rss0) / 1e6;
       r.heapUsedAfterGcMB = m3.heapUsed === undefined ? null : m3.heapUsed / 1e6;
-      say(`    after a full GC forced in the router: RSS ${fmt(mb(m3.rss), 1)} MB (${fmt(r.retainedAfterGcMB, 1)} over the baseline), heap used ${fmt(r.heapUsedAfterGcMB, 1)} MB`);
+      say(`    after a full GC forced in the router: RSS ${fmt(mb(m3.rss), 1)} MB (${r.retainedAfterGcMB >= 0 ? '+' : ''}${fmt(r.retainedAfterGcMB, 1)} MB on the baseline), heap used ${fmt(r.heapUsedAfterGcMB, 1)} MB`);
     }
   }
   r.rssBaseMB = mb(rss0);
