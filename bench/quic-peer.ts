@@ -12,7 +12,8 @@
  *     QSR_PEER_PROFILE=DIR it also writes a CPU profile of the transfer alone to DIR/served-N.cpuprofile.
  *   node dist/bench/quic-peer.js idle --port P --count N [--alpn NAME] [--at-once K]
  *     Opens N connections to the server (at most K, default 64, handshakes at a time, certificate not verified),
- *     prints {"event":"idle_ready","count":N,"ms":...} once all are established, and keeps them open and silent until
+ *     prints {"event":"idle_ready","count":N,"ms":...,"cpuS":...} once all are established (cpuS: its CPU seconds so
+ *     far), and keeps them open and silent until
  *     SIGTERM. On SIGUSR2 it closes them all (CONNECTION_CLOSE; H3_NO_ERROR with --alpn h3), prints
  *     {"event":"idle_closed","count":N,"delivered":D,"ms":...} once the closes went out (D = N unless 10 s passed)
  *     and waits for SIGTERM. --alpn h3 makes them HTTP/3 connections as far as
@@ -257,7 +258,8 @@ async function idle(args: string[]): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(atOnce, count) }, worker));
-  emit({ event: 'idle_ready', count: open.length, failed, ms: performance.now() - t0 });
+  const cpu = process.cpuUsage();
+  emit({ event: 'idle_ready', count: open.length, failed, ms: performance.now() - t0, cpuS: (cpu.user + cpu.system) / 1e6 });
   process.once('SIGUSR2', () => {
     for (const c of open) c.close(alpn === 'h3' ? 0x100 : 0, 'bench: idle connections done');
     // Reported once every close was delivered, i.e. its CONNECTION_CLOSE datagram went to the socket (the driver sends

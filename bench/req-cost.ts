@@ -1,11 +1,13 @@
 /**
  * The router's cost per small request (issue 10, "small requests"): GET /text/sample through the router and through
  * Caddy 2.6 in front of the same text service, driven by the quic-go client (5,000 GETs on one connection, 100 and
- * 1,000 in flight, as in bench/edge.ts) and by gtlsclient (-n 5,000 on one connection). For every client run: the
+ * 1,000 in flight, as in bench/edge.ts), by gtlsclient (-n 5,000 on one connection) and, with --clients qsrload100,
+ * qsrload1000, by this build's `qsr load` (one connection, 100 / 1,000 in flight; its own CPU per request and latency
+ * median from its JSON report are shown too). For every client run: the
  * requests per second (the client's wall clock) and the server's CPU time from /proc (all threads, user + system)
  * over the run, per request. Runs alternate router/Caddy (the order flips every run); figures are medians.
  *
- *   node dist/bench/req-cost.js [--runs 5] [--clients quicgo100,quicgo1000,gtls] [--n 5000] [--profile DIR]
+ *   node dist/bench/req-cost.js [--runs 5] [--clients quicgo100,quicgo1000,gtls,qsrload100,qsrload1000] [--n 5000] [--profile DIR]
  *                               [--no-caddy] [--access-log FILE] [--base OTHER/dist/src/cli/qsr.js]
  *
  * --profile DIR runs the router with --cpu-prof (written to DIR when it exits after the runs) and prints the top
@@ -18,20 +20,24 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { CERTS, HOST, fmt, fmtInt, freePort, gtlsCheck, median, spawnBounded, stopServer, summarizeProfiles, table, waitForOutput, type Child, type SuiteOptions } from './common.js';
+import { CERTS, HOST, QSR_JS, fmt, fmtInt, freePort, gtlsCheck, median, spawnBounded, stopServer, summarizeProfiles, table, waitForOutput, type Child, type SuiteOptions } from './common.js';
 import { gtlsGets, routerConfig, startCaddy, startRouter, startService } from './router.js';
 import { probeSnap, procCpuSeconds } from './edge.js';
 import { buildQuicGo, runQuicGoClient } from '../tools/peers/quicgo.js';
 import { profileAreas } from './profile-areas.js';
 
-type ClientKind = 'quicgo100' | 'quicgo1000' | 'gtls';
-const CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls'];
+type ClientKind = 'quicgo100' | 'quicgo1000' | 'gtls' | 'qsrload100' | 'qsrload1000';
+const CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls', 'qsrload100', 'qsrload1000'];
+const DEFAULT_CLIENTS: readonly ClientKind[] = ['quicgo100', 'quicgo1000', 'gtls'];
 type Target = 'router' | 'base' | 'caddy';
 const PROBE_JS = fileURLToPath(new URL('./probe.js', import.meta.url));
 
 interface Sample {
   rps: number;
   cpuUsPerReq: number;
+  /** qsr load only: the generator's own CPU per request and its latency median (ms). */
+  clientUsPerReq: number | null;
+  p50Ms: number | null;
   /** UDP datagrams the server received and sent per request (routers only: bench/probe.ts). */
   inPerReq: number | null;
   outPerReq: number | null;
@@ -39,7 +45,7 @@ interface Sample {
 
 function args(): { runs: number; clients: ClientKind[]; n: number; profile: string | null; caddy: boolean; accessLog: string | null; base: string | null } {
   const a = process.argv.slice(2);
-  const out = { runs: 5, clients: [...CLIENTS], n: 5000, profile: null as string | null, caddy: true, accessLog: null as string | null, base: null as string | null };
+  const out = { runs: 5, clients: [...DEFAULT_CLIENTS], n: 5000, profile: null as string | null, caddy: true, accessLog: null as string | null, base: null as string | null };
   for (let i = 0; i < a.length; i++) {
     const f = a[i];
     const v = (): string => {
@@ -64,7 +70,36 @@ function args(): { runs: number; clients: ClientKind[]; n: number; profile: stri
   return out;
 }
 
-async function runClient(o: SuiteOptions, kind: ClientKind, port: number, n: number, name: string): Promise<number | string> {
+interface ClientRun {
+  rps: number;
+  clientUsPerReq: number | null;
+  p50Ms: number | null;
+}
+
+/** `qsr load` of this build (the same generator for every target), one connection, S in flight, its JSON report. */
+async function qsrLoad(o: SuiteOptions, streams: number, port: number, n: number, name: string): Promise<ClientRun | string> {
+  const args = [QSR_JS, 'load', `https://${HOST}:${port}/text/sample`, '-c', '1', '-s', String(streams), '-n', String(n), '--ca', `${CERTS}ca.pem`, '--server-name', 'localhost', '--json'];
+  const c = spawnBounded({ name, cmd: process.execPath, args, workDir: o.work, timeoutMs: 120_000 });
+  const e = await c.exited;
+  type Report = { requestsPerSec?: number; requests?: { ok?: number }; latencyMs?: { p50?: number }; generator?: { cpuSeconds?: number } };
+  let rep: Report | null = null;
+  try {
+    rep = JSON.parse(c.stdout()) as Report;
+  } catch {
+    rep = null;
+  }
+  if (rep === null || typeof rep.requestsPerSec !== 'number') return `qsr load: no JSON report (exit ${e.code ?? e.signal}): ${c.output().slice(-300)}`;
+  if (rep.requests?.ok !== n) return `qsr load: ${rep.requests?.ok ?? 0}/${n} ok`;
+  return { rps: rep.requestsPerSec, clientUsPerReq: typeof rep.generator?.cpuSeconds === 'number' ? (rep.generator.cpuSeconds * 1e6) / n : null, p50Ms: rep.latencyMs?.p50 ?? null };
+}
+
+async function runClient(o: SuiteOptions, kind: ClientKind, port: number, n: number, name: string): Promise<ClientRun | string> {
+  if (kind === 'qsrload100' || kind === 'qsrload1000') return qsrLoad(o, kind === 'qsrload100' ? 100 : 1000, port, n, name);
+  const plain = await runPeerClient(o, kind, port, n, name);
+  return typeof plain === 'string' ? plain : { rps: plain, clientUsPerReq: null, p50Ms: null };
+}
+
+async function runPeerClient(o: SuiteOptions, kind: 'quicgo100' | 'quicgo1000' | 'gtls', port: number, n: number, name: string): Promise<number | string> {
   if (kind === 'gtls') return gtlsGets(o, name, port, n);
   const r = await runQuicGoClient({
     urls: [`https://${HOST}:${port}/text/sample`],
@@ -142,19 +177,21 @@ async function main(): Promise<void> {
             continue;
           }
           const s: Sample = {
-            rps: r,
+            rps: r.rps,
+            clientUsPerReq: r.clientUsPerReq,
+            p50Ms: r.p50Ms,
             cpuUsPerReq: ((cpu1 - cpu0) * 1e6) / opt.n,
             inPerReq: p0 && p1 ? (p1.datagramsIn - p0.datagramsIn) / opt.n : null,
             outPerReq: p0 && p1 ? (p1.datagramsOut - p0.datagramsOut) / opt.n : null,
           };
           const k = `${c}|${t.t}`;
           samples.set(k, [...(samples.get(k) ?? []), s]);
-          line.push(`${c} ${t.t} ${fmtInt(s.rps)} req/s ${fmt(s.cpuUsPerReq, 0)} us${s.inPerReq !== null ? ` ${fmt(s.inPerReq, 2)}/${fmt(s.outPerReq, 2)} dgrams in/out` : ''}`);
+          line.push(`${c} ${t.t} ${fmtInt(s.rps)} req/s ${fmt(s.cpuUsPerReq, 0)} us${s.clientUsPerReq !== null ? ` (client ${fmt(s.clientUsPerReq, 0)} us, p50 ${fmt(s.p50Ms, 1)} ms)` : ''}${s.inPerReq !== null ? ` ${fmt(s.inPerReq, 2)}/${fmt(s.outPerReq, 2)} dgrams in/out` : ''}`);
         }
       }
       console.log(`run ${run}: ${line.join('; ')}`);
     }
-    const rows: string[][] = [['client', 'router req/s', 'Caddy req/s', 'ratio', 'router CPU us/req', 'Caddy CPU us/req', ...(base ? ['base req/s', 'base ratio', 'base CPU us/req'] : [])]];
+    const rows: string[][] = [['client', 'router req/s', 'Caddy req/s', 'ratio', 'router CPU us/req', 'Caddy CPU us/req', ...(base ? ['base req/s', 'base ratio', 'base CPU us/req'] : []), 'client CPU us/req router/Caddy', 'p50 ms router/Caddy']];
     for (const c of opt.clients) {
       const med = (t: Target, f: (s: Sample) => number): number | null => median((samples.get(`${c}|${t}`) ?? []).map(f));
       const rr = med('router', (s) => s.rps);
@@ -163,6 +200,8 @@ async function main(): Promise<void> {
       const ratio = (a: number | null): string => (a !== null && kr !== null ? fmt(a / kr, 2) : 'n/a');
       const row = [c, fmtInt(rr), fmtInt(kr), ratio(rr), fmt(med('router', (s) => s.cpuUsPerReq), 0), fmt(med('caddy', (s) => s.cpuUsPerReq), 0)];
       if (base) row.push(fmtInt(br), ratio(br), fmt(med('base', (s) => s.cpuUsPerReq), 0));
+      const both = (f: (s: Sample) => number | null, d: number): string => `${fmt(med('router', (s) => f(s) ?? NaN), d)}/${fmt(med('caddy', (s) => f(s) ?? NaN), d)}${base ? `/${fmt(med('base', (s) => f(s) ?? NaN), d)}` : ''}`;
+      row.push(both((s) => s.clientUsPerReq, 0), both((s) => s.p50Ms, 1));
       rows.push(row);
     }
     console.log(`\nmedians of ${opt.runs} runs, ${fmtInt(opt.n)} GET /text/sample on one connection each (quicgo100/1000: quic-go client, 100/1,000 in flight; gtls: gtlsclient -n)`);

@@ -12,9 +12,12 @@
  *               Firefox (small GETs, 100 MB up, 100 MB down), router CPU per received datagram and ACK delay during
  *               an upload, RSS per idle connection, handshakes per second per core, 10,000 connections + a bulk
  *               transfer. As root it re-executes this program in a private network namespace (unshare -n) first.
+ *   floor     - bench/dgram-floor.ts: node:dgram alone per received datagram (a sender process blasting 1,300-byte
+ *               datagrams on loopback, a receiver that only counts) beside the AEAD open and header protection mask
+ *               costs: the floor under the router's CPU per received datagram. Not part of `all`.
  * Each prints per-run figures, a side-by-side table of medians and the targets with whether they are met.
  *
- *   node dist/bench/run.js [--suite edge|transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR]
+ *   node dist/bench/run.js [--suite edge|transport|h3|router|idle|floor|all] [--runs N] [--json FILE] [--profile DIR]
  *                          [--size MB] [--only ours|gtls] [--datagram BYTES]   (the last three: transport only)
  *                          [--idle N]                                           (idle; --size applies too)
  *                          [--only CLIENT,...] [--skip PART,...] [--conns N] [--hold N] [--pause S] [--no-netns]
@@ -31,6 +34,7 @@ import { findProgram, freeUdpPort, spawnBounded, udpPortBound, waitFor, type Chi
 import { describeExit, fmt, jsonLines, median, num, readTextOr, readTimeFile, spawnTimed, childPidOf, table, type Say, type SuiteOptions } from './common.js';
 import { runH3Suite } from './h3.js';
 import { runRouterSuite } from './router.js';
+import { FLOOR_DEFAULTS, runFloorSuite } from './dgram-floor.js';
 import { CLIENT_NAMES, PARTS, parseList, runEdgeSuite, type ClientName, type Part } from './edge.js';
 import { inPrivateNetns, netnsArgv, netnsUnavailable } from '../tools/peers/netns.js';
 import { spawn } from 'node:child_process';
@@ -41,8 +45,8 @@ const PEER_JS = fileURLToPath(new URL('./quic-peer.js', import.meta.url));
 const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
 const TIME = '/usr/bin/time';
 
-type Suite = 'edge' | 'transport' | 'h3' | 'router' | 'idle' | 'all';
-const SUITES: readonly Suite[] = ['edge', 'transport', 'h3', 'router', 'idle', 'all'];
+type Suite = 'edge' | 'transport' | 'h3' | 'router' | 'idle' | 'floor' | 'all';
+const SUITES: readonly Suite[] = ['edge', 'transport', 'h3', 'router', 'idle', 'floor', 'all'];
 
 interface Options {
   suite: Suite;
@@ -85,7 +89,7 @@ interface RunResult {
 function usage(msg?: string): never {
   if (msg !== undefined) process.stderr.write(`${msg}\n`);
   process.stderr.write(
-    'usage: node dist/bench/run.js [--suite edge|transport|h3|router|idle|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES] [--idle N]\n' +
+    'usage: node dist/bench/run.js [--suite edge|transport|h3|router|idle|floor|all] [--runs N] [--json FILE] [--profile DIR] [--size MB] [--only ours|gtls] [--datagram BYTES] [--idle N]\n' +
       `       edge: [--only ${CLIENT_NAMES.join('|')}[,...]] [--skip ${PARTS.join('|')}[,...]] [--conns N] [--hold N] [--pause S] [--no-netns]\n`,
   );
   process.exit(2);
@@ -556,7 +560,9 @@ async function main(): Promise<void> {
               ? await runIdleSuite(o, work, say)
               : suite === 'edge'
                 ? await runEdgeSuite({ ...so, only: o.edgeOnly, skip: o.skip, conns: o.conns, hold: o.hold, pauseS: o.pauseS }, say)
-                : await runRouterSuite(so, say);
+                : suite === 'floor'
+                  ? await runFloorSuite({ ...FLOOR_DEFAULTS, runs: o.runs }, say)
+                  : await runRouterSuite(so, say);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -15,7 +15,7 @@
  * No server push: we never send MAX_PUSH_ID, so push IDs from a server are always an error (§4.6).
  */
 import { EventEmitter } from 'node:events';
-import type { QuicConnection } from '../io/udp.js';
+import { withoutStack, type QuicConnection } from '../io/udp.js';
 import type { QuicStream } from '../io/stream.js';
 import type { CloseInfo } from '../quic/connection-types.js';
 import { QpackEncoder } from './qpack/encoder.js';
@@ -112,7 +112,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     quic.on('stream', (s: QuicStream) => this.onPeerStream(s));
     quic.on('close', (info: CloseInfo) => this.onQuicClose(info));
     if (quic.closeInfo) queueMicrotask(() => this.onQuicClose(quic.closeInfo!));
-    else void this.start();
+    else this.start();
   }
 
   /** The connection is closed or closing: input is no longer processed. */
@@ -130,26 +130,63 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
     return this.requestStreams.size;
   }
 
-  private async start(): Promise<void> {
+  /**
+   * Opens our control and QPACK streams (§6.2.1, RFC 9204 §4.2) at the handshake's completion, synchronously in the
+   * 'ready' event: the driver emits it while it handles that turn's datagrams and polls the connection right after,
+   * so SETTINGS leaves in the packet that carries HANDSHAKE_DONE (a server) or the client's first 1-RTT packet,
+   * not in a datagram of its own one event-loop turn later. A peer whose stream limit is below three (it must
+   * allow them, §6.2) gets the rest once it raises the limit.
+   */
+  private start(): void {
+    if (this.quic.established) this.openLocalStreams();
+    else this.quic.once('ready', () => this.openLocalStreams());
+  }
+
+  private openLocalStreams(): void {
+    if (this.isClosing || this.control) return;
+    // The stream type and SETTINGS in one write.
+    const settings = encodeSettingsFrame(this.settings);
+    const first = Buffer.allocUnsafe(1 + settings.length);
+    first[0] = UniStreamType.CONTROL;
+    settings.copy(first, 1);
     try {
-      await this.quic.ready;
-      const open = async (type: number): Promise<QuicStream> => {
-        const s = await this.quic.openStream(false);
-        s.on('error', () => {});
-        s.write(Buffer.from([type]));
-        if (this.trace) this.trace(streamTypeEvent('local', s.id, type));
-        return s;
-      };
-      this.control = await open(UniStreamType.CONTROL);
-      this.control.write(encodeSettingsFrame(this.settings));
-      if (this.trace) this.trace(frameEvent('http:frame_created', this.control.id, settingsLength(this.settings), settingsFrame(this.settings)));
-      this.encStream = await open(UniStreamType.QPACK_ENCODER);
-      this.decStream = await open(UniStreamType.QPACK_DECODER);
-      this.flushQpack();
-      if (this.pendingGoaway) this.goaway();
+      this.control = this.openUni(this.quic.tryOpenStream(false), UniStreamType.CONTROL, first);
+      if (this.control) this.encStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_ENCODER);
+      if (this.encStream) this.decStream = this.openUni(this.quic.tryOpenStream(false), UniStreamType.QPACK_DECODER);
+    } catch {
+      return; // the connection closed meanwhile: 'close' reports it
+    }
+    if (this.decStream) this.localStreamsOpen();
+    else void this.openLocalStreamsLater(first);
+  }
+
+  /** The streams openLocalStreams could not open for lack of stream credit, as credit comes. */
+  private async openLocalStreamsLater(first: Buffer): Promise<void> {
+    try {
+      this.control ??= this.openUni(await this.quic.openStream(false), UniStreamType.CONTROL, first);
+      this.encStream ??= this.openUni(await this.quic.openStream(false), UniStreamType.QPACK_ENCODER);
+      this.decStream ??= this.openUni(await this.quic.openStream(false), UniStreamType.QPACK_DECODER);
+      this.localStreamsOpen();
     } catch {
       // The connection closed before our streams could open: 'close' reports it.
     }
+  }
+
+  /** Writes the stream type (and, for the control stream, SETTINGS: `first`) on a just opened stream; null stays null. */
+  private openUni(s: QuicStream | null, type: number, first?: Buffer): QuicStream | null {
+    if (s === null) return null;
+    s.on('error', () => {});
+    s.write(first ?? Buffer.from([type]));
+    if (this.trace) {
+      this.trace(streamTypeEvent('local', s.id, type));
+      if (type === UniStreamType.CONTROL) this.trace(frameEvent('http:frame_created', s.id, settingsLength(this.settings), settingsFrame(this.settings)));
+    }
+    return s;
+  }
+
+  private localStreamsOpen(): void {
+    this.flushQpack();
+    if (this.pendingGoaway) this.goaway();
   }
 
   // ------------------------------------------------------------------------------------------------ peer streams
@@ -516,7 +553,7 @@ export class Http3Session extends EventEmitter implements RequestStreamSession {
 
   private onQuicClose(info: CloseInfo): void {
     if (this.closedError) return;
-    const err = new H3ConnectionClosedError(info.code, info.by, info.application, info.reason);
+    const err = withoutStack(() => new H3ConnectionClosedError(info.code, info.by, info.application, info.reason));
     this.closedError = err;
     for (const r of [...this.requestStreams.values()]) r.onConnectionClosed(err);
     this.requestStreams.clear();

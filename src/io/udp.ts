@@ -265,6 +265,8 @@ export class QuicConnection extends EventEmitter {
   private rejectReady!: (e: Error) => void;
   private waitingForStreams: { bidi: boolean; resolve: (s: QuicStream) => void; reject: (e: Error) => void }[] = [];
   closeInfo: CloseInfo | null = null;
+  /** True from the handshake's completion on ('ready' emitted, `ready` resolved). */
+  established = false;
   /** This connection's trace sink (UdpEndpointOptions.trace), shared with the HTTP/3 layer; undefined: not traced. */
   readonly trace: TraceSink | undefined;
 
@@ -355,6 +357,7 @@ export class QuicConnection extends EventEmitter {
     for (let e = this.conn.pollEvent(); e; e = this.conn.pollEvent()) {
       switch (e.type) {
         case 'handshake_complete':
+          this.established = true;
           this.resolveReady();
           this.emit('ready', e);
           break;
@@ -388,9 +391,12 @@ export class QuicConnection extends EventEmitter {
           break;
         case 'closed':
           this.closeInfo = e.info;
-          this.rejectReady(new HandshakeError(e.info, formatAddress(this.conn.remote)));
+          // An Error (and its stack) only for someone to receive it: `ready` settled long ago on an established
+          // connection, and one without streams has nobody to tell.
+          if (!this.established) this.rejectReady(new HandshakeError(e.info, formatAddress(this.conn.remote)));
           // Streams still open when we closed the connection ourselves end without an error; otherwise they fail.
-          this.destroyAll(e.info.by === 'local' && e.info.application ? null : new Error(`connection closed: ${describeClose(e.info)}`));
+          if (this.streams.size > 0 || this.waitingForStreams.length > 0)
+            this.destroyAll(e.info.by === 'local' && e.info.application ? null : withoutStack(() => new Error(`connection closed: ${describeClose(e.info)}`)));
           this.emit('close', e.info);
           break;
       }
@@ -412,6 +418,21 @@ export class QuicConnection extends EventEmitter {
     for (const s of this.streams.values()) s.onConnectionClosed(err);
     for (const w of this.waitingForStreams) w.reject(err ?? new Error('connection closed'));
     this.waitingForStreams = [];
+  }
+}
+
+/**
+ * `make()`'s Error without a captured stack: for errors that report an event (a connection's close), whose stack
+ * would only show the driver's dispatch. Node's stream destroy() reads `err.stack`, and formatting a captured stack
+ * cost tens of µs per closed connection.
+ */
+export function withoutStack<T extends Error>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

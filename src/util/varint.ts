@@ -62,14 +62,22 @@ export function encodeVarint(v: number): Buffer {
  */
 export class Reader {
   pos: number;
-  readonly end: number;
+  end: number;
   constructor(
-    readonly buf: Buffer,
+    public buf: Buffer,
     start = 0,
     end = buf.length,
   ) {
     this.pos = start;
     this.end = end;
+  }
+
+  /** Points this reader at another buffer (a per-packet parse reuses one reader instead of allocating it). */
+  reset(buf: Buffer, start = 0, end = buf.length): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    return this;
   }
 
   get remaining(): number {

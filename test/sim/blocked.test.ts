@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { pair } from './helpers.js';
 import type { Connection } from '../../src/quic/connection.js';
+import type { QuicTraceEvent } from '../../src/quic/trace.js';
 import { randomData } from '../util/data.js';
 
 const sha = (bufs: Buffer[]): string => {
@@ -169,14 +170,14 @@ test('sim: the stream-count limit blocks new streams until MAX_STREAMS, and the 
   assert.ok(r.conn.blockedFramesSent.streams > 0, 'STREAMS_BLOCKED was sent');
 });
 
-test('sim: stream credit comes back in small steps: a client that keeps the limit full is refused only with nearly all of it in use', () => {
-  // 300 small requests against a limit of 32; the server answers one every 0.5 ms (an application slower than the
-  // 2 ms link), so answers and their credit trickle back. Credit given back in half-window steps let the client be
-  // refused with only about half of the limit really in use (Firefox then sent STREAMS_BLOCKED and waited, its
-  // requests arriving in bursts of half the window); in eighths, no more than an eighth (4) may sit unused.
-  const LIMIT = 32;
+/**
+ * 300 small requests against a limit of 32; the server answers one every 0.5 ms (an application slower than the
+ * 2 ms link), so answers and their credit trickle back. Returns how many of the client's streams were really in
+ * flight (unanswered) each time openStream was refused. `trace`: the server connection's trace sink.
+ */
+function keepLimitFull(seed: number, LIMIT: number, trace?: (e: QuicTraceEvent) => void): number[] {
   const COUNT = 300;
-  const { net, sep, conn } = pair(53, { delay: 2 }, { initialMaxStreamsBidi: LIMIT });
+  const { net, sep, conn } = pair(seed, { delay: 2 }, { initialMaxStreamsBidi: LIMIT, ...(trace && { trace }) });
   let server: Connection | undefined;
   const ids: number[] = [];
   const atClient = new Map<number, Sink>();
@@ -219,8 +220,39 @@ test('sim: stream credit comes back in small steps: a client that keeps the limi
   assert.ok(ok, `only ${ids.filter((id) => atClient.get(id)?.fin).length} of ${COUNT} answered`);
   for (const id of ids) assert.equal(sha(atClient.get(id)!.chunks), sha([randomData(id + 7, 300)]), `stream ${id}`);
   assert.ok(inFlightAtRefusal.length > 0, 'the client reached the limit');
+  return inFlightAtRefusal;
+}
+
+test('sim: stream credit comes back in small steps: a client that keeps the limit full is refused only with nearly all of it in use', () => {
+  // Credit given back in half-window steps let the client be refused with only about half of the limit really in use
+  // (Firefox then sent STREAMS_BLOCKED and waited, its requests arriving in bursts of half the window); in eighths, no
+  // more than an eighth (4) may sit unused.
+  const LIMIT = 32;
+  const inFlightAtRefusal = keepLimitFull(53, LIMIT);
   const least = Math.min(...inFlightAtRefusal);
   assert.ok(least >= LIMIT - LIMIT / 8, `refused with only ${least} of ${LIMIT} streams in flight (first refusals: ${JSON.stringify(inFlightAtRefusal.slice(0, 12))})`);
+});
+
+test('sim: stream credit comes back with every stream, in the packet with its FIN: the client is refused only with the whole limit in use', () => {
+  // In eighths, `qsr load` with as many requests in flight as our limit found no credit for most of its requests (a
+  // packet or more behind the answer that freed the slot). Per stream, with MAX_STREAMS beside the FIN, a slot the
+  // client can see free is never held back.
+  const LIMIT = 32;
+  const packets: { fin: boolean; maxStreams: boolean }[] = [];
+  const inFlightAtRefusal = keepLimitFull(53, LIMIT, (e) => {
+    if (e.name !== 'transport:packet_sent') return;
+    const frames = (e.data as unknown as { frames: { frame_type: string; stream_id?: number; fin?: boolean }[] }).frames;
+    packets.push({
+      fin: frames.some((f) => f.frame_type === 'stream' && f.fin === true && f.stream_id! % 4 === 0),
+      maxStreams: frames.some((f) => f.frame_type === 'max_streams'),
+    });
+  });
+  const least = Math.min(...inFlightAtRefusal);
+  assert.equal(least, LIMIT, `refused with only ${least} of ${LIMIT} streams in flight (first refusals: ${JSON.stringify(inFlightAtRefusal.slice(0, 12))})`);
+  const withFin = packets.filter((p) => p.fin);
+  assert.ok(withFin.length >= 300 - LIMIT, `${withFin.length} server packets carried an answer's FIN`);
+  const alone = withFin.filter((p) => !p.maxStreams).length;
+  assert.equal(alone, 0, `${alone} of ${withFin.length} packets with an answer's FIN carried no MAX_STREAMS`);
 });
 
 test('sim: a reader that stops for 3 s holds the sender at its window; reading again releases it (stream_drain at the sender)', () => {

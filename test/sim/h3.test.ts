@@ -133,6 +133,46 @@ test('sim h3: requests and responses over a lossy, reordering link', { timeout: 
   }
 });
 
+test('sim h3: the server sends SETTINGS and its QPACK streams in the packet with HANDSHAKE_DONE', { timeout: 30_000 }, async () => {
+  const clock = new VirtualClock();
+  const net = new SimUdpNetwork(3, { mtu: 1500, delay: 10 }, clock);
+  // The frame types of every packet the server sends, from its trace.
+  const sent: string[][] = [];
+  const server = await Http3Server.listen(
+    {
+      listen: [SERVER],
+      certChain: loadPemChain(readFileSync(`${CERTS}ecdsa.pem`, 'utf8')),
+      privateKey: loadPrivateKey(readFileSync(`${CERTS}ecdsa.key`, 'utf8')),
+      runtime: net.runtime,
+      trace: () => (e) => {
+        if (e.name === 'transport:packet_sent') sent.push(((e.data as { frames?: { frame_type: string }[] }).frames ?? []).map((f) => f.frame_type));
+      },
+    },
+    routes,
+  );
+  const client = await within(
+    clock,
+    Http3Client.connect(`https://${SERVER.address}:${SERVER.port}/`, { ca: loadPemChain(readFileSync(`${CERTS}ca.pem`, 'utf8')), serverName: 'localhost', runtime: net.runtime }),
+    10_000,
+    'handshake',
+  );
+  try {
+    await within(clock, (async () => { while (client.session.peerSettings === null) await new Promise<void>((r) => clock.setTimeout(r, 1)); })(), 10_000, 'SETTINGS');
+    assert.equal(client.session.peerSettings?.get(0x06), 64 * 1024); // SETTINGS_MAX_FIELD_SECTION_SIZE, the default
+    // Opened in the 'ready' event, the control, QPACK encoder and decoder streams leave with HANDSHAKE_DONE, not in a
+    // packet (and datagram) of their own one event-loop turn later.
+    const done = sent.findIndex((f) => f.includes('handshake_done'));
+    assert.ok(done >= 0, `no HANDSHAKE_DONE in ${JSON.stringify(sent)}`);
+    assert.equal(sent[done].filter((f) => f === 'stream').length, 3, `packets sent: ${JSON.stringify(sent)}`);
+    assert.ok(sent.slice(0, done).every((f) => !f.includes('stream')));
+    const r = await within(clock, client.request('/hello'), 10_000, 'response');
+    assert.equal((await readAll(r.body)).toString(), 'hello world');
+  } finally {
+    await client.close();
+    await server.close({ drainMs: 500 });
+  }
+});
+
 test('sim h3: a connection that served 600 requests keeps no record of each finished stream', { timeout: 60_000 }, async () => {
   const t = await start(5, { mtu: 1500, delay: 2 });
   try {

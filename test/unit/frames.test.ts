@@ -12,6 +12,7 @@ import {
   streamFrameOverhead,
   writeFrame,
   writeStreamFrameHeader,
+  FrameScratch,
   type Frame,
   type PacketKind,
 } from '../../src/quic/frame/frames.js';
@@ -459,4 +460,24 @@ test('frames: isAckEliciting, isProbing and frameTypeCode', () => {
     describeFrame({ type: 'stream', streamId: 4, offset: 10, data: bytes(3), fin: true }),
     'STREAM id=4 off=10 len=3 fin',
   );
+});
+
+test('frames: one FrameScratch (its reader and frame objects reused) parses packet after packet as fresh parses do, also after a truncated one', () => {
+  const scratch = new FrameScratch();
+  const packets = [
+    encode([{ type: 'stream', streamId: 4, offset: 1000, data: bytes(700, 1), fin: false }]),
+    encode([{ type: 'ack', ranges: [[9, 12], [1, 3]], ackDelay: 5 }, { type: 'stream', streamId: 8, offset: 0, data: bytes(20, 2), fin: true }]),
+    encode([{ type: 'max_stream_data', streamId: 4, max: 1 << 20 }, { type: 'ping' }, { type: 'padding', length: 30 }]),
+  ];
+  const truncated = packets[0]!.subarray(0, 40);
+  for (let round = 0; round < 2; round++) {
+    for (const p of packets) {
+      // A payload that is a view into a larger buffer (as a decrypted packet is): the reader must use its bounds.
+      const host = Buffer.concat([bytes(7, 0xee), p, bytes(9, 0xee)]);
+      const view = host.subarray(7, 7 + p.length);
+      const reused = parseFrames(view, '1rtt', scratch).map((f) => ({ ...f }));
+      assert.deepEqual(reused, parseFrames(p, '1rtt'));
+    }
+    assert.throws(() => parseFrames(truncated, '1rtt', scratch), (e: unknown) => e instanceof TransportError && e.code === FEE);
+  }
 });

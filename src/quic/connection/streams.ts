@@ -21,9 +21,6 @@ import type { LostFrameOwner, Retransmits } from './retransmits.js';
 /** Above this many buffered bytes a writer is told to wait for stream_drain. */
 export const STREAM_HIGH_WATER = 1024 * 1024;
 
-/** MAX_STREAMS goes out when this fraction (1/N) of the initial stream limit has been given back since the last one. */
-export const CREDIT_STEP_DIVISOR = 8;
-
 export interface Stream {
   id: number;
   send: SendStream | null;
@@ -336,13 +333,7 @@ export class Streams implements LostFrameOwner {
       }
     }
     for (let t = 0; t < 2; t++) {
-      if (pending.maxStreams[t]) {
-        const r = w.control({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] });
-        if (r) {
-          r.maxStreams[t] = true;
-          pending.maxStreams[t] = false;
-        }
-      }
+      if (pending.maxStreams[t]) this.writeMaxStreams(w, t);
       if (pending.streamsBlocked[t]) {
         const r = w.control({ type: 'streams_blocked', bidi: t === 1, limit: this.peerMaxStreams[t] });
         if (r) {
@@ -394,7 +385,19 @@ export class Streams implements LostFrameOwner {
     }
   }
 
-  /** STREAM frames, round robin over the streams with data, then the DATA_BLOCKED / STREAM_DATA_BLOCKED due. */
+  private writeMaxStreams(w: FrameWriter, t: number): void {
+    const r = w.control({ type: 'max_streams', bidi: t === 1, max: this.maxRemoteStreams[t] });
+    if (r) {
+      r.maxStreams[t] = true;
+      this.pending.maxStreams[t] = false;
+    }
+  }
+
+  /**
+   * STREAM frames, round robin over the streams with data, then the DATA_BLOCKED / STREAM_DATA_BLOCKED due, and the
+   * MAX_STREAMS that the FINs written here made due (in the same packet when it has room: the peer's next request
+   * then never waits a packet behind the answer that freed its slot).
+   */
   writeStreamFrames(w: FrameWriter): void {
     const flow = this.flow;
     const pending = this.pending;
@@ -427,6 +430,7 @@ export class Streams implements LostFrameOwner {
       else if (st.send.waitsOnConnectionCredit()) this.connBlocked.add(id);
       else if (st.send.blockedLimit() !== null) pending.streamDataBlocked.add(id);
     }
+    for (let t = 0; t < 2; t++) if (pending.maxStreams[t]) this.writeMaxStreams(w, t);
     // Blocked signals (RFC 9000 §4.1, §19.12-13): once per limit when new data waits on the peer's credit, and again
     // while still blocked if the packet that carried one was lost (§13.3). Written after the STREAM frames, so a
     // sender that just ran out says so in the same packet.
@@ -614,12 +618,14 @@ export class Streams implements LostFrameOwner {
     st.creditReturned = true;
     const t = isBidi(st.id) ? 1 : 0;
     this.remoteStreamsClosed[t]++;
-    // Extend the peer's stream credit once an eighth of the initial window has been given back: a client that keeps
-    // the window full (a browser with a page's worth of requests) then never has more than that eighth idle. With
-    // half the window per update, Firefox ran out, waited for our MAX_STREAMS, and its requests came in bursts of
-    // half the window with both ends idle in turn.
+    // Extend the peer's stream credit with every stream given back (as quic-go does; the frame is 2-9 bytes, and
+    // writeStreamFrames puts it in the packet with the FIN that freed the slot when there is room): a client that
+    // keeps the window full then never has a slot idle. In steps of an eighth of the window, `qsr load` with 100
+    // requests in flight against our limit of 100 found no credit for 83 % of its requests and waited 6 ms each on
+    // average (a packet or more behind the answer that freed the slot); with half-window steps Firefox ran out,
+    // waited for our MAX_STREAMS, and its requests came in bursts of half the window with both ends idle in turn.
     const target = this.remoteStreamsClosed[t] + this.maxRemoteStreamsInitial[t];
-    if (target - this.maxRemoteStreams[t] >= Math.max(1, Math.floor(this.maxRemoteStreamsInitial[t] / CREDIT_STEP_DIVISOR))) {
+    if (target > this.maxRemoteStreams[t]) {
       this.maxRemoteStreams[t] = target;
       this.pending.maxStreams[t] = true;
     }

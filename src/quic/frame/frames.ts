@@ -192,6 +192,8 @@ const SCRATCH_POOL = 64;
 export class FrameScratch {
   readonly frames: Frame[] = [];
   busy = false;
+  /** The parse's reader, reset per packet (it keeps a reference to the last payload until the next parse). */
+  readonly reader = new Reader(Buffer.alloc(0));
   private readonly streams: StreamFrame[] = [];
   private readonly paddings: PaddingFrame[] = [];
   private nStreams = 0;
@@ -250,7 +252,7 @@ export function parseFrames(payload: Buffer, kind: PacketKind, scratch: FrameScr
     throw new TransportError(TransportErrorCode.PROTOCOL_VIOLATION, 'packet contains no frames', 0);
   }
   const bit = kindBit(kind);
-  const r = new Reader(payload);
+  const r = scratch === null ? new Reader(payload) : scratch.reader.reset(payload);
   const frames: Frame[] = scratch === null ? [] : scratch.reset();
   let n = 0;
   while (r.pos < r.end) {
