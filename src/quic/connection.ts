@@ -356,6 +356,11 @@ export class Connection {
     return this.cc.cwnd;
   }
 
+  /** Bytes it may still send to the peer's address before validation (RFC 9000 §8.1); Infinity once validated. */
+  get amplificationBudget(): number {
+    return this.address.budget();
+  }
+
   pollEvent(): ConnectionEvent | undefined {
     return this.events.shift();
   }
