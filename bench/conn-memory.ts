@@ -13,7 +13,7 @@
  * difference over the second half: the cost of one more connection; averageKB is all over the baseline, which also
  * holds what grows once under load, such as V8's young generation); and after they closed and their closing and
  * draining periods ended (notReturnedKB, over the baseline), with the sizes of the endpoint's and driver's
- * per-connection tables. --snapshot writes a V8 heap snapshot while the first round is idle (--snapshot-base: at the baseline,
+ * per-connection tables (closing: connections in their closing/draining period, held as closing records). --snapshot writes a V8 heap snapshot while the first round is idle (--snapshot-base: at the baseline,
  * --snapshot-closed: after the second round closed; compare the two for what closed connections leave). Each measurement waits
  * --settle-ms first: right after a burst of handshakes V8's heap is fragmented by promoted handshake garbage, and
  * its memory reducer compacts it once allocation has been quiet for several seconds (an idle server's steady state).
@@ -136,6 +136,7 @@ function delta(a: Mem, b: Mem, per = 1): Record<keyof Mem, number> {
 /** Sizes of the per-connection tables of the endpoint and the driver (private fields, read for this report only). */
 function tables(ep: UdpEndpoint): Record<string, number> {
   const e = ep.endpoint as unknown as Record<string, { size?: number; length?: number }>;
+  const cids = ep.endpoint.cids;
   const d = ep as unknown as Record<string, { size?: number }>;
   const size = (x: { size?: number; length?: number } | undefined): number => x?.size ?? x?.length ?? -1;
   const states: Record<string, number> = {};
@@ -148,8 +149,9 @@ function tables(ep: UdpEndpoint): Record<string, number> {
   return {
     ...states,
     connections: ep.endpoint.connections.size,
-    byCid: size(e.byCid),
-    cidKeys: size(e.cidKeys),
+    closing: ep.endpoint.closingCount,
+    cids: cids.size,
+    parkedCids: cids.parkedSize,
     active: size(e.active),
     timers: size(e.timers),
     touched: ep.endpoint.touched.size,
@@ -241,7 +243,7 @@ async function server(args: string[]): Promise<void> {
     // Closing and draining last three PTOs (RFC 9000 §10.2): under a second on an idle loopback, but the RTT estimate
     // of a connection whose handshake queued behind hundreds of others on a busy machine can make it many seconds.
     const t1 = performance.now();
-    while (ep.endpoint.connections.size > 0 && performance.now() - t1 < 60_000) await sleep(50);
+    while ((ep.endpoint.connections.size > 0 || ep.endpoint.closingCount > 0) && performance.now() - t1 < 60_000) await sleep(50);
     await sleep(settle);
     const closed = await measure();
     const closedTables = { ...tables(ep), ...(h3 && { sessions: sessions() }) };

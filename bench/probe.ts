@@ -11,10 +11,15 @@
  * PerformanceObserver on 'gc' entries, major = mark-compact). The bench reads two snapshots around a transfer and
  * divides: CPU per received datagram. The router's code is untouched; the cost of the probe is one counter increment
  * and one extra call per datagram. Nothing here changes behaviour, and without QSR_BENCH_PROBE it does nothing.
+ * SIGWINCH writes the same line with "fullGc":true one second after a full garbage collection (V8 made to expose
+ * gc() when the probe loads): what the router really holds, as opposed to garbage V8 has not collected yet (the scale row reads it
+ * last, after the RSS that counts).
  */
 import { appendFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const file = process.env.QSR_BENCH_PROBE;
 
@@ -61,10 +66,19 @@ if (file !== undefined && file !== '') {
     else if (Array.isArray(m)) for (const b of m as Buffer[]) bytesOut += b.length;
     return send.apply(this, args);
   };
-  process.on('SIGUSR2', () => {
+  const snapshot = (extra: Record<string, unknown>): void => {
     const c = process.cpuUsage();
     const m = process.memoryUsage();
-    const line = { seq: ++seq, datagramsIn, bytesIn, datagramsOut, bytesOut, cpuUser: c.user, cpuSystem: c.system, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, ...gc };
+    const line = { seq: ++seq, datagramsIn, bytesIn, datagramsOut, bytesOut, cpuUser: c.user, cpuSystem: c.system, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, ...gc, ...extra };
     appendFileSync(file, JSON.stringify(line) + '\n');
+  };
+  process.on('SIGUSR2', () => snapshot({}));
+  setFlagsFromString('--expose-gc');
+  const fullGc = runInNewContext('gc') as () => void;
+  process.on('SIGWINCH', () => {
+    fullGc();
+    fullGc();
+    // V8 unmaps the freed pages on background threads: RSS read right after the collection still counts them.
+    setTimeout(() => snapshot({ fullGc: true }), 1000);
   });
 }

@@ -25,14 +25,17 @@ const intArg = (flag: string, min: number, max?: number) => (v: string) => {
   }
 };
 
+const CC_HELP = "congestion controller: newreno or cubic (default: the configuration's quic.congestionControl, else newreno)";
+
 program
   .command('up')
   .description('start the three services (video 5001, text 5002, control 5003) and the router on 4433 (UDP HTTP/3 + TCP HTTPS)')
   .option('--config <file>', 'YAML configuration (default: the built-in one)')
   .option('--qlog <dir>', 'write a qlog file per QUIC connection into DIR (default: the configuration\'s qlog:, else $QLOGDIR)')
-  .action(async (o: { config?: string; qlog?: string }) => {
+  .option('--congestion-control <name>', CC_HELP)
+  .action(async (o: { config?: string; qlog?: string; congestionControl?: string }) => {
     const { runUp } = await import('./up.js');
-    await runUp({ config: o.config, services: true, qlog: o.qlog });
+    await runUp({ config: o.config, services: true, qlog: o.qlog, congestionControl: o.congestionControl });
     // Drained and stopped: lingering keep-alive sockets (a browser's TCP connection) must not hold the exit.
     process.exit(0);
   });
@@ -42,9 +45,10 @@ program
   .description('run the router alone (the upstream services run elsewhere)')
   .option('--config <file>', 'YAML configuration (default: the built-in one)')
   .option('--qlog <dir>', 'write a qlog file per QUIC connection into DIR (default: the configuration\'s qlog:, else $QLOGDIR)')
-  .action(async (o: { config?: string; qlog?: string }) => {
+  .option('--congestion-control <name>', CC_HELP)
+  .action(async (o: { config?: string; qlog?: string; congestionControl?: string }) => {
     const { runUp } = await import('./up.js');
-    await runUp({ config: o.config, services: false, qlog: o.qlog });
+    await runUp({ config: o.config, services: false, qlog: o.qlog, congestionControl: o.congestionControl });
     process.exit(0);
   });
 

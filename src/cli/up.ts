@@ -12,6 +12,7 @@ import { startStack } from '../proxy/stack.js';
 import { resolve } from 'node:path';
 import { cryptoBackend } from '../quic/crypto/backend.js';
 import { UsageError } from './args.js';
+import { CONGESTION_CONTROL_NAMES, type CongestionControlName } from '../quic/recovery/congestion.js';
 
 export interface UpOptions {
   config?: string;
@@ -19,6 +20,8 @@ export interface UpOptions {
   services: boolean;
   /** --qlog DIR: overrides the configuration's qlog directory. */
   qlog?: string;
+  /** --congestion-control NAME: overrides the configuration's quic.congestionControl. */
+  congestionControl?: string;
 }
 
 function readConfig(path: string | undefined): Config {
@@ -41,6 +44,7 @@ function describe(info: ProxyInfo, config: Config, services: Readonly<Record<str
   for (const r of config.routes) lines.push(`  route ${(r.exact ?? r.prefix ?? '').padEnd(16)} -> ${r.upstreams.join(', ')}`);
   for (const [name, port] of Object.entries(services)) lines.push(`  service ${name.padEnd(8)} http://127.0.0.1:${port}`);
   lines.push(`  packet protection:     ${cryptoBackend().description}`);
+  lines.push(`  congestion control:    ${config.quic.congestionControl}`);
   lines.push(`  certificate:           ${info.certPath}${info.spkiSha256 ? `  (SPKI sha256 ${info.spkiSha256})` : ''}`);
   if (info.keylog) lines.push(`  key log:               ${info.keylog}`);
   if (info.qlog) lines.push(`  qlog:                  ${info.qlog}  (one <ODCID>_server.sqlog per connection)`);
@@ -54,6 +58,12 @@ function describe(info: ProxyInfo, config: Config, services: Readonly<Record<str
 export async function runUp(o: UpOptions): Promise<void> {
   let config = readConfig(o.config);
   if (o.qlog) config = { ...config, qlog: resolve(o.qlog) };
+  if (o.congestionControl !== undefined) {
+    const name = o.congestionControl;
+    if (!(CONGESTION_CONTROL_NAMES as readonly string[]).includes(name))
+      throw new UsageError(`--congestion-control: expected ${CONGESTION_CONTROL_NAMES.join(' or ')}, got "${name}"`);
+    config = { ...config, quic: { ...config.quic, congestionControl: name as CongestionControlName } };
+  }
   // Until the router runs, a SIGHUP is remembered instead of killing the process (its default action).
   let earlyHup = false;
   const onEarlyHup = (): void => {

@@ -105,7 +105,7 @@ export class UdpEndpoint extends EventEmitter {
     const clock = this.clock;
     const deadline = clock.now() + timeoutMs;
     // Until every connection has ended its closing or draining period (handles go as soon as they heard the close).
-    while (this.endpoint.connections.size && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
+    while ((this.endpoint.connections.size || this.endpoint.closingCount) && clock.now() < deadline) await new Promise<void>((r) => clock.setTimeout(r, 10));
     this.closed = true;
     if (this.timer) clock.clearTimeout(this.timer);
     for (const h of this.handles.values()) h.destroyAll(new Error('endpoint closed'));

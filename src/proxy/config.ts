@@ -28,7 +28,8 @@
  * healthCheck: { path: /healthz, intervalMs: 2000, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 }
  * # QUIC transport settings.
  * # ciphers: the TLS 1.3 suites to accept, in order of preference (default: all three).
- * quic: { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false, ciphers: [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256] }
+ * # congestionControl: newreno (RFC 9002) or cubic (RFC 9438); `qsr up/proxy --congestion-control` overrides it.
+ * quic: { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false, congestionControl: newreno, ciphers: [TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256] }
  * # Routes, in order. Each has a unique name, exactly one of `prefix` (matches the path itself and anything
  * # below it at a "/" boundary: /video matches /video, /video/x and /video?x but not /videos) or `exact`,
  * # optionally `host` (the :authority without its port, case-insensitive) and `methods`, one or more
@@ -63,6 +64,7 @@ import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ALL_SUITES, suiteByName } from '../quic/crypto/suites.js';
+import { CONGESTION_CONTROL_NAMES, type CongestionControlName } from '../quic/recovery/congestion.js';
 
 export type BalancePolicy = 'round-robin' | 'least-outstanding';
 export type ServiceName = 'video' | 'text' | 'control';
@@ -126,7 +128,7 @@ export interface Config {
   /** null: health checking off. */
   healthCheck: HealthCheckConfig | null;
   /** ciphers: TLS 1.3 suite names in order of preference; absent: the default (all three). */
-  quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean; ciphers?: string[] };
+  quic: { maxIdleTimeoutMs: number; onePacketPerDatagram: boolean; congestionControl: CongestionControlName; ciphers?: string[] };
   routes: RouteConfig[];
   services: Partial<Record<ServiceName, ServiceConfig>>;
 }
@@ -156,7 +158,7 @@ export const DEFAULT_HEALTH_CHECK: Readonly<HealthCheckConfig> = {
   unhealthyAfter: 2,
   healthyAfter: 1,
 };
-export const DEFAULT_QUIC = { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false } as const;
+export const DEFAULT_QUIC = { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false, congestionControl: 'newreno' as CongestionControlName } as const;
 const DEFAULT_LISTEN = ['127.0.0.1:4433', '[::1]:4433'];
 const DEFAULT_DATA_DIR = './.qsr';
 
@@ -296,6 +298,10 @@ const configSchema = z.strictObject({
     .strictObject({
       maxIdleTimeoutMs: posInt.optional(),
       onePacketPerDatagram: leaf<boolean>('true or false', (v) => typeof v === 'boolean').optional(),
+      congestionControl: leaf<CongestionControlName>(
+        CONGESTION_CONTROL_NAMES.join(' or '),
+        (v) => typeof v === 'string' && (CONGESTION_CONTROL_NAMES as readonly string[]).includes(v),
+      ).optional(),
       ciphers: z
         .array(leaf<string>(`a TLS 1.3 cipher suite (${ALL_SUITES.map((c) => c.name).join(', ')})`, (v) => typeof v === 'string' && suiteByName(v) !== undefined))
         .min(1)

@@ -11,6 +11,7 @@ import { Http3Server, type Http3Request, type Http3Response, type Http3StreamErr
 import { H3ErrorCode } from '../h3/errors.js';
 import { loadPemChain, loadPrivateKey } from '../quic/tls/pem.js';
 import { suiteByName } from '../quic/crypto/suites.js';
+import { congestionControlFactory } from '../quic/recovery/congestion.js';
 import { keyLogSink } from '../obs/keylog.js';
 import { qlogTracer } from '../obs/qlog.js';
 import type { TraceFactory } from '../quic/trace.js';
@@ -257,6 +258,7 @@ export class ProxyServer {
       quic: {
         maxIdleTimeout: c.quic.maxIdleTimeoutMs,
         onePacketPerDatagram: c.quic.onePacketPerDatagram,
+        congestionControl: congestionControlFactory(c.quic.congestionControl),
         ...(c.quic.ciphers ? { cipherSuites: c.quic.ciphers.map((n) => suiteByName(n)!) } : {}),
       },
       runtime: opts.runtime,

@@ -4,7 +4,8 @@
  * reset token of each ID from one static key (RFC 9000 §10.3.2: HMAC-SHA256(key, connection ID) truncated to 16
  * bytes), so that the token of an ID can be computed again without per-connection state, by this endpoint or by
  * another one given the same key. Connections ask for new IDs when they issue NEW_CONNECTION_ID and say when one is
- * retired; the endpoint forgets all of a connection's IDs when it closes.
+ * retired; the endpoint forgets all of a connection's IDs when it closes. A connection in its closing or draining
+ * period hands its IDs to a small record (`park`, closing-record.ts), which they route to until the period ends.
  */
 import { randomBytes } from 'node:crypto';
 import { hmac } from './crypto/hkdf.js';
@@ -27,10 +28,12 @@ function key(cid: Buffer): string {
   return cid.toString('hex');
 }
 
-export class ConnectionIdIssuer<T> {
+export class ConnectionIdIssuer<T, P = unknown> {
   private readonly byCid = new Map<string, T>();
   /** The routing keys of each owner (removed with it). */
   private readonly keysOf = new Map<T, string[]>();
+  /** Connection IDs of connections in their closing or draining period, routed to what stands in for them. */
+  private readonly parkedCids = new Map<string, P>();
   private readonly resetKey: Buffer;
 
   /**
@@ -50,9 +53,41 @@ export class ConnectionIdIssuer<T> {
     return this.byCid.size;
   }
 
+  /** Connection IDs routed to parked records (closing and draining connections). */
+  get parkedSize(): number {
+    return this.parkedCids.size;
+  }
+
   /** The owner `cid` routes to. */
   lookup(cid: Buffer): T | undefined {
     return this.byCid.get(key(cid));
+  }
+
+  /** The parked record `cid` routes to (checked after lookup() found no owner). */
+  lookupParked(cid: Buffer): P | undefined {
+    return this.parkedCids.size === 0 ? undefined : this.parkedCids.get(key(cid));
+  }
+
+  /**
+   * Routes every connection ID of `owner` to `record` instead, and forgets the owner; returns the routing keys, for
+   * unpark() when the record goes.
+   */
+  park(owner: T, record: P): string[] {
+    const keys = this.keysOf.get(owner) ?? [];
+    const moved: string[] = [];
+    for (const k of keys) {
+      if (this.byCid.get(k) !== owner) continue;
+      this.byCid.delete(k);
+      this.parkedCids.set(k, record);
+      moved.push(k);
+    }
+    this.keysOf.delete(owner);
+    return moved;
+  }
+
+  /** Stops routing `keys` to `record` (those since given to someone else stay). */
+  unpark(keys: readonly string[], record: P): void {
+    for (const k of keys) if (this.parkedCids.get(k) === record) this.parkedCids.delete(k);
   }
 
   /** A fresh connection ID for `owner`, routed to it. */
@@ -60,7 +95,7 @@ export class ConnectionIdIssuer<T> {
     for (;;) {
       const cid = randomFill(ownBuffer(this.cidLength)); // kept as long as the connection uses it
       const k = key(cid);
-      if (this.byCid.has(k)) {
+      if (this.byCid.has(k) || this.parkedCids.has(k)) {
         if (this.cidLength > 0) continue; // taken: draw again
         return cid; // zero-length IDs route nothing
       }

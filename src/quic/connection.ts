@@ -175,7 +175,7 @@ export class Connection {
     const handshakeTimeout = config.handshakeTimeout ?? (role === 'client' ? DEFAULT_CLIENT_HANDSHAKE_TIMEOUT : 0);
     if (handshakeTimeout > 0) this.timers.set(Timer.handshake, now + handshakeTimeout);
     this.address = new AddressValidation(role === 'client');
-    this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM);
+    this.cc = (config.congestionControl ?? newReno)(MIN_INITIAL_DATAGRAM, this.rtt);
     this.pacer = new Pacer(MIN_INITIAL_DATAGRAM);
     this.pmtu = new PathMtu(MIN_INITIAL_DATAGRAM, this.cc, this.pacer);
     this.loss = new LossDetector<SentPacketContents>(this.rtt, this.cc, {
@@ -354,6 +354,11 @@ export class Connection {
 
   get congestionWindow(): number {
     return this.cc.cwnd;
+  }
+
+  /** Bytes it may still send to the peer's address before validation (RFC 9000 §8.1); Infinity once validated. */
+  get amplificationBudget(): number {
+    return this.address.budget();
   }
 
   pollEvent(): ConnectionEvent | undefined {

@@ -15,6 +15,12 @@
  * connections that may have output (a datagram arrived for it, a timer fired, or the application called it:
  * Connection.onWake), and every other connection's next deadline sits in a heap, so `nextTimeout` is O(1) and
  * `handleTimeout` visits only the connections that are due (stats.connectionVisits counts the visits).
+ *
+ * A connection that enters its closing or draining period (RFC 9000 §10.2) leaves the endpoint at once: once its
+ * CONNECTION_CLOSE datagram is built (closing) or the peer's arrived (draining), a ClosingRecord (closing-record.ts)
+ * takes over its connection IDs, with that datagram, its deadline and nothing else, and the connection with its
+ * streams, recovery, TLS and key state is the application's to drop. The record answers the peer (rate-limited) or
+ * absorbs its datagrams until the period ends, then goes with its IDs.
  */
 import { randomBytes } from 'node:crypto';
 import { ownCopy } from '../util/buffers.js';
@@ -25,6 +31,7 @@ import { PacketType, buildVersionNegotiation, openPayload, parseHeader, removeHe
 import { clientInitialKeys, type ClientInitialKeys } from './crypto/initial.js';
 import { DeadlineHeap } from './deadline-heap.js';
 import { ConnectionIdIssuer } from './cid-issuer.js';
+import { ClosingRecord } from './closing-record.js';
 import type { TraceFactory, TraceSink } from './trace.js';
 
 export interface EndpointOptions {
@@ -53,6 +60,7 @@ export interface Transmit {
 }
 
 const MIN_INITIAL = 1200;
+const EMPTY_CID = Buffer.alloc(0);
 
 /** Whether the short-header DCID at dgram[1..] equals cid (the caller checked the datagram is long enough). */
 function sameCid(dgram: Buffer, cid: Buffer): boolean {
@@ -89,8 +97,10 @@ function openFirstInitial(dgram: Buffer, dcid: Buffer, cidLength: number): { ini
 
 export class Endpoint {
   readonly connections = new Set<Connection>();
-  /** Every connection ID of every connection, routed to it, and their reset tokens. */
-  readonly cids: ConnectionIdIssuer<Connection>;
+  /** Every connection ID of every connection, routed to it (or to its closing record), and their reset tokens. */
+  readonly cids: ConnectionIdIssuer<Connection, ClosingRecord>;
+  /** Connections in their closing or draining period, as records, by the end of the period. */
+  private readonly closing = new DeadlineHeap<ClosingRecord>();
   private readonly accepted: Connection[] = [];
   private readonly stateless: Transmit[] = [];
   private readonly cidLength: number;
@@ -102,7 +112,7 @@ export class Endpoint {
    */
   private readonly timers = new DeadlineHeap<Connection>();
   private readonly onWake = (c: Connection): void => {
-    if (c.state !== 'closed') this.active.add(c);
+    if (this.connections.has(c)) this.active.add(c);
   };
   stats = {
     datagramsIn: 0,
@@ -112,11 +122,19 @@ export class Endpoint {
     undecryptableInitials: 0,
     /** Connections polled, rescheduled or timed out: the endpoint's per-connection work outside received datagrams. */
     connectionVisits: 0,
+    /** Datagrams to connections in their closing or draining period (closing records), and CONNECTION_CLOSEs sent back. */
+    closingDatagrams: 0,
+    closingReplies: 0,
   };
 
   constructor(readonly options: EndpointOptions = {}) {
     this.cidLength = options.cidLength ?? 8;
-    this.cids = new ConnectionIdIssuer<Connection>(this.cidLength, options.statelessResetKey);
+    this.cids = new ConnectionIdIssuer<Connection, ClosingRecord>(this.cidLength, options.statelessResetKey);
+  }
+
+  /** Connections in their closing or draining period (held as records, not as connections). */
+  get closingCount(): number {
+    return this.closing.size;
   }
 
   /** Starts a client connection. */
@@ -159,6 +177,8 @@ export class Endpoint {
       dcid = dgram.subarray(6, 6 + dl);
       const conn = this.cids.lookup(dcid);
       if (conn) return this.deliver(conn, dgram, from, now);
+      const rec = this.cids.lookupParked(dcid);
+      if (rec) return this.toClosing(rec, dgram);
       if (!this.options.server) return this.drop();
       const sl = dgram[6 + dl];
       if (7 + dl + sl > dgram.length) return this.drop();
@@ -195,14 +215,17 @@ export class Endpoint {
     if (last !== null && last.state !== 'closed' && sameCid(dgram, this.lastCid)) return this.deliver(last, dgram, from, now);
     dcid = dgram.subarray(1, 1 + this.cidLength);
     const conn = this.cids.lookup(dcid);
-    if (!conn) return this.drop(); // stateless reset is not sent yet
+    if (!conn) {
+      const rec = this.cids.lookupParked(dcid);
+      return rec ? this.toClosing(rec, dgram) : this.drop(); // stateless reset is not sent yet
+    }
     this.lastCid = Buffer.from(dcid);
     this.lastConn = conn;
     return this.deliver(conn, dgram, from, now);
   }
 
   /** The destination CID of the last routed short-header datagram and its connection. */
-  private lastCid = Buffer.alloc(0);
+  private lastCid = EMPTY_CID;
   private lastConn: Connection | null = null;
 
   /**
@@ -243,8 +266,34 @@ export class Endpoint {
   private deliver(conn: Connection, dgram: Buffer, from: Address, now: number): Connection {
     conn.receive(dgram, from, now);
     if (conn.state === 'closed') this.forget(conn);
+    else if (conn.state === 'draining') this.retire(conn, null, now);
     else this.active.add(conn);
     return conn;
+  }
+
+  /** A datagram for a connection in its closing or draining period: answered from its record, or absorbed. */
+  private toClosing(rec: ClosingRecord, dgram: Buffer): null {
+    this.stats.closingDatagrams++;
+    const reply = rec.onDatagram(dgram.length);
+    if (reply !== null) {
+      this.stats.closingReplies++;
+      this.stateless.push({ data: reply, to: rec.remote, conn: null });
+    }
+    return null;
+  }
+
+  /**
+   * The connection entered its closing period (`close`: the CONNECTION_CLOSE datagram it just built) or its draining
+   * period (null): a record takes over its connection IDs until the period ends, and the endpoint forgets the
+   * connection (RFC 9000 §10.2: nothing else is needed).
+   */
+  private retire(c: Connection, close: Buffer | null, now: number): void {
+    const deadline = c.nextTimeout() ?? now;
+    const budget = close === null ? 0 : c.amplificationBudget;
+    const rec = new ClosingRecord(c, [], c.remote, deadline, close === null ? null : ownCopy(close), budget);
+    rec.keys.push(...this.cids.park(c, rec));
+    this.forget(c);
+    this.closing.set(rec, deadline);
   }
 
   private add(c: Connection): void {
@@ -254,7 +303,10 @@ export class Endpoint {
   }
 
   private forget(c: Connection): void {
-    if (this.lastConn === c) this.lastConn = null;
+    if (this.lastConn === c) {
+      this.lastConn = null;
+      this.lastCid = EMPTY_CID;
+    }
     this.connections.delete(c);
     this.active.delete(c);
     this.timers.delete(c);
@@ -282,8 +334,13 @@ export class Endpoint {
       this.active.delete(c);
       if (data) {
         if (c.state === 'closed') this.forget(c);
+        else if (c.state === 'closing' || c.state === 'draining') this.retire(c, c.state === 'closing' ? data : null, now);
         else this.active.add(c); // round robin: to the back of the queue
         return { data, to: c.remote, conn: c };
+      }
+      if (c.state === 'draining') {
+        this.retire(c, null, now);
+        continue;
       }
       this.reschedule(c);
     }
@@ -299,12 +356,13 @@ export class Endpoint {
 
   /** Marks a connection as possibly having output (connections also do this themselves: Connection.onWake). */
   wake(c: Connection): void {
-    if (c.state !== 'closed') this.active.add(c);
+    if (this.connections.has(c)) this.active.add(c); // not one closed or handed to a closing record
   }
 
-  /** The earliest timer deadline of any connection, or null. O(1). */
+  /** The earliest timer deadline of any connection or closing record, or null. O(1). */
   nextTimeout(): number | null {
-    return this.timers.size ? this.timers.peekTime() : null;
+    if (this.timers.size === 0 && this.closing.size === 0) return null;
+    return Math.min(this.timers.peekTime(), this.closing.peekTime());
   }
 
   /** Fires the timers that are due (only those connections are visited); they are polled next. */
@@ -316,6 +374,11 @@ export class Endpoint {
       this.touched.add(c);
       if (c.state === 'closed') this.forget(c);
       else this.active.add(c);
+    }
+    for (let r = this.closing.peekItem(); r !== undefined && this.closing.peekTime() <= now; r = this.closing.peekItem()) {
+      this.closing.delete(r);
+      this.cids.unpark(r.keys, r);
+      r.expire(now);
     }
   }
 }

@@ -147,6 +147,8 @@ export interface StartRouterOptions {
   /** Run `qsr up` as the leader of its own process group (as a shell does for a foreground job), so that a test can
    * signal the whole group the way a terminal's Ctrl-C does: see RunningRouter.signalGroup. */
   processGroup?: boolean;
+  /** More arguments for `qsr up` after `--config FILE`. */
+  args?: string[];
 }
 
 export interface RunningRouter {
@@ -205,7 +207,7 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
   const proc = spawnBounded({
     name: 'qsr-up',
     cmd: process.execPath,
-    args: [QSR, 'up', '--config', configPath],
+    args: [QSR, 'up', '--config', configPath, ...(opts.args ?? [])],
     workDir: dir,
     cwd: dir,
     timeoutMs: opts.timeoutMs ?? 120_000,

@@ -1,8 +1,8 @@
 /**
  * The I/O driver lets go of a connection's handle (src/io/udp.ts QuicConnection: its streams, and through its
  * listeners the layers above) as soon as the close was delivered, while the connection itself still lingers through
- * its draining period (RFC 9000 §10.2); the endpoint forgets the connection when that period ends, and closing the
- * endpoint still waits for it. Simulated network and clock (test/sim/runtime.ts).
+ * its draining period (RFC 9000 §10.2) as a closing record in the endpoint (not the connection itself); the endpoint
+ * drops the record when that period ends, and closing the endpoint still waits for it. Simulated network and clock (test/sim/runtime.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,13 +50,18 @@ test('driver release: the handle of a closed connection goes at once; the draini
   const core = sc.conn;
   assert.equal(core.state, 'draining', 'the server connection drains after the peer closed');
   assert.equal(handles(server), 0, 'the driver no longer holds the handle of a connection whose close it delivered');
-  assert.ok(server.endpoint.connections.has(core), 'the endpoint keeps the draining connection');
+  // The endpoint keeps a closing record for it (its connection IDs route there), not the connection (RFC 9000 §10.2).
+  assert.equal(server.endpoint.connections.has(core), false, 'the endpoint no longer holds the draining connection');
+  assert.equal(server.endpoint.closingCount, 1, 'the endpoint keeps a record of the draining connection');
+  assert.ok(server.endpoint.cids.parkedSize >= 1, 'its connection IDs still route (to the record)');
 
-  // Three PTOs later the endpoint forgets it too.
-  for (let i = 0; i < 100 && server.endpoint.connections.size > 0; i++) await clock.sleep(100);
-  assert.equal(core.state, 'closed');
+  // Three PTOs later the endpoint forgets the record too.
+  for (let i = 0; i < 100 && server.endpoint.closingCount > 0; i++) await clock.sleep(100);
+  assert.equal(core.state, 'closed', 'the connection (still held here) is closed when the period ends');
   assert.equal(server.endpoint.connections.size, 0);
+  assert.equal(server.endpoint.closingCount, 0);
   assert.equal(server.endpoint.cids.size, 0, 'no connection ID routed');
+  assert.equal(server.endpoint.cids.parkedSize, 0, 'no connection ID routed to a record');
   await client.close(0, 'done', 2000);
   await server.close(0, 'done', 2000);
 });
@@ -85,6 +90,7 @@ test('driver release: endpoint close right after the client finished its handsha
   // Closed before the server's handshake completed: sent as the transport's APPLICATION_ERROR (RFC 9000 §10.2.3).
   assert.equal(info.code, 0x0c);
   assert.equal(server.endpoint.connections.size, 0, 'the endpoint closed its sockets only after its connection ended');
+  assert.equal(server.endpoint.closingCount, 0, 'and its closing period');
   // The client's Finished reached a server connection already closing: it did not become established again.
   assert.ok(waited >= 60, `close() waited through the closing period (${waited} ms of simulated time)`);
   await client.close(0, 'done', 2000);

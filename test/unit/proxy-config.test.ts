@@ -52,7 +52,7 @@ test('a complete file parses, with paths resolved against the base directory and
   assert.equal(c.accessLog, '/etc/qsr/logs/access.log');
   assert.deepEqual(c.timeouts, { connectMs: 500, headersMs: 10000, idleBodyMs: 30000, drainMs: 10000 });
   assert.deepEqual(c.healthCheck, { path: '/ping', intervalMs: 2000, timeoutMs: 1000, unhealthyAfter: 3, healthyAfter: 1 });
-  assert.deepEqual(c.quic, { maxIdleTimeoutMs: 30000, onePacketPerDatagram: true });
+  assert.deepEqual(c.quic, { maxIdleTimeoutMs: 30000, onePacketPerDatagram: true, congestionControl: 'newreno' });
   assert.equal(c.routes.length, 3);
   assert.deepEqual(c.routes[0], {
     name: 'video',
@@ -91,7 +91,7 @@ test('a minimal file gets every default (keylog off in a user file, stdout acces
   assert.equal(c.accessLog, 'stdout');
   assert.deepEqual(c.timeouts, { connectMs: 2000, headersMs: 10000, idleBodyMs: 30000, drainMs: 10000 });
   assert.deepEqual(c.healthCheck, { path: '/healthz', intervalMs: 2000, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 });
-  assert.deepEqual(c.quic, { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false });
+  assert.deepEqual(c.quic, { maxIdleTimeoutMs: 30000, onePacketPerDatagram: false, congestionControl: 'newreno' });
   assert.deepEqual(c.services, {});
 });
 
@@ -272,4 +272,13 @@ test('quic.ciphers: suite names in preference order; an unknown name or an empty
   assert.equal(bad.length, 1, bad.join('\n'));
   assert.match(bad[0]!, /^qsr\.yaml: quic\.ciphers\.1: expected a TLS 1\.3 cipher suite \(TLS_AES_128_GCM_SHA256, .*\), got "AES128"$/);
   assert.match(problems(`${base}quic: { ciphers: [] }\n`)[0]!, /^qsr\.yaml: quic\.ciphers: /);
+});
+
+test('quic.congestionControl: newreno or cubic; anything else is an error naming the key', () => {
+  const base = 'routes: [{ name: a, prefix: /a, upstreams: ["http://127.0.0.1:5001"] }]\n';
+  assert.equal(parseConfig(`${base}quic: { congestionControl: cubic }\n`, 'q.yaml', { baseDir: '/base' }).quic.congestionControl, 'cubic');
+  assert.equal(parseConfig(`${base}quic: { congestionControl: newreno }\n`, 'q.yaml', { baseDir: '/base' }).quic.congestionControl, 'newreno');
+  assert.equal(defaultConfig().quic.congestionControl, 'newreno');
+  assert.deepEqual(problems(`${base}quic: { congestionControl: bbr }\n`), ['qsr.yaml: quic.congestionControl: expected newreno or cubic, got "bbr"']);
+  assert.deepEqual(problems(`${base}quic: { congestionControl: 1 }\n`), ['qsr.yaml: quic.congestionControl: expected newreno or cubic, got 1']);
 });

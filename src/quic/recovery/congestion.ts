@@ -1,8 +1,10 @@
 /**
  * The congestion controller interface the connection and the loss detector use (RFC 9002 §7). Each algorithm is a
- * file of its own implementing it: NewReno in new-reno.ts (the default); CUBIC or BBR would sit beside it. Sizes are
- * bytes, times milliseconds.
+ * file of its own implementing it: NewReno in new-reno.ts (the default), CUBIC in cubic.ts; BBR would sit beside them.
+ * Sizes are bytes, times milliseconds.
  */
+import { cubic } from './cubic.js';
+import { newReno } from './new-reno.js';
 
 export interface CongestionPacket {
   size: number;
@@ -31,5 +33,22 @@ export interface CongestionController {
   setMaxDatagramSize(bytes: number): void;
 }
 
-/** Makes a connection's congestion controller; `maxDatagramSize` is the datagram size it starts with. */
-export type CongestionControllerFactory = (maxDatagramSize: number) => CongestionController;
+/** What a controller may read of the connection's RTT estimate (recovery/rtt.ts), milliseconds. */
+export interface RttView {
+  readonly smoothed: number;
+}
+
+/**
+ * Makes a connection's congestion controller; `maxDatagramSize` is the datagram size it starts with, `rtt` the
+ * connection's live RTT estimate.
+ */
+export type CongestionControllerFactory = (maxDatagramSize: number, rtt: RttView) => CongestionController;
+
+/** The algorithms a configuration can name (ConnectionConfig.congestionControl takes a factory). */
+export type CongestionControlName = 'newreno' | 'cubic';
+export const CONGESTION_CONTROL_NAMES: readonly CongestionControlName[] = ['newreno', 'cubic'];
+
+/** The factory for a configured algorithm name. */
+export function congestionControlFactory(name: CongestionControlName): CongestionControllerFactory {
+  return name === 'cubic' ? cubic : newReno;
+}
