@@ -21,6 +21,7 @@ import { chachaHpMask, chachaKeyWords } from './chacha20.js';
 import { hashLength, hkdfExpandLabel, hkdfExpandLabelInto } from './hkdf.js';
 import type { CipherSuite } from './suites.js';
 import { ownBuffer, ownCopy } from '../../util/buffers.js';
+import { VERSION_1, type PacketLabels } from '../version.js';
 
 const EMPTY = Buffer.alloc(0);
 export const AEAD_TAG_LENGTH = 16;
@@ -348,12 +349,19 @@ export interface DirectionKeys {
   hp: HeaderProtector;
 }
 
-/** The raw key, iv and header protection key a traffic secret expands to (§5.1). */
-export function deriveKeyMaterial(suite: CipherSuite, secret: Buffer): { key: Buffer; iv: Buffer; hpKey: Buffer } {
+/** The labels of QUIC v1; QUIC v2's are in version.ts (VERSION_2.labels, RFC 9369 §3.3.2). */
+const V1_LABELS: PacketLabels = VERSION_1.labels;
+
+/** The raw key, iv and header protection key a traffic secret expands to (§5.1), with the version's labels. */
+export function deriveKeyMaterial(
+  suite: CipherSuite,
+  secret: Buffer,
+  labels: PacketLabels = V1_LABELS,
+): { key: Buffer; iv: Buffer; hpKey: Buffer } {
   return {
-    key: hkdfExpandLabel(suite.hash, secret, 'quic key', EMPTY, suite.keyLength),
-    iv: hkdfExpandLabel(suite.hash, secret, 'quic iv', EMPTY, AEAD_IV_LENGTH),
-    hpKey: hkdfExpandLabel(suite.hash, secret, 'quic hp', EMPTY, suite.keyLength),
+    key: hkdfExpandLabel(suite.hash, secret, labels.key, EMPTY, suite.keyLength),
+    iv: hkdfExpandLabel(suite.hash, secret, labels.iv, EMPTY, AEAD_IV_LENGTH),
+    hpKey: hkdfExpandLabel(suite.hash, secret, labels.hp, EMPTY, suite.keyLength),
   };
 }
 
@@ -372,27 +380,31 @@ function scratchOf(views: Record<number, Buffer>, length: number): Buffer {
   return v;
 }
 
-function aeadFromSecret(suite: CipherSuite, secret: Buffer): PacketAead {
+function aeadFromSecret(suite: CipherSuite, secret: Buffer, labels: PacketLabels): PacketAead {
   const key = scratchOf(scratchKey, suite.keyLength);
-  hkdfExpandLabelInto(suite.hash, secret, 'quic key', EMPTY, suite.keyLength, key, 0);
-  hkdfExpandLabelInto(suite.hash, secret, 'quic iv', EMPTY, AEAD_IV_LENGTH, scratchIv, 0);
+  hkdfExpandLabelInto(suite.hash, secret, labels.key, EMPTY, suite.keyLength, key, 0);
+  hkdfExpandLabelInto(suite.hash, secret, labels.iv, EMPTY, AEAD_IV_LENGTH, scratchIv, 0);
   return new PacketAead(suite, key, scratchIv);
 }
 
-/** Derives the packet protection key, iv and header protection key from a traffic secret (§5.1). */
-export function deriveKeys(suite: CipherSuite, secret: Buffer): DirectionKeys {
-  const aead = aeadFromSecret(suite, secret);
+/**
+ * Derives the packet protection key, iv and header protection key from a traffic secret (§5.1), with the version's
+ * labels (v1 by default).
+ */
+export function deriveKeys(suite: CipherSuite, secret: Buffer, labels: PacketLabels = V1_LABELS): DirectionKeys {
+  const aead = aeadFromSecret(suite, secret, labels);
   const hpKey = scratchOf(scratchHp, suite.keyLength);
-  hkdfExpandLabelInto(suite.hash, secret, 'quic hp', EMPTY, suite.keyLength, hpKey, 0);
+  hkdfExpandLabelInto(suite.hash, secret, labels.hp, EMPTY, suite.keyLength, hpKey, 0);
   return { suite, secret, aead, hp: new HeaderProtector(suite, hpKey) };
 }
 
 /**
- * The next key phase (§6): secret' = HKDF-Expand-Label(secret, "quic ku", "", Hash.length), with a new AEAD key and
- * iv. The header protection key is not updated, so the same HeaderProtector is shared.
+ * The next key phase (§6): secret' = HKDF-Expand-Label(secret, "quic ku", "", Hash.length) ("quicv2 ku" in v2), with
+ * a new AEAD key and iv. The header protection key is not updated, so the same HeaderProtector is shared. `labels`
+ * must be those the current keys were derived with.
  */
-export function nextGenerationKeys(current: DirectionKeys): DirectionKeys {
+export function nextGenerationKeys(current: DirectionKeys, labels: PacketLabels = V1_LABELS): DirectionKeys {
   const { suite } = current;
-  const secret = hkdfExpandLabel(suite.hash, current.secret, 'quic ku', EMPTY, hashLength(suite.hash));
-  return { suite, secret, aead: aeadFromSecret(suite, secret), hp: current.hp };
+  const secret = hkdfExpandLabel(suite.hash, current.secret, labels.ku, EMPTY, hashLength(suite.hash));
+  return { suite, secret, aead: aeadFromSecret(suite, secret, labels), hp: current.hp };
 }

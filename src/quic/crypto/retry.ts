@@ -1,28 +1,30 @@
-/** Retry Integrity Tag for QUIC v1 (RFC 9001 §5.8): AES-128-GCM over the Retry pseudo-packet, fixed key and nonce. */
+/**
+ * Retry Integrity Tag (RFC 9001 §5.8): AES-128-GCM over the Retry pseudo-packet with a fixed key and nonce per
+ * version (v1: RFC 9001 §5.8; v2: RFC 9369 §3.3.3). Both functions take the version's descriptor, v1 by default.
+ */
 import { createCipheriv, timingSafeEqual } from 'node:crypto';
+import { VERSION_1, type QuicVersionParams } from '../version.js';
 
-const RETRY_KEY_V1 = Buffer.from('be0c690b9f66575a1d766b54e368c84e', 'hex');
-const RETRY_NONCE_V1 = Buffer.from('461599d35d632bf2239825bb', 'hex');
 export const RETRY_TAG_LENGTH = 16;
 
 /** Computes the tag for a Retry packet (everything but the tag) sent in response to originalDcid. */
-export function retryIntegrityTag(originalDcid: Buffer, retryPacketWithoutTag: Buffer): Buffer {
+export function retryIntegrityTag(originalDcid: Buffer, retryPacketWithoutTag: Buffer, v: QuicVersionParams = VERSION_1): Buffer {
   if (originalDcid.length > 255) throw new RangeError('original DCID too long');
   // Retry pseudo-packet = ODCID Length || ODCID || Retry packet without the tag.
   const pseudo = Buffer.allocUnsafe(1 + originalDcid.length + retryPacketWithoutTag.length);
   pseudo[0] = originalDcid.length;
   originalDcid.copy(pseudo, 1);
   retryPacketWithoutTag.copy(pseudo, 1 + originalDcid.length);
-  const c = createCipheriv('aes-128-gcm', RETRY_KEY_V1, RETRY_NONCE_V1, { authTagLength: RETRY_TAG_LENGTH });
+  const c = createCipheriv('aes-128-gcm', v.retryKey, v.retryNonce, { authTagLength: RETRY_TAG_LENGTH });
   c.setAAD(pseudo);
   c.final();
   return c.getAuthTag();
 }
 
 /** True when the last 16 bytes of retryPacket are the valid integrity tag for originalDcid. */
-export function verifyRetryIntegrity(originalDcid: Buffer, retryPacket: Buffer): boolean {
+export function verifyRetryIntegrity(originalDcid: Buffer, retryPacket: Buffer, v: QuicVersionParams = VERSION_1): boolean {
   if (retryPacket.length < RETRY_TAG_LENGTH + 7 || originalDcid.length > 255) return false;
   const split = retryPacket.length - RETRY_TAG_LENGTH;
-  const expected = retryIntegrityTag(originalDcid, retryPacket.subarray(0, split));
+  const expected = retryIntegrityTag(originalDcid, retryPacket.subarray(0, split), v);
   return timingSafeEqual(expected, retryPacket.subarray(split));
 }

@@ -2,9 +2,11 @@
  * QUIC packet headers (RFC 9000 §17): parsing long headers (§17.2: Initial §17.2.2, 0-RTT §17.2.3, Handshake
  * §17.2.4, Retry §17.2.5), Version Negotiation (§17.2.1) and short headers (§17.3.1), and writing them.
  * Header protection and sealing live in protection.ts, packet number arithmetic in pn.ts; both are re-exported here.
+ * The Long Packet Type bits differ per version (RFC 9369 §3.2): PacketType is the v1 numbering, version.ts maps it.
  */
 import { DecodeError, Reader, writeVarint } from '../../util/varint.js';
 import { QUIC_V1 } from '../types.js';
+import { QUIC_V2, VERSION_1, VERSION_2, decodeLongHeaderType, versionParams, type QuicVersionParams } from '../version.js';
 import { retryIntegrityTag, RETRY_TAG_LENGTH } from '../crypto/retry.js';
 import { randomFillSync } from 'node:crypto';
 
@@ -61,18 +63,20 @@ export function peekLongHeaderVersion(dgram: Buffer, offset = 0): number | undef
  * Parses the header of the packet starting at offset. Short headers use shortDcidLength (our CID length).
  * Throws DecodeError on malformed or truncated input. For a long header with a version other than 1 only the
  * version-invariant fields (RFC 8999) are parsed: the result has that version, the type bits read as in v1,
- * pnOffset = end = datagram end, so the endpoint can answer with Version Negotiation.
+ * pnOffset = end = datagram end, so the endpoint can answer with Version Negotiation. `parseV2`: parse QUIC v2
+ * (RFC 9369) long headers fully too, with v2's type bits mapped to PacketType; off by default (v2 is not negotiated
+ * yet, so the endpoint and connections treat it as an unknown version).
  */
-export function parseHeader(dgram: Buffer, offset: number, shortDcidLength: number): PacketHeader {
+export function parseHeader(dgram: Buffer, offset: number, shortDcidLength: number, parseV2 = false): PacketHeader {
   if (offset >= dgram.length) throw new DecodeError('empty packet');
   const first = dgram[offset];
   if (!isLongHeader(first)) return parseShort(dgram, offset, first, shortDcidLength);
 
   const r = new Reader(dgram, offset + 1);
   const version = r.u32();
-  const v1 = version === QUIC_V1;
-  // Connection IDs may be up to 255 bytes in other versions (RFC 8999 §5.1); v1 caps them at 20.
-  const maxCid = v1 ? MAX_CID_LENGTH : 255;
+  const params: QuicVersionParams | null = version === QUIC_V1 ? VERSION_1 : parseV2 && version === QUIC_V2 ? VERSION_2 : null;
+  // Connection IDs may be up to 255 bytes in other versions (RFC 8999 §5.1); v1 and v2 cap them at 20.
+  const maxCid = params !== null ? MAX_CID_LENGTH : 255;
   const dcidLen = r.u8();
   if (dcidLen > maxCid) throw new DecodeError(`DCID length ${dcidLen} too long`);
   const dcid = r.bytes(dcidLen);
@@ -88,11 +92,11 @@ export function parseHeader(dgram: Buffer, offset: number, shortDcidLength: numb
     const end = dgram.length;
     return { type: PacketType.VersionNegotiation, version, dcid, scid, token: EMPTY, start: offset, pnOffset: end, end, supportedVersions };
   }
-  const type = ((first >>> 4) & 0x03) as PacketType;
-  if (!v1) {
+  if (params === null) {
     const end = dgram.length;
-    return { type, version, dcid, scid, token: EMPTY, start: offset, pnOffset: end, end };
+    return { type: ((first >>> 4) & 0x03) as PacketType, version, dcid, scid, token: EMPTY, start: offset, pnOffset: end, end };
   }
+  const type = decodeLongHeaderType(first, params) as PacketType;
   if ((first & 0x40) === 0) throw new DecodeError('fixed bit is 0');
 
   if (type === PacketType.Retry) {
@@ -168,7 +172,8 @@ function checkPnLength(pnLength: number): void {
 /**
  * Writes an Initial, 0-RTT or Handshake header with the (unprotected) packet number. payloadLength counts the bytes
  * after the packet number including the 16-byte AEAD tag. The Length field is always a 2-byte varint, so
- * pnLength + payloadLength must be below 16384. token is only written for Initial packets (null = empty).
+ * pnLength + payloadLength must be below 16384. token is only written for Initial packets (null = empty). The type
+ * bits are QUIC v2's (RFC 9369 §3.2) when version is QUIC_V2, v1's for every other version.
  */
 export function writeLongHeader(
   buf: Buffer,
@@ -190,7 +195,7 @@ export function writeLongHeader(
   const length = pnLength + payloadLength;
   if (length >= 0x4000) throw new RangeError('long header payload too large for a 2-byte Length');
   let p = off;
-  buf[p++] = 0xc0 | (type << 4) | (pnLength - 1);
+  buf[p++] = 0xc0 | ((version === QUIC_V2 ? VERSION_2.typeBits[type] : type) << 4) | (pnLength - 1);
   buf.writeUInt32BE(version >>> 0, p);
   p += 4;
   buf[p++] = dcid.length;
@@ -249,14 +254,16 @@ export function buildVersionNegotiation(dcid: Buffer, scid: Buffer, versions: nu
 /**
  * Builds a Retry packet (RFC 9000 §17.2.5) with its integrity tag (RFC 9001 §5.8). dcid is the client's SCID,
  * scid the server's new CID, originalDcid the DCID of the client's Initial. The four unused bits are set to 1, as in
- * the RFC 9001 A.4 example.
+ * the RFC 9001 A.4 example. For QUIC_V2 the type bits, key and nonce are v2's (RFC 9369 §3.2, §3.3.3); every other
+ * version gets v1's.
  */
 export function buildRetry(version: number, dcid: Buffer, scid: Buffer, token: Buffer, originalDcid: Buffer): Buffer {
   if (dcid.length > MAX_CID_LENGTH || scid.length > MAX_CID_LENGTH) throw new RangeError('connection ID too long');
   if (token.length === 0) throw new RangeError('Retry token must not be empty');
   const bodyLen = 7 + dcid.length + scid.length + token.length;
   const out = Buffer.allocUnsafe(bodyLen + RETRY_TAG_LENGTH);
-  out[0] = 0xf0 | 0x0f;
+  const params = versionParams(version) ?? VERSION_1;
+  out[0] = 0xc0 | (params.typeBits[PacketType.Retry] << 4) | 0x0f;
   out.writeUInt32BE(version >>> 0, 1);
   let p = 5;
   out[p++] = dcid.length;
@@ -264,6 +271,6 @@ export function buildRetry(version: number, dcid: Buffer, scid: Buffer, token: B
   out[p++] = scid.length;
   p += scid.copy(out, p);
   token.copy(out, p);
-  retryIntegrityTag(originalDcid, out.subarray(0, bodyLen)).copy(out, bodyLen);
+  retryIntegrityTag(originalDcid, out.subarray(0, bodyLen), params).copy(out, bodyLen);
   return out;
 }
