@@ -1,8 +1,9 @@
 /**
- * QUIC Initial secrets (RFC 9001 §5.2; QUIC v2's salt and labels: RFC 9369 §3.3): derived from the client's first Destination Connection ID. A server derives
- * them once per new connection: the endpoint opens the first Initial with `clientInitialKeys`, and the connection it
- * creates takes those keys and the extracted initial_secret along (`ClientInitialKeys`) and expands only the server's
- * side from it (`serverInitialKeys`). Every function takes the version's descriptor (version.ts), v1 by default.
+ * QUIC Initial secrets (RFC 9001 §5.2; QUIC v2's salt and labels: RFC 9369 §3.3): derived from the client's first
+ * Destination Connection ID. A server derives them once per new connection: the endpoint opens the first Initial with
+ * `clientInitialKeys`, and the connection it creates takes those keys and the extracted initial_secret along
+ * (`ClientInitialKeys`) and expands only the server's side from it (`serverInitialKeys`). Every function takes the
+ * version's descriptor (version.ts), v1 by default.
  */
 import { hkdfExpandLabel, hkdfExtract } from './hkdf.js';
 import { TLS_AES_128_GCM_SHA256 } from './suites.js';
