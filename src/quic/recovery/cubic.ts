@@ -1,13 +1,15 @@
 /**
- * CUBIC (RFC 9438) on the RFC 9002 frame: slow start and recovery periods as in RFC 9002 §7.3 (one window reduction
- * per period, §7.3.2), persistent congestion collapsing to the minimum window (§7.6.2), and no growth while the sender
- * does not fill the window (§7.8, the same rule as new-reno.ts). In congestion avoidance the window follows
- * W_cubic(t) = C * (t - K)^3 + W_max (§4.2), or the Reno-friendly estimate W_est when that is larger (§4.3); a loss
- * multiplies the window by beta_cubic = 0.7 (§4.6) and, with fast convergence (§4.7), lowers W_max further when the
- * window had not regained the previous W_max. Sizes are bytes, times milliseconds; the RFC's formulas count segments
- * and seconds, so the curve here is C * S * (t - K)^3 + W_max with S the maximum datagram size.
+ * CUBIC (RFC 9438) on the RFC 9002 frame: slow start and recovery periods as in RFC 9002 §7.3 (one window
+ * reduction per period, §7.3.2), persistent congestion collapsing to the minimum window (§7.6.2), and no growth
+ * while the sender does not fill the window (§7.8); window.ts has what it shares with new-reno.ts. In congestion
+ * avoidance the window follows W_cubic(t) = C * (t - K)^3 + W_max (§4.2), or the Reno-friendly estimate W_est when
+ * that is larger (§4.3); a loss multiplies the window by beta_cubic = 0.7 (§4.6) and, with fast convergence (§4.7),
+ * lowers W_max further when the window had not regained the previous W_max. Sizes are bytes, times milliseconds; the
+ * RFC's formulas count segments and seconds, so the curve here is C * S * (t - K)^3 + W_max with S the maximum
+ * datagram size.
  */
 import type { CongestionController, CongestionPacket, RttView } from './congestion.js';
+import { WindowController } from './window.js';
 
 /** C (RFC 9438 §5.1): segments per second cubed. */
 export const CUBIC_C = 0.4;
@@ -19,14 +21,7 @@ export const CUBIC_ALPHA = (3 * (1 - CUBIC_BETA)) / (1 + CUBIC_BETA);
 /** Without an RTT estimate (unit tests), the target looks this far ahead: RFC 9002's initial RTT. */
 const DEFAULT_RTT: RttView = { smoothed: 333 };
 
-export class Cubic implements CongestionController {
-  cwnd: number;
-  bytesInFlight = 0;
-  ssthresh = Infinity;
-  /** Forces the window not to grow (RFC 9002 §7.8), whatever the bytes in flight say (see `windowUsed`). */
-  appLimited = false;
-  minWindow: number;
-  readonly initialWindow: number;
+export class Cubic extends WindowController {
   /** W_max (§4.2): the window just before the last reduction, lowered by fast convergence (§4.7); bytes. */
   wMax = 0;
   /** cwnd_prior (§4.6): the window just before the last reduction. */
@@ -37,28 +32,18 @@ export class Cubic implements CongestionController {
   wEst = 0;
   /** Start of the current congestion avoidance epoch (§4.2: t counts from here), ms; -Infinity: none started. */
   epochStart = -Infinity;
-  /** Start of the current recovery period; -Infinity when not in recovery. */
-  private recoveryStart = -Infinity;
   /** When the last acknowledgement was processed: app-limited time is taken out of t. */
   private lastAck = -Infinity;
-  /** The most bytes in flight in the current round trip and in the one before (as in new-reno.ts). */
-  private peakInFlight = 0;
-  private previousPeak = 0;
-  private roundStart = -Infinity;
 
   constructor(
-    public maxDatagramSize = 1200,
+    maxDatagramSize = 1200,
     private readonly rtt: RttView = DEFAULT_RTT,
   ) {
-    this.initialWindow = Math.min(10 * maxDatagramSize, Math.max(14720, 2 * maxDatagramSize));
-    this.minWindow = 2 * maxDatagramSize;
-    this.cwnd = this.initialWindow;
+    super(maxDatagramSize);
   }
 
-  setMaxDatagramSize(bytes: number): void {
-    this.maxDatagramSize = bytes;
-    this.minWindow = 2 * bytes;
-    if (this.cwnd < this.minWindow) this.cwnd = this.minWindow;
+  override setMaxDatagramSize(bytes: number): void {
+    super.setMaxDatagramSize(bytes);
     // The curve's K was computed in segments of the old size: start a new epoch from the current window.
     this.epochStart = -Infinity;
   }
@@ -67,18 +52,6 @@ export class Cubic implements CongestionController {
   wCubic(t: number): number {
     const d = t - this.k;
     return CUBIC_C * this.maxDatagramSize * d * d * d + this.wMax;
-  }
-
-  onPacketSent(bytes: number, _now: number): void {
-    this.bytesInFlight += bytes;
-    if (this.bytesInFlight > this.peakInFlight) this.peakInFlight = this.bytesInFlight;
-  }
-
-  /** The sender used the window since the previous acknowledgement (RFC 9002 §7.8; the rule of new-reno.ts). */
-  private windowUsed(): boolean {
-    if (this.appLimited) return false;
-    const peak = Math.max(this.peakInFlight, this.previousPeak);
-    return this.cwnd < this.ssthresh ? 2 * peak >= this.cwnd : peak + 3 * this.maxDatagramSize >= this.cwnd;
   }
 
   onPacketsAcked(packets: readonly CongestionPacket[], now: number): void {
@@ -100,12 +73,7 @@ export class Cubic implements CongestionController {
     }
     if (avoidanceBytes > 0) this.congestionAvoidance(avoidanceBytes, now);
     this.lastAck = now;
-    if (lastSent >= this.roundStart) {
-      // A packet sent in the current round was acknowledged: a round trip has passed.
-      this.previousPeak = this.peakInFlight;
-      this.peakInFlight = this.bytesInFlight;
-      this.roundStart = now;
-    }
+    this.endRound(lastSent, now);
   }
 
   /** RFC 9438 §4.2-§4.5: growth for `acked` bytes acknowledged in congestion avoidance. */
@@ -138,38 +106,13 @@ export class Cubic implements CongestionController {
     this.cwnd += ((target - this.cwnd) * acked) / this.cwnd;
   }
 
-  onPacketsLost(packets: readonly CongestionPacket[], now: number): void {
-    let lastSent = -Infinity;
-    for (let i = 0; i < packets.length; i++) {
-      const p = packets[i];
-      this.release(p.size);
-      if (p.timeSent > lastSent) lastSent = p.timeSent;
-    }
-    if (packets.length > 0) this.onCongestionEvent(lastSent, now);
-  }
-
-  onPersistentCongestion(): void {
-    this.cwnd = this.minWindow;
-    this.recoveryStart = -Infinity;
+  override onPersistentCongestion(): void {
+    super.onPersistentCongestion();
     this.epochStart = -Infinity;
   }
 
-  onPacketDiscarded(bytes: number): void {
-    this.release(bytes);
-  }
-
-  canSend(bytes: number): boolean {
-    return this.bytesInFlight + bytes <= this.cwnd;
-  }
-
-  inRecovery(sentTime: number): boolean {
-    return sentTime <= this.recoveryStart;
-  }
-
-  /** RFC 9002 §7.3.2 with RFC 9438 §4.6-§4.7: reduce once per recovery period, the period starting now. */
-  private onCongestionEvent(sentTime: number, now: number): void {
-    if (this.inRecovery(sentTime)) return;
-    this.recoveryStart = now;
+  /** RFC 9438 §4.6-§4.7: the reduction when a recovery period starts. */
+  protected reduce(): void {
     const cwnd = this.cwnd;
     // Fast convergence (§4.7): a window that did not regain the previous W_max releases bandwidth to newer flows.
     this.wMax = cwnd < this.wMax ? (cwnd * (1 + CUBIC_BETA)) / 2 : cwnd;
@@ -177,10 +120,6 @@ export class Cubic implements CongestionController {
     this.ssthresh = Math.max(Math.floor(cwnd * CUBIC_BETA), this.minWindow);
     this.cwnd = this.ssthresh;
     this.epochStart = -Infinity;
-  }
-
-  private release(bytes: number): void {
-    this.bytesInFlight = this.bytesInFlight > bytes ? this.bytesInFlight - bytes : 0;
   }
 }
 
