@@ -13,24 +13,13 @@
  * .cpuprofile of the last run. The figures leave out node:dgram, HTTP/3 and the upstream: bench/edge.ts measures the
  * router whole. A measurement tool, not a test.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Endpoint } from '../src/quic/endpoint.js';
 import type { Connection } from '../src/quic/connection.js';
 import { loadPemChain, loadPrivateKey } from '../src/quic/tls/pem.js';
+import { CERTS, CLIENT, SERVER, own, runProfiled } from './inproc.js';
 
-/** A copy in an ArrayBuffer of its own, as node:dgram hands each received datagram over (not a pooled slice). */
-function own(d: Buffer): Buffer {
-  const b = Buffer.from(new ArrayBuffer(d.length));
-  d.copy(b);
-  return b;
-}
-
-const CERTS = fileURLToPath(new URL('../../test/fixtures/certs/', import.meta.url));
-const SERVER = { address: '127.0.0.1', port: 4433 };
-const CLIENT = { address: '127.0.0.1', port: 50000 };
 
 interface Options {
   sizeMB: number;
@@ -162,67 +151,18 @@ function upload(o: Options): RunResult {
   return { datagrams: received, usPerDatagram: serverUs / received, sentPerReceived: sent / received, mbPerSec: size / 1e3 / wallMs };
 }
 
-function post<T>(s: Session, method: string, params?: object): Promise<T> {
-  return new Promise((res, rej) => s.post(method, params ?? {}, (err, r) => (err ? rej(err) : res(r as T))));
-}
-
-interface HeapNode {
-  callFrame: { functionName: string };
-  selfSize: number;
-  children: HeapNode[];
-}
-
-/** Bytes allocated under a frame named `name` (sampled), and the top allocating frames beneath it. */
-function allocatedUnder(root: HeapNode, name: string): { bytes: number; top: [string, number][] } {
-  const bySite = new Map<string, number>();
-  let bytes = 0;
-  const walk = (n: HeapNode, inside: boolean, path: string): void => {
-    const here = inside || n.callFrame.functionName === name;
-    if (here && n.selfSize > 0) {
-      bytes += n.selfSize;
-      bySite.set(path, (bySite.get(path) ?? 0) + n.selfSize);
-    }
-    for (const c of n.children) walk(c, here, here ? `${path ? `${path} > ` : ''}${c.callFrame.functionName || '(anon)'}` : '');
-  };
-  walk(root, false, '');
-  const top = [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25);
-  return { bytes, top };
-}
-
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   console.log(`rx-path: ${o.sizeMB} MB upload, client datagrams ${o.datagram} B, server batches of ${o.batch}`);
-  upload({ ...o, sizeMB: Math.min(o.sizeMB, 16) }); // warm-up (JIT)
-  const session = o.cpuProf || o.heapProf ? new Session() : null;
-  session?.connect();
-  const rows: RunResult[] = [];
-  for (let r = 1; r <= o.runs; r++) {
-    const last = r === o.runs;
-    if (session && last && o.cpuProf) {
-      await post(session, 'Profiler.enable');
-      await post(session, 'Profiler.setSamplingInterval', { interval: 100 });
-      await post(session, 'Profiler.start');
-    }
-    if (session && last && o.heapProf) await post(session, 'HeapProfiler.startSampling', { samplingInterval: 256, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true });
-    const res = upload(o);
-    rows.push(res);
-    let alloc = '';
-    if (session && last && o.heapProf) {
-      const { profile } = await post<{ profile: { head: HeapNode } }>(session, 'HeapProfiler.stopSampling');
-      writeFileSync(o.heapProf, JSON.stringify(profile));
-      const a = allocatedUnder(profile.head, 'serverTurn');
-      alloc = `, server allocated ~${(a.bytes / res.datagrams).toFixed(0)} B per received datagram`;
-      for (const [site, b] of a.top) console.log(`    ${(b / res.datagrams).toFixed(1).padStart(7)} B/dgram  ${site}`);
-    }
-    if (session && last && o.cpuProf) {
-      const { profile } = await post<{ profile: unknown }>(session, 'Profiler.stop');
-      writeFileSync(o.cpuProf, JSON.stringify(profile));
-    }
-    console.log(`run ${r}: ${res.datagrams} datagrams, server ${res.usPerDatagram.toFixed(2)} µs per received datagram, ${res.sentPerReceived.toFixed(3)} sent per received${alloc} (${res.mbPerSec.toFixed(0)} MB/s both sides)`);
-  }
-  const med = rows.map((r) => r.usPerDatagram).sort((a, b) => a - b)[rows.length >> 1];
-  console.log(`median: ${med.toFixed(2)} µs per received datagram`);
-  session?.disconnect();
+  await runProfiled(
+    o,
+    'received',
+    () => void upload({ ...o, sizeMB: Math.min(o.sizeMB, 16) }), // warm-up (JIT)
+    () => upload(o),
+    (res, alloc) =>
+      `${res.datagrams} datagrams, server ${res.usPerDatagram.toFixed(2)} µs per received datagram, ` +
+      `${res.sentPerReceived.toFixed(3)} sent per received${alloc} (${res.mbPerSec.toFixed(0)} MB/s both sides)`,
+  );
 }
 
 main().catch((e: unknown) => {
